@@ -1,0 +1,28 @@
+# The two commands a newcomer types: `make up` (run vtflow) and `make test` (pass the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test bench clean
+
+up: $(STAMP)
+	$(BIN)/vtflow up
+
+test: $(STAMP)
+	sh scripts/test-prereqs.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	sh scripts/test-prereqs.sh
+	$(BIN)/python bench/node_prep.py
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .vtflow

@@ -1,0 +1,19 @@
+"""Deployments that ``make up`` serves: names, schedules, triggers and default parameters.
+
+Entry points only: no logic beyond declaring how each flow is offered in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+
+def all_deployments() -> list:
+    from flows.node_prep import node_prep
+
+    return [
+        node_prep.to_deployment(
+            name="node-prep",
+            description="Check every K3s node over SSH (K3s, CPU, memory, disk, WireGuard, clock, MySQL client).",
+            tags=["vtflow", "deploy"],
+            parameters={"nodes_block": "default"},
+        ),
+    ]

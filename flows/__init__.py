@@ -1,0 +1,1 @@
+"""Prefect flows. Each flow reads as the list of its steps; the steps live in ``tasks/``."""

@@ -1,0 +1,254 @@
+"""The ``vtflow`` command line: parses arguments and calls the stack, the blocks and the flows.
+
+Secrets are read from files, environment variables or a prompt, never from the command line
+(arguments are visible to every user in ``ps``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from vtflow.errors import ConfigError, VtflowError
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _read_file(path: str, what: str) -> str:
+    p = Path(path).expanduser()
+    try:
+        return p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{what} {p}", f"cannot be read ({e.strerror}).", "give a readable file.") from e
+
+
+def _secret_from_env(var: str | None, what: str, prompt: bool) -> str | None:
+    if var:
+        value = os.environ.get(var)
+        if value is None:
+            raise ConfigError(f"environment variable {var}", f"is not set, so there is no {what}.", f"export {var}=... first.")
+        return value
+    if prompt and sys.stdin.isatty():
+        return getpass.getpass(f"{what}: ")
+    return None
+
+
+def inline_kubeconfig_files(text: str, source: str) -> str:
+    """Embed the files a kubeconfig points to (CA, client cert and key) so the block is self-contained."""
+    data = yaml.safe_load(text) or {}
+    base = Path(source).expanduser().parent
+    pairs = (("clusters", "cluster", "certificate-authority"), ("users", "user", "client-certificate"),
+             ("users", "user", "client-key"))
+    for section, inner, field in pairs:
+        for item in data.get(section) or []:
+            body = item.get(inner) or {}
+            if field in body and f"{field}-data" not in body:
+                path = Path(body.pop(field)).expanduser()
+                path = path if path.is_absolute() else base / path
+                body[f"{field}-data"] = base64.b64encode(_read_file(str(path), f"{field} of kubeconfig").encode()).decode()
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def nodes_block_from_inputs(inventory_path: str, key_path: str | None, known_hosts_path: str | None,
+                            scan: bool, passphrase: str | None, user: str | None):
+    """Build (not save) an SSHNodes block, listing every missing input at once."""
+    from blocks.nodes import SSHNodes
+    from vtflow import ssh
+
+    missing: list[str] = []
+    try:
+        inventory = yaml.safe_load(_read_file(inventory_path, "inventory")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"inventory {inventory_path}", f"is not YAML ({e}).", "see README: the inventory format.") from e
+    if not isinstance(inventory, dict) or not inventory.get("nodes"):
+        raise ConfigError(f"inventory {inventory_path}", "has no `nodes:` list.",
+                          "list each node with name, address and optionally port, role, internal_address.")
+    key_text = _read_file(key_path, "private key") if key_path else None
+    if key_text is None:
+        missing.append("--key FILE: the private key the nodes accept")
+    else:
+        ssh.load_private_key(key_text, passphrase, f"private key {key_path}")
+    known = _read_file(known_hosts_path, "known_hosts") if known_hosts_path else ""
+    try:
+        draft = SSHNodes(nodes=inventory["nodes"], user=user or inventory.get("user") or "root",
+                         private_key=key_text or "-", passphrase=passphrase, known_hosts="")
+    except Exception as e:
+        raise ConfigError(f"inventory {inventory_path}", f"is not valid: {e}", "fix the fields named above.") from e
+    trusted = ssh.parse_known_hosts(known, f"known_hosts {known_hosts_path}") if known else None
+    lines = []
+    for n in draft.nodes:
+        host = n.endpoint.known_hosts_name
+        entry = trusted.lookup(host) if trusted is not None else None
+        if entry:
+            lines += [f"{host} {kt} {k.get_base64()}" for kt, k in entry.items()]
+        elif scan:
+            line = ssh.fetch_host_key(n.endpoint)
+            print(f"scanned {n.endpoint.label}: {line.split()[1]} {ssh.parse_known_hosts(line, 'scan').lookup(host)[line.split()[1]].fingerprint}"
+                  " -- compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the node")
+            lines.append(line)
+        else:
+            missing.append(f"host key of {n.endpoint.label}: `ssh-keyscan -p {n.port} {n.address} >> FILE` "
+                           "then --known-hosts FILE (or --scan-host-keys to fetch and print them)")
+    if missing:
+        raise ConfigError(f"SSH nodes block from {inventory_path}", "cannot be made; missing:\n  - " + "\n  - ".join(missing),
+                          "give what is listed, then run the command again.")
+    return draft.model_copy(update={"known_hosts": "\n".join(lines) + "\n"})
+
+
+def _save(block, name: str, overwrite: bool) -> None:
+    try:
+        block.save(name, overwrite=overwrite)
+    except ValueError as e:
+        if "already" in str(e).lower():
+            raise ConfigError(f"{block.get_block_type_name()} block {name!r}", "already exists.",
+                              "pass --overwrite to replace it, or choose another --name.") from e
+        raise
+    print(f"saved {block.get_block_type_name()} block {name!r}")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_up(args) -> int:
+    from vtflow.stack import up
+    return up()
+
+
+def cmd_block_nodes(args) -> int:
+    passphrase = _secret_from_env(args.passphrase_env, "key passphrase", prompt=False)
+    block = nodes_block_from_inputs(args.inventory, args.key, args.known_hosts, args.scan_host_keys, passphrase, args.user)
+    _save(block, args.name, args.overwrite)
+    return 0
+
+
+def cmd_block_target(args) -> int:
+    from blocks.target import VitessTarget
+
+    text = inline_kubeconfig_files(_read_file(args.kubeconfig, "kubeconfig"), args.kubeconfig)
+    fields = {k: getattr(args, k) for k in ("context", "namespace", "cluster_name", "vtgate_address",
+                                            "vtctld_address", "node_address", "registry_mirror") if getattr(args, k)}
+    block = VitessTarget(kubeconfig=text, **fields)
+    block.api_client()  # the kubeconfig and context must be usable before we save
+    _save(block, args.name, args.overwrite)
+    return 0
+
+
+def cmd_block_mysql(args) -> int:
+    from blocks.mysql import MySQLCredentials
+
+    password = _secret_from_env(args.password_env, "MySQL password", prompt=True)
+    if not password:
+        raise ConfigError("MySQL credentials block", "has no password.",
+                          "pass --password-env VAR with VAR exported, or run in a terminal to be prompted.")
+    _save(MySQLCredentials(user=args.user, password=password), args.name, args.overwrite)
+    return 0
+
+
+def cmd_block_harbor(args) -> int:
+    from blocks.harbor import HarborWebhook
+
+    header = _secret_from_env(args.auth_header_env, "Harbor auth header", prompt=True)
+    if not header:
+        raise ConfigError("Harbor webhook block", "has no auth header.",
+                          "pass --auth-header-env VAR with VAR exported (e.g. VAR=$(openssl rand -hex 24)).")
+    _save(HarborWebhook(auth_header=header), args.name, args.overwrite)
+    return 0
+
+
+def cmd_node_prep(args) -> int:
+    from flows.node_prep import node_prep
+    from tasks.node_prep import NodeRequirements
+
+    req = NodeRequirements(**{k: v for k, v in {
+        "min_cpus": args.min_cpus, "min_memory_gib": args.min_memory_gib, "min_disk_gib": args.min_disk_gib,
+    }.items() if v is not None})
+    state = node_prep(nodes_block=args.nodes, requirements=req, install_mysql_client=args.install_mysql_client,
+                      fail_on_unreachable=not args.continue_on_unreachable, return_state=True)
+    reports = state.result(raise_on_failure=False)
+    if isinstance(reports, list):
+        for r in reports:
+            print(f"{r.node:<16} {r.worst:<5} " + ("unreachable: " + (r.error or "") if not r.reachable else
+                  ", ".join(f"{c.check}={c.level}" for c in r.checks)))
+    if not state.is_completed():
+        print(f"node prep failed: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtflow", description="Deploy and operate Vitess on K3s with Prefect flows.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="start the Prefect server, register blocks, serve deployments (Ctrl-C stops)").set_defaults(func=cmd_up)
+
+    block = sub.add_parser("block", help="create vtflow's blocks from ordinary files").add_subparsers(dest="block", required=True)
+    create = block.add_parser("create", help="create a block").add_subparsers(dest="kind", required=True)
+
+    def common(sp, default_name="default"):
+        sp.add_argument("--name", default=default_name, help=f"block name (default {default_name})")
+        sp.add_argument("--overwrite", action="store_true", help="replace an existing block of that name")
+
+    n = create.add_parser("nodes", help="SSH nodes from an inventory file, a key file and host keys")
+    common(n)
+    n.add_argument("--inventory", required=True, help="YAML: user, nodes: [{name, address, port, role, internal_address}]")
+    n.add_argument("--key", help="private key file the nodes accept")
+    n.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
+    n.add_argument("--known-hosts", help="known_hosts file with each node's host key")
+    n.add_argument("--scan-host-keys", action="store_true", help="fetch missing host keys from the nodes and print their fingerprints")
+    n.add_argument("--user", help="SSH user (overrides the inventory's)")
+    n.set_defaults(func=cmd_block_nodes)
+
+    t = create.add_parser("target", help="the cluster target from a kubeconfig")
+    common(t)
+    t.add_argument("--kubeconfig", required=True)
+    t.add_argument("--context")
+    t.add_argument("--namespace")
+    t.add_argument("--cluster-name")
+    t.add_argument("--vtgate-address")
+    t.add_argument("--vtctld-address")
+    t.add_argument("--node-address")
+    t.add_argument("--registry-mirror")
+    t.set_defaults(func=cmd_block_target)
+
+    m = create.add_parser("mysql", help="MySQL credentials used through vtgate")
+    common(m)
+    m.add_argument("--user", default="user")
+    m.add_argument("--password-env", help="environment variable holding the password (else prompted)")
+    m.set_defaults(func=cmd_block_mysql)
+
+    h = create.add_parser("harbor", help="the Harbor webhook's auth header")
+    common(h)
+    h.add_argument("--auth-header-env", help="environment variable holding the header value (else prompted)")
+    h.set_defaults(func=cmd_block_harbor)
+
+    np = sub.add_parser("node-prep", help="run the node-prep flow now")
+    np.add_argument("--nodes", default="default", help="SSH nodes block name")
+    np.add_argument("--install-mysql-client", action="store_true")
+    np.add_argument("--continue-on-unreachable", action="store_true")
+    np.add_argument("--min-cpus", type=int)
+    np.add_argument("--min-memory-gib", type=float)
+    np.add_argument("--min-disk-gib", type=float)
+    np.set_defaults(func=cmd_node_prep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VtflowError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The project's own errors.
+
+Two families: ``TransientError`` (worth retrying: a node that is rebooting, an API that
+answered 503) and ``PermanentError`` (bad input, a refused key, a failed check: retrying
+cannot help). Library errors are wrapped with ``raise ... from e`` at the client modules so
+that callers never need to import paramiko, pymysql or kubernetes to tell them apart.
+
+Every message names the object it is about and says what to do. Messages never carry a
+secret value: callers pass names (block names, hosts, files), never the secrets themselves.
+"""
+
+from __future__ import annotations
+
+
+class VtflowError(Exception):
+    """Base of every error vtflow raises on purpose."""
+
+    def __init__(self, subject: str, problem: str, fix: str | None = None):
+        self.subject = subject
+        self.problem = problem
+        self.fix = fix
+        text = f"{subject}: {problem}"
+        if fix:
+            text += f" Fix: {fix}"
+        super().__init__(text)
+
+
+class PermanentError(VtflowError):
+    """Retrying will not help; a person has to change something first."""
+
+
+class TransientError(VtflowError):
+    """Likely to pass on a later attempt."""
+
+
+class ConfigError(PermanentError):
+    """Bad or missing input (a block, a file, a parameter), found before anything changed."""
+
+
+class HostKeyError(PermanentError):
+    """A node's SSH host key is not the one the nodes block trusts."""
+
+
+class AuthError(PermanentError):
+    """Credentials were refused (SSH key, MySQL password)."""
+
+
+class UnreachableError(TransientError):
+    """The host did not answer or refused the connection."""
+
+
+class CommandError(PermanentError):
+    """A remote command ran and failed."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when a retry may succeed: used as the tasks' retry condition."""
+    return isinstance(exc, TransientError)
