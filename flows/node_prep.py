@@ -90,13 +90,13 @@ def node_prep(
     unreachable = [r for r in reports if not r.reachable]
     failing = [r for r in reports if r.reachable and r.worst == "fail"]
     summary = (f"{len(reports)} nodes: {len(reports) - len(unreachable) - len(failing)} passed, "
-               f"{len(failing)} failed a check, {len(unreachable)} unreachable; "
+               f"{len(failing)} failed a check, {len(unreachable)} not checked; "
                f"{sum(r.changed for r in reports)} changed.")
     create_table_artifact(table=report_rows(reports), key=artifact_key(nodes_block),
                           description=f"Node prep of SSH nodes block `{nodes_block}`: {summary}")
     log.info(summary)
     if unreachable and fail_on_unreachable:
-        raise PermanentError("node prep", f"unreachable: {', '.join(r.node for r in unreachable)}.",
+        raise PermanentError("node prep", f"not checked (unreachable or refused): {', '.join(r.node for r in unreachable)}.",
                              "see each node's error above; re-run with fail_on_unreachable=false to go on without them.")
     if failing and fail_on_check:
         raise PermanentError("node prep", f"checks failed on {', '.join(r.node for r in failing)}.",

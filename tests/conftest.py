@@ -37,6 +37,12 @@ def prefect_server():
     server = PrefectServer(StackSettings.from_env()).start()
     register_blocks()
     yield server
+    # flush what clients still hold (task-run events, logs) before the server goes
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
     server.stop()
 
 

@@ -95,7 +95,7 @@ def test_unreachable_node_is_named_and_the_others_are_kept(prefect_server, node_
     name = save_nodes_block(nodes_block(node_bed, nodes[:3], extra_nodes=[ghost]))
     state, _ = run(name)
     assert state.is_failed()
-    assert "unreachable: ghost" in state.message
+    assert "not checked (unreachable or refused): ghost." in state.message
     rows = {row["node"]: row for row in read_table_artifact(artifact_key(name))}
     assert rows["ghost"]["result"] == "fail" and "cannot connect" in rows["ghost"]["problems"]
     assert all(rows[n.name]["k3s"] == "ok: v1.32.5+k3s1" for n in nodes[:3])

@@ -1,0 +1,111 @@
+"""The vtflow command line, run as a user runs it (a subprocess) against this session's server."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import yaml
+
+from blocks.mysql import MySQLCredentials
+from blocks.nodes import SSHNodes
+from blocks.target import VitessTarget
+
+
+def vtflow(*args, env=None, cwd=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vtflow.cli", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def write_inventory(tmp_path, bed, nodes):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(bed.inventory(nodes)))
+    return path
+
+
+def test_block_create_nodes_from_files(prefect_server, node_bed, nodes, tmp_path):
+    inv = write_inventory(tmp_path, node_bed, nodes[:3])
+    kh = tmp_path / "known_hosts"
+    kh.write_text(node_bed.known_hosts(nodes) + "[10.9.9.9]:22 ssh-ed25519 " + nodes[0].host_key_line.split()[2] + "\n")
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    r = vtflow("block", "create", "nodes", "--name", name, "--inventory", str(inv), "--key", str(node_bed.client_key),
+               "--known-hosts", str(kh))
+    assert r.returncode == 0, r.stderr
+    assert "PRIVATE KEY" not in r.stdout + r.stderr
+    block = SSHNodes.load(name)
+    assert [n.name for n in block.nodes] == ["node1", "node2", "node3"]
+    assert block.known_hosts.splitlines() == [n.host_key_line for n in nodes[:3]], "only the inventory's nodes are kept"
+    assert block.private_key.get_secret_value() == node_bed.client_key.read_text()
+
+    again = vtflow("block", "create", "nodes", "--name", name, "--inventory", str(inv), "--key", str(node_bed.client_key),
+                   "--known-hosts", str(kh))
+    assert again.returncode == 2 and "already exists" in again.stderr and "--overwrite" in again.stderr
+
+
+def test_block_create_nodes_lists_everything_missing(prefect_server, node_bed, nodes, tmp_path):
+    inv = write_inventory(tmp_path, node_bed, nodes[:3])
+    kh = tmp_path / "known_hosts"
+    kh.write_text(nodes[0].host_key_line + "\n")
+    r = vtflow("block", "create", "nodes", "--name", "never-saved", "--inventory", str(inv), "--known-hosts", str(kh))
+    assert r.returncode == 2
+    assert "--key FILE" in r.stderr
+    assert f"ssh-keyscan -p {nodes[1].port} {nodes[1].address}" in r.stderr
+    assert f"ssh-keyscan -p {nodes[2].port} {nodes[2].address}" in r.stderr
+    assert "node1" not in r.stderr.split("missing:")[1]
+
+
+def test_block_create_nodes_can_scan_host_keys_on_request(prefect_server, node_bed, nodes, tmp_path):
+    inv = write_inventory(tmp_path, node_bed, nodes[:2])
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    r = vtflow("block", "create", "nodes", "--name", name, "--inventory", str(inv), "--key", str(node_bed.client_key),
+               "--scan-host-keys")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("SHA256:") == 2
+    assert SSHNodes.load(name).known_hosts.splitlines() == [n.host_key_line for n in nodes[:2]]
+
+
+def test_block_create_mysql_reads_the_password_from_the_environment(prefect_server):
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    r = vtflow("block", "create", "mysql", "--name", name, "--user", "app", "--password-env", "VT_PW",
+               env={"VT_PW": "pw-from-env-7731"})
+    assert r.returncode == 0, r.stderr
+    assert MySQLCredentials.load(name).password.get_secret_value() == "pw-from-env-7731"
+    missing = vtflow("block", "create", "mysql", "--name", name + "x", "--password-env", "VT_PW_UNSET")
+    assert missing.returncode == 2 and "VT_PW_UNSET: is not set" in missing.stderr
+    no_tty = vtflow("block", "create", "mysql", "--name", name + "y")
+    assert no_tty.returncode == 2 and "--password-env" in no_tty.stderr
+
+
+def test_block_create_target_inlines_certificate_files(prefect_server, tmp_path):
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    kc = tmp_path / "k3s.yaml"
+    kc.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "default",
+        "clusters": [{"name": "default", "cluster": {"server": "https://10.0.0.11:6443", "certificate-authority": "ca.crt"}}],
+        "users": [{"name": "default", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+    }))
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    r = vtflow("block", "create", "target", "--name", name, "--kubeconfig", str(kc), "--namespace", "vitess",
+               "--registry-mirror", "harbor.lan/vitess")
+    assert r.returncode == 0, r.stderr
+    t = VitessTarget.load(name)
+    assert (t.namespace, t.registry_mirror) == ("vitess", "harbor.lan/vitess")
+    cluster = yaml.safe_load(t.kubeconfig.get_secret_value())["clusters"][0]["cluster"]
+    assert "certificate-authority" not in cluster and cluster["certificate-authority-data"]
+
+    bad = vtflow("block", "create", "target", "--name", name + "z", "--kubeconfig", str(kc), "--context", "nope")
+    assert bad.returncode == 2 and "context 'nope' is not in the kubeconfig" in bad.stderr
+
+
+def test_node_prep_command_runs_the_flow(prefect_server, node_bed, nodes, tmp_path):
+    from helpers import nodes_block, save_nodes_block
+
+    name = save_nodes_block(nodes_block(node_bed, nodes[:2]))
+    r = vtflow("node-prep", "--nodes", name, "--min-memory-gib", "1", "--min-disk-gib", "0.1", "--min-cpus", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [l for l in r.stdout.splitlines() if l.startswith("node")]
+    assert len(lines) == 2 and all("k3s=ok" in l and "memory=ok" in l for l in lines)
+    r = vtflow("node-prep", "--nodes", name, "--min-memory-gib", "100000")
+    assert r.returncode == 1 and "checks failed on node1, node2" in r.stderr

@@ -1,0 +1,221 @@
+"""Which resources the double serves: the registry behind discovery and URL routing.
+
+Built-in kinds of a K3s 1.33 server (only the versions such a server still serves: removed
+versions such as ``extensions/v1beta1`` or ``rbac.authorization.k8s.io/v1beta1`` are absent, so
+they answer 404 as on a real 1.22+ server), plus kinds registered from CustomResourceDefinitions.
+This module must not store objects or speak HTTP; it only describes resources.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    # subresource name -> verbs ("status": get/patch/update, "exec": create/get, ...)
+    subresources: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+    categories: tuple[str, ...] = ()
+    crd: bool = False
+    # for CRD kinds: the openAPIV3Schema of this version (None for built-ins)
+    schema: dict | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def gr(self) -> tuple[str, str]:
+        return (self.group, self.plural)
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+    def discovery_entries(self) -> list[dict]:
+        main = {"name": self.plural, "singularName": self.singular or self.kind.lower(),
+                "namespaced": self.namespaced, "kind": self.kind, "verbs": list(self.verbs)}
+        if self.short_names:
+            main["shortNames"] = list(self.short_names)
+        if self.categories:
+            main["categories"] = list(self.categories)
+        out = [main]
+        for sub, verbs in self.subresources.items():
+            kind = {"exec": "PodExecOptions", "log": "Pod", "scale": "Scale", "eviction": "Eviction",
+                    "binding": "Binding"}.get(sub, self.kind)
+            entry = {"name": f"{self.plural}/{sub}", "singularName": "", "namespaced": self.namespaced,
+                     "kind": kind, "verbs": list(verbs)}
+            if sub == "scale":
+                entry.update(group="autoscaling", version="v1")
+            out.append(entry)
+        return out
+
+
+_STATUS = {"status": ("get", "patch", "update")}
+_SCALE = {"scale": ("get", "patch", "update")}
+
+
+def _rt(group, version, plural, kind, namespaced, short=(), sub=None, verbs=ALL_VERBS, categories=()):
+    return ResourceType(group, version, plural, kind, namespaced, kind.lower(), tuple(short),
+                        tuple(verbs), dict(sub or {}), tuple(categories))
+
+
+def builtin_types() -> list[ResourceType]:
+    core_all = ("all",)
+    return [
+        _rt("", "v1", "namespaces", "Namespace", False, ("ns",), _STATUS,
+            ("create", "delete", "get", "list", "patch", "update", "watch")),
+        _rt("", "v1", "pods", "Pod", True, ("po",),
+            {"status": ("get", "patch", "update"), "exec": ("create", "get"), "log": ("get",),
+             "binding": ("create",), "eviction": ("create",)}, categories=core_all),
+        _rt("", "v1", "services", "Service", True, ("svc",), _STATUS,
+            ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+            categories=core_all),
+        _rt("", "v1", "endpoints", "Endpoints", True, ("ep",)),
+        _rt("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
+        _rt("", "v1", "secrets", "Secret", True),
+        _rt("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+        _rt("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), _STATUS),
+        _rt("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), _STATUS),
+        _rt("", "v1", "nodes", "Node", False, ("no",), _STATUS),
+        _rt("", "v1", "events", "Event", True, ("ev",)),
+        _rt("apps", "v1", "deployments", "Deployment", True, ("deploy",), _STATUS | _SCALE, categories=core_all),
+        _rt("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), _STATUS | _SCALE, categories=core_all),
+        _rt("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), _STATUS | _SCALE, categories=core_all),
+        _rt("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), _STATUS, categories=core_all),
+        _rt("apps", "v1", "controllerrevisions", "ControllerRevision", True),
+        _rt("batch", "v1", "jobs", "Job", True, (), _STATUS, categories=core_all),
+        _rt("batch", "v1", "cronjobs", "CronJob", True, ("cj",), _STATUS, categories=core_all),
+        _rt("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+        _rt("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+        _rt("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+        _rt("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+        _rt("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
+            ("crd", "crds"), _STATUS),
+        _rt("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",)),
+        _rt("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
+        _rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), _STATUS),
+        _rt("coordination.k8s.io", "v1", "leases", "Lease", True),
+    ]
+
+
+class Registry:
+    """Thread-safe map of served resource types, changed when CRDs come and go."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_gvr: dict[tuple[str, str, str], ResourceType] = {}
+        # group -> ordered versions (preferred first)
+        self._groups: dict[str, list[str]] = {}
+        # crd name -> the (group, version, plural) triples it registered
+        self._crd_owned: dict[str, list[tuple[str, str, str]]] = {}
+        for rt in builtin_types():
+            self._add(rt)
+
+    def _add(self, rt: ResourceType) -> None:
+        self._by_gvr[(rt.group, rt.version, rt.plural)] = rt
+        versions = self._groups.setdefault(rt.group, [])
+        if rt.version not in versions:
+            versions.append(rt.version)
+
+    # -- lookups -------------------------------------------------------------------------
+    def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
+        return self._by_gvr.get((group, version, plural))
+
+    def by_gr(self, group: str, plural: str) -> ResourceType | None:
+        """The preferred version of a (group, resource)."""
+        with self._lock:
+            for v in self._groups.get(group, []):
+                rt = self._by_gvr.get((group, v, plural))
+                if rt:
+                    return rt
+        return None
+
+    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
+        group, _, version = api_version.rpartition("/")
+        with self._lock:
+            for rt in self._by_gvr.values():
+                if rt.group == group and rt.version == version and rt.kind == kind:
+                    return rt
+        return None
+
+    def get(self, ref: str) -> ResourceType:
+        """By ``"pods"`` or ``"apps/deployments"`` or ``"planetscale.com/vitessclusters"``."""
+        group, _, plural = ref.rpartition("/")
+        rt = self.by_gr(group, plural)
+        if rt is None:
+            raise KeyError(f"no resource {ref!r} is served")
+        return rt
+
+    def groups(self) -> dict[str, list[str]]:
+        with self._lock:
+            return {g: list(v) for g, v in self._groups.items()}
+
+    def in_version(self, group: str, version: str) -> list[ResourceType]:
+        with self._lock:
+            return [rt for (g, v, _), rt in self._by_gvr.items() if g == group and v == version]
+
+    def all(self) -> list[ResourceType]:
+        with self._lock:
+            return list(self._by_gvr.values())
+
+    def group_resources(self) -> set[tuple[str, str]]:
+        with self._lock:
+            return {(rt.group, rt.plural) for rt in self._by_gvr.values()}
+
+    # -- CRDs --------------------------------------------------------------------------
+    def register_crd(self, crd: dict) -> list[ResourceType]:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        group = spec.get("group", "")
+        namespaced = spec.get("scope", "Namespaced") == "Namespaced"
+        name = crd["metadata"]["name"]
+        added = []
+        versions = [v for v in spec.get("versions") or [] if v.get("served", True)]
+        # The storage version first, then the rest as declared: the real server orders by
+        # version priority; for single-version CRDs (all of vitess-operator's) it is the same.
+        versions.sort(key=lambda v: (not v.get("storage", False)))
+        with self._lock:
+            self._remove_crd_locked(name)
+            for v in versions:
+                sub = {}
+                if "status" in (v.get("subresources") or {}):
+                    sub["status"] = ("get", "patch", "update")
+                if "scale" in (v.get("subresources") or {}):
+                    sub["scale"] = ("get", "patch", "update")
+                rt = ResourceType(
+                    group, v["name"], names.get("plural", ""), names.get("kind", ""), namespaced,
+                    names.get("singular") or names.get("kind", "").lower(),
+                    tuple(names.get("shortNames") or ()), ALL_VERBS, sub,
+                    tuple(names.get("categories") or ()), True,
+                    (v.get("schema") or {}).get("openAPIV3Schema"))
+                self._add(rt)
+                added.append(rt)
+            self._crd_owned[name] = [(rt.group, rt.version, rt.plural) for rt in added]
+        return added
+
+    def unregister_crd(self, crd_name: str) -> None:
+        with self._lock:
+            self._remove_crd_locked(crd_name)
+
+    def _remove_crd_locked(self, crd_name: str) -> None:
+        for gvr in self._crd_owned.pop(crd_name, []):
+            self._by_gvr.pop(gvr, None)
+            group, version, _ = gvr
+            if not any(g == group and v == version for g, v, _ in self._by_gvr):
+                versions = self._groups.get(group, [])
+                if version in versions:
+                    versions.remove(version)
+                if not versions:
+                    self._groups.pop(group, None)
