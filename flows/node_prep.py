@@ -6,23 +6,21 @@ the UI (deployment ``node-prep``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.artifacts import acreate_table_artifact
 
 from blocks.nodes import SSHNodes
 from tasks.node_prep import NodeReport, NodeRequirements, prep_node
 from vtflow.errors import ConfigError, PermanentError
 
-# SSH is I/O-bound: one thread per node up to this many nodes at once.
-MAX_PARALLEL_NODES = 64
 
 
-def load_nodes_block(name: str) -> SSHNodes:
+async def load_nodes_block(name: str) -> SSHNodes:
     try:
-        return SSHNodes.load(name)
+        return await SSHNodes.aload(name)
     except ValueError as e:
         raise ConfigError(f"SSH nodes block {name!r}", "does not exist on the Prefect server.",
                           f"create it: vtflow block create nodes --name {name} --inventory FILE --key FILE") from e
@@ -48,37 +46,38 @@ def artifact_key(block_name: str) -> str:
     return "node-prep-" + (re.sub(r"[^a-z0-9-]+", "-", block_name.lower()).strip("-") or "nodes")
 
 
-@flow(name="node-prep", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_NODES), log_prints=False)
-def node_prep(
+# An async flow on purpose: Prefect joins a sync flow's heartbeat thread at exit, which sleeps
+# in 1 s steps (about 1 s added to every run); node prep is short enough for that to matter.
+@flow(name="node-prep", log_prints=False)
+async def node_prep(
     nodes_block: str = "default",
     requirements: NodeRequirements = NodeRequirements(),
     install_mysql_client: bool = False,
     fail_on_unreachable: bool = True,
     fail_on_check: bool = True,
     ssh_timeout_s: float = 10.0,
+    max_parallel: int = 64,
 ) -> list[NodeReport]:
     """Check every node of the SSH nodes block named ``nodes_block``: K3s, CPU, memory, disk,
     WireGuard peers, clock, MySQL client. Installs a MySQL client only when
-    ``install_mysql_client`` is set. Fails when a node is unreachable (unless
+    ``install_mysql_client`` is set; at most ``max_parallel`` nodes at once. Fails when a node is unreachable (unless
     ``fail_on_unreachable`` is off) or a check fails (unless ``fail_on_check`` is off)."""
     log = get_run_logger()
-    nodes = load_nodes_block(nodes_block)
-    futures = {
-        n.name: prep_node.submit(nodes, n.name, requirements, install_mysql_client, ssh_timeout_s)
-        for n in nodes.nodes
-    }
+    nodes = await load_nodes_block(nodes_block)
+    gate = asyncio.Semaphore(max(1, max_parallel))
+
+    async def one(name: str):
+        async with gate:
+            return await prep_node(nodes, name, requirements, install_mysql_client, ssh_timeout_s, return_state=True)
+
+    states = dict(zip([n.name for n in nodes.nodes], await asyncio.gather(*(one(n.name) for n in nodes.nodes))))
     reports: list[NodeReport] = []
     for spec in nodes.nodes:
-        futures[spec.name].wait()
-        state = futures[spec.name].state
-        if state.is_completed():
-            report = state.result()
-        else:
-            try:
-                state.result()
-                error = "failed"
-            except Exception as e:  # noqa: BLE001 - reported per node, the others are kept
-                error = str(e)
+        outcome = await states[spec.name].aresult(raise_on_failure=False)
+        if isinstance(outcome, NodeReport):
+            report = outcome
+        else:  # reported per node; the others are kept
+            error = str(outcome) if isinstance(outcome, BaseException) else "failed"
             report = NodeReport(node=spec.name, address=spec.address, reachable=False, error=error)
             log.error("%s", error)
         reports.append(report)
@@ -92,8 +91,8 @@ def node_prep(
     summary = (f"{len(reports)} nodes: {len(reports) - len(unreachable) - len(failing)} passed, "
                f"{len(failing)} failed a check, {len(unreachable)} not checked; "
                f"{sum(r.changed for r in reports)} changed.")
-    create_table_artifact(table=report_rows(reports), key=artifact_key(nodes_block),
-                          description=f"Node prep of SSH nodes block `{nodes_block}`: {summary}")
+    await acreate_table_artifact(table=report_rows(reports), key=artifact_key(nodes_block),
+                                 description=f"Node prep of SSH nodes block `{nodes_block}`: {summary}")
     log.info(summary)
     if unreachable and fail_on_unreachable:
         raise PermanentError("node prep", f"not checked (unreachable or refused): {', '.join(r.node for r in unreachable)}.",

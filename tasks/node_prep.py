@@ -8,8 +8,11 @@ Prefect's API beyond being a task; nothing here imports paramiko (``vtflow.ssh``
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from prefect import task
@@ -86,25 +89,30 @@ def probe_script(node: NodeSpec, peers: list[str], disk_path: str) -> str:
         f"( if ping -c 1 -i 0.2 -w 2 {shlex.quote(a)} >/dev/null 2>&1; then echo peer={a},ok; else echo peer={a},fail; fi ) &"
         for a in peers
     )
+    # Every fork counts: 20 nodes probed at once share their CPUs with everything else, so the
+    # script uses shell builtins where it can (parameter expansion, read) instead of helpers.
     return f"""\
 echo clock=$(date +%s.%N)
-echo uid=$(id -u)
-echo cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
-awk '/^MemTotal:/ {{print "mem_total_kb=" $2}} /^MemAvailable:/ {{print "mem_available_kb=" $2}}' /proc/meminfo
+U=$(id -u)
+echo uid=$U
+awk '/^MemTotal:/ {{print "mem_total_kb=" $2}} /^MemAvailable:/ {{print "mem_available_kb=" $2}}
+     /^processor/ {{n++}} END {{print "cpus=" n}}' /proc/meminfo /proc/cpuinfo
 p={shlex.quote(disk_path)}
-while [ ! -e "$p" ]; do p=$(dirname "$p"); done
+while [ ! -e "$p" ]; do p=${{p%/*}}; p=${{p:-/}}; done
 echo disk_path=$p
-df -Pk "$p" | awk 'NR==2 {{print "disk_total_kb=" $2; print "disk_avail_kb=" $4}}'
+df -Pk "$p" | {{ read -r h; read -r fs total used avail rest; echo disk_total_kb=$total; echo disk_avail_kb=$avail; }}
 if command -v systemctl >/dev/null 2>&1; then echo k3s_active=$(systemctl is-active {service} 2>/dev/null); else echo k3s_active=no-systemctl; fi
-if command -v k3s >/dev/null 2>&1; then echo k3s_version=$(k3s --version 2>/dev/null | head -n 1); fi
+if command -v k3s >/dev/null 2>&1; then k3s --version 2>/dev/null | {{ read -r v; echo "k3s_version=$v"; }}; fi
 if command -v timedatectl >/dev/null 2>&1; then echo ntp_synced=$(timedatectl show -p NTPSynchronized --value 2>/dev/null); fi
 if command -v wg >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then WG=wg; else WG="sudo -n wg"; fi
-  $WG show all latest-handshakes 2>/dev/null | while read -r i k t; do echo wg_peer=$i,$k,$t; done
-  $WG show all allowed-ips 2>/dev/null | while read -r i k ips; do echo wg_ips=$k,$ips; done
   echo wg=present
+  if [ "$U" = 0 ]; then WG=wg; else WG="sudo -n wg"; fi
+  # dump: interface lines have 5 fields (the 2nd is the private key: never echoed), peer lines 9
+  $WG show all dump 2>/dev/null | while read -r i k psk ep ips hs rx tx ka; do
+    [ -n "$ka" ] && echo "wg_peer=$i,$k,$hs" && echo "wg_ips=$k,$ips"
+  done
 fi
-for c in mysql mariadb; do if command -v $c >/dev/null 2>&1; then echo mysql_client=$(command -v $c); break; fi; done
+for c in mysql mariadb; do if command -v $c >/dev/null 2>&1; then printf mysql_client=; command -v $c; break; fi; done
 for m in apt-get dnf yum zypper apk; do if command -v $m >/dev/null 2>&1; then echo pkg=$m; break; fi; done
 {pings}
 wait
@@ -286,16 +294,28 @@ def _wireguard(facts: dict, now: float, peers: list[str]) -> CheckResult:
 
 # ---------------------------------------------------------------- the task
 
+# SSH is blocking I/O: each node's session runs in a thread of its own, so that nodes proceed
+# at once (asyncio's default executor has only cpu+4 threads).
+_SSH_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="vtflow-ssh")
+
+
 @task(name="prep-node", retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=retry_transient,
       cache_policy=NO_CACHE, task_run_name="prep-node-{node_name}")
-def prep_node(nodes: SSHNodes, node_name: str, requirements: NodeRequirements,
-              install_mysql_client: bool = False, timeout_s: float = 10.0) -> NodeReport:
+async def prep_node(nodes: SSHNodes, node_name: str, requirements: NodeRequirements,
+                    install_mysql_client: bool = False, timeout_s: float = 10.0) -> NodeReport:
     """Connect, probe, judge, and install a MySQL client if allowed and missing."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _SSH_THREADS, functools.partial(check_node, nodes, node_name, requirements, install_mysql_client, timeout_s))
+
+
+def check_node(nodes: SSHNodes, node_name: str, requirements: NodeRequirements,
+               install_mysql_client: bool = False, timeout_s: float = 10.0) -> NodeReport:
+    """The blocking body of ``prep_node``: one SSH session to one node."""
     node = nodes.node(node_name)
     peers = [n.mesh_address for n in nodes.nodes if n.name != node.name]
     script = probe_script(node, peers, requirements.disk_path)
     with nodes.connect(node_name, timeout=timeout_s) as session:
-        result = session.run("sh -s", stdin=script, timeout=60)
+        result = session.run(script, timeout=60)
         facts = parse_probe(result.stdout)
         if facts.get("end") != "1":
             raise CommandError(node.endpoint.label, f"the probe stopped early (exit {result.exit_status}): "

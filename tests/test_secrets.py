@@ -7,6 +7,7 @@ dumped and searched. A positive control (this run's own log lines and artifact) 
 dump contains what the flows wrote.
 """
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -70,16 +71,16 @@ def test_secrets_never_reach_the_prefect_database(prefect_server, prefect_db, no
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]})).save(f"secret-target-{tag}", overwrite=True)
 
     modest = NodeRequirements(min_cpus=1, min_memory_gib=1, min_available_memory_gib=0, min_disk_gib=0.1)
-    ok = node_prep(nodes_block=cli_name, requirements=modest, return_state=True)
+    ok = asyncio.run(node_prep(nodes_block=cli_name, requirements=modest, return_state=True))
     assert ok.is_completed(), ok.message
 
     ghost = {"name": "ghost", "address": "127.0.0.98", "port": free_port("127.0.0.98")}
     bad_name = save_nodes_block(nodes_block(node_bed, nodes[:2], key=key, passphrase=passphrase,
                                             known_hosts=node_bed.known_hosts(nodes[:1]), extra_nodes=[ghost]))
-    bad = node_prep(nodes_block=bad_name, requirements=modest, return_state=True)
+    bad = asyncio.run(node_prep(nodes_block=bad_name, requirements=modest, return_state=True))
     assert bad.is_failed()
     wrong_pass = save_nodes_block(nodes_block(node_bed, nodes[:1], key=key, passphrase=passphrase + "x"))
-    assert node_prep(nodes_block=wrong_pass, requirements=modest, return_state=True).is_failed()
+    assert asyncio.run(node_prep(nodes_block=wrong_pass, requirements=modest, return_state=True)).is_failed()
 
     from prefect.logging.handlers import APILogWorker
     from prefect.events.worker import EventsWorker

@@ -121,6 +121,7 @@ class SSHNodeEnv:
     proc: subprocess.Popen | None = None
     host_key_line: str = ""
     defaults: dict = field(default_factory=dict)
+    peers: list = field(default_factory=list)
 
     @property
     def state(self) -> Path:
@@ -135,11 +136,19 @@ class SSHNodeEnv:
                 path.write_text(value + "\n")
 
     def reset(self) -> None:
-        """Back to a healthy K3s server node without a mysql client."""
+        """Back to a healthy K3s server node without a mysql client, WireGuard handshakes fresh."""
         for f in self.state.iterdir():
             f.unlink()
         (self.dir / "bin" / "mysql").unlink(missing_ok=True)
-        self.set_state(**self.defaults)
+        self.set_state(**self.defaults, wg_dump=self.wg_dump(int(time.time())))
+
+    def wg_dump(self, handshake: int, stale: tuple[str, ...] = (), stale_at: int = 1000) -> str:
+        """What `wg show all dump` prints: the interface line (with a private key), one line per peer."""
+        lines = [f"wg0 PRIVATE-{self.name}-MUST-NOT-LEAVE= PUB{self.name.upper()}KEY= 51820 off"]
+        for peer in self.peers:
+            hs = stale_at if peer in stale else handshake
+            lines.append(f"wg0 PUB{peer.upper()}KEY= (none) 10.0.0.1:51820 10.10.0.0/32 {hs} 100 200 off")
+        return "\n".join(lines)
 
 
 class SSHNodeBed:
@@ -207,11 +216,8 @@ SetEnv PATH={d / 'bin'}:{self.sysbin} VTFLOW_NODE_DIR={d}
                                          stdout=subprocess.DEVNULL, stderr=open(node.dir / "sshd.log", "ab"))
         for node in self.nodes:
             others = [n for n in self.nodes if n is not node]
-            node.defaults = {
-                "service_k3s": "active", "k3s_version": "v1.32.5+k3s1", "ntp": "yes",
-                "wg_handshakes": "\n".join(f"wg0 PUB{n.name.upper()}KEY= now" for n in others) or None,
-                "wg_ips": "\n".join(f"wg0 PUB{n.name.upper()}KEY= {n.address}/32" for n in others) or None,
-            }
+            node.defaults = {"service_k3s": "active", "k3s_version": "v1.32.5+k3s1", "ntp": "yes"}
+            node.peers = [n.name for n in others]
             node.reset()
             wait_port(node.address, node.port, 10, node.proc, f"sshd {node.name}")
         return self

@@ -7,6 +7,7 @@ Secrets are read from files, environment variables or a prompt, never from the c
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import getpass
 import os
@@ -169,8 +170,8 @@ def cmd_node_prep(args) -> int:
     req = NodeRequirements(**{k: v for k, v in {
         "min_cpus": args.min_cpus, "min_memory_gib": args.min_memory_gib, "min_disk_gib": args.min_disk_gib,
     }.items() if v is not None})
-    state = node_prep(nodes_block=args.nodes, requirements=req, install_mysql_client=args.install_mysql_client,
-                      fail_on_unreachable=not args.continue_on_unreachable, return_state=True)
+    state = asyncio.run(node_prep(nodes_block=args.nodes, requirements=req, install_mysql_client=args.install_mysql_client,
+                                  fail_on_unreachable=not args.continue_on_unreachable, return_state=True))
     reports = state.result(raise_on_failure=False)
     if isinstance(reports, list):
         for r in reports:

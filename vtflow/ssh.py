@@ -8,6 +8,7 @@ name the node and the fix. It must not decide what to run on a node: that is ``t
 
 from __future__ import annotations
 
+import functools
 import io
 import select
 import socket
@@ -50,8 +51,12 @@ class CommandResult:
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
+@functools.lru_cache(maxsize=16)
 def load_private_key(text: str, passphrase: str | None, source: str) -> paramiko.PKey:
-    """Parse an OpenSSH/PEM private key. ``source`` names where it came from for errors."""
+    """Parse an OpenSSH/PEM private key. ``source`` names where it came from for errors.
+
+    Cached: an encrypted OpenSSH key costs a bcrypt KDF per parse (tenths of a second), and a
+    flow connects to every node with the same key."""
     last: Exception | None = None
     for cls in _KEY_CLASSES:
         try:

@@ -1,5 +1,8 @@
 """The node-prep flow against real sshd nodes and this session's Prefect server."""
 
+import asyncio
+import time
+
 import pytest
 
 from flows.node_prep import artifact_key, node_prep
@@ -14,7 +17,7 @@ MODEST = NodeRequirements(min_cpus=1, min_memory_gib=1, min_available_memory_gib
 
 def run(block_name, **kwargs):
     kwargs.setdefault("requirements", MODEST)
-    state = node_prep(nodes_block=block_name, return_state=True, **kwargs)
+    state = asyncio.run(node_prep(nodes_block=block_name, return_state=True, **kwargs))
     return state, state.result(raise_on_failure=False)
 
 
@@ -81,7 +84,7 @@ def test_too_little_memory_fails_the_flow_and_names_the_fix(prefect_server, node
 def test_a_stopped_k3s_and_a_stale_wireguard_peer_are_reported(prefect_server, node_bed, nodes):
     a, b = nodes[0], nodes[1]
     a.set_state(service_k3s="failed")
-    b.set_state(wg_handshakes=f"wg0 PUBNODE1KEY= 1000")
+    b.set_state(wg_dump=b.wg_dump(int(time.time()), stale=("node1",)))
     name = save_nodes_block(nodes_block(node_bed, [a, b]))
     state, reports = run(name, fail_on_check=False)
     assert state.is_completed()
@@ -124,6 +127,6 @@ def test_wrong_key_is_refused_for_every_node(prefect_server, node_bed, nodes):
 
 
 def test_missing_block_names_the_command_that_creates_it(prefect_server):
-    state = node_prep(nodes_block="no-such-block", return_state=True)
+    state = asyncio.run(node_prep(nodes_block="no-such-block", return_state=True))
     assert state.is_failed()
     assert "vtflow block create nodes --name no-such-block" in state.message
