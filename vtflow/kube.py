@@ -1,18 +1,57 @@
 """The Kubernetes API: the one module that imports the official ``kubernetes`` client.
 
-For now it builds an API client from a kubeconfig held in the target block. Server-side
-apply, waits and error mapping join it with the deploy steps. It must not build manifests
-(``tasks/`` does) nor read blocks (callers pass the kubeconfig text in).
+What it gives the deploy steps:
+- ``api_client``: a client from the kubeconfig text held in the target block;
+- ``Kube``: server-side apply with vtflow's field manager (reporting created / changed /
+  unchanged), get, list, delete, and waits that watch (with a timeout and the last reason
+  the object was not ready). Dry-run lives here and only here: a ``Kube(dry_run=True)`` sends
+  every write with ``dryRun=All``, so the server validates it and nothing is stored.
+- retries of transient failures only (5xx, 429 with its Retry-After, timeouts, dropped
+  connections), and errors that start with ``Kind namespace/name`` and say the fix
+  (RBAC, a missing CRD, an invalid field).
+
+It must not build manifests (``tasks/`` does) nor read blocks (callers pass the kubeconfig).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import urllib3
 import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes import dynamic, watch
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from vtflow.errors import ConfigError
+from vtflow.errors import AuthError, ConfigError, PermanentError, TransientError, UnreachableError
+
+FIELD_MANAGER = "vtflow"
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+
+
+class ForbiddenError(PermanentError):
+    """RBAC refused a verb on a resource."""
+
+
+class InvalidObjectError(PermanentError):
+    """The server (or its schema) refused an object; the message carries the field paths."""
+
+
+class MissingKindError(PermanentError):
+    """The cluster does not serve a kind: its CRD is not installed (or the version is gone)."""
+
+
+class WaitTimeout(TransientError):
+    """An object did not become ready in time; the message says what it was waiting on."""
+
+
+# ---------------------------------------------------------------- kubeconfig
 
 
 def parse_kubeconfig(text: str, source: str) -> dict:
@@ -41,3 +80,255 @@ def api_client(kubeconfig_text: str, context: str | None, source: str) -> k8s_cl
         return k8s_config.new_client_from_config_dict(config, context=context or None, persist_config=False)
     except ConfigException as e:
         raise ConfigError(source, f"the kubeconfig cannot be used ({e}).", "check it with `kubectl --kubeconfig FILE get nodes`.") from e
+
+
+# ---------------------------------------------------------------- identity and errors
+
+
+def ref(obj: dict) -> str:
+    """``Kind namespace/name`` (or ``Kind name`` when cluster-scoped): how errors name objects."""
+    meta = obj.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind', '?')} {where}{meta.get('name', '?')}"
+
+
+def _status_body(e: ApiException) -> dict:
+    try:
+        body = json.loads(e.body or "{}")
+        return body if isinstance(body, dict) else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _retry_after(e: ApiException) -> float | None:
+    headers = e.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def translate(e: ApiException, subject: str, verb: str, resource: str, group: str, namespace: str | None) -> Exception:
+    """An ApiException as a vtflow error naming ``subject`` and the fix."""
+    body = _status_body(e)
+    message = body.get("message") or e.reason or "no message"
+    scope = f" -n {namespace}" if namespace else ""
+    qualified = f"{resource}.{group}" if group else resource
+    if e.status in TRANSIENT_STATUS:
+        return TransientError(subject, f"the API server answered {e.status} ({message}).", "re-run; vtflow retried already.")
+    if e.status == 401:
+        return AuthError(subject, "the API server refused the kubeconfig's credentials (401).",
+                         "refresh the kubeconfig in the target block (vtflow block create target --overwrite ...).")
+    if e.status == 403:
+        return ForbiddenError(subject, f"forbidden: {message}",
+                              f"grant `{verb}` on `{qualified}` to the kubeconfig's user (check with "
+                              f"`kubectl auth can-i {verb} {qualified}{scope}`), or use an admin kubeconfig.")
+    if e.status == 422:
+        causes = (body.get("details") or {}).get("causes") or []
+        fields = "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
+        return InvalidObjectError(subject, f"invalid: {fields or message}",
+                                  "correct the field(s) named above in the spec vtflow was given.")
+    if e.status == 409:
+        return PermanentError(subject, f"conflict: {message}",
+                              "another field manager owns these fields (kubectl or Rancher edited them?); "
+                              "re-run with force to take them over, or change them back.")
+    if e.status == 404:
+        return PermanentError(subject, f"not found: {message}", "check the namespace and name; create the namespace first.")
+    return PermanentError(subject, f"the API server answered {e.status}: {message}", "see the message above.")
+
+
+# ---------------------------------------------------------------- the client
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one apply did (or, in dry-run, would do)."""
+
+    ref: str
+    action: Literal["created", "changed", "unchanged"]
+    object: dict
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "unchanged"
+
+
+_VOLATILE_META = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid", "selfLink")
+
+
+def _comparable(obj: dict | None) -> dict | None:
+    if obj is None:
+        return None
+    out = {k: v for k, v in obj.items() if k != "status"}
+    out["metadata"] = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE_META}
+    return out
+
+
+class Kube:
+    """One cluster, through the official client. ``dry_run`` makes every write a server dry-run."""
+
+    def __init__(self, api: k8s_client.ApiClient, *, dry_run: bool = False, attempts: int = 6,
+                 backoff_s: float = 0.2, sleep: Callable[[float], None] = time.sleep):
+        self.api = api
+        self.dry_run = dry_run
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self._dyn: dynamic.DynamicClient | None = None
+
+    # -- plumbing
+
+    @property
+    def dyn(self) -> dynamic.DynamicClient:
+        if self._dyn is None:
+            self._dyn = self._retry(lambda: dynamic.DynamicClient(self.api), "Kubernetes API", "get", "discovery", "", None)
+        return self._dyn
+
+    def _retry(self, call, subject: str, verb: str, resource: str, group: str, namespace: str | None):
+        """Run ``call``, retrying transient failures with backoff (honouring Retry-After)."""
+        delay = self.backoff_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except ApiException as e:
+                error = translate(e, subject, verb, resource, group, namespace)
+                wait = _retry_after(e) or delay
+            except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
+                error = UnreachableError(subject, f"the API server did not answer ({type(e).__name__}).",
+                                         "check that the cluster is up and the kubeconfig's server address is right.")
+                error.__cause__ = e
+                wait = delay
+            if not isinstance(error, TransientError) or attempt == self.attempts:
+                raise error
+            self._sleep(min(wait, 5.0))
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def resource(self, api_version: str, kind: str):
+        try:
+            return self.dyn.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as e:
+            group = api_version.split("/")[0] if "/" in api_version else "core"
+            fix = ("apply the vitess-operator first (its operator.yaml installs the planetscale.com CRDs)."
+                   if group == "planetscale.com" else
+                   f"install the CRD that defines {kind}, or use an apiVersion this Kubernetes version still serves.")
+            raise MissingKindError(f"{kind} ({api_version})", "the cluster does not serve this kind.", fix) from e
+
+    def server_version(self) -> str:
+        info = self._retry(lambda: k8s_client.VersionApi(self.api).get_code(), "Kubernetes API", "get", "version", "", None)
+        return info.git_version
+
+    # -- reads
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        res = self.resource(api_version, kind)
+        subject = ref({"kind": kind, "metadata": {"name": name, "namespace": namespace}})
+
+        def call():
+            try:
+                return res.get(name=name, namespace=namespace).to_dict()
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+        return self._retry(call, subject, "get", res.name, res.group, namespace)
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None, field_selector: str | None = None) -> list[dict]:
+        res = self.resource(api_version, kind)
+        result = self._retry(lambda: res.get(namespace=namespace, label_selector=label_selector,
+                                             field_selector=field_selector).to_dict(),
+                             f"{kind} list{' in ' + namespace if namespace else ''}", "list", res.name, res.group, namespace)
+        return result.get("items") or []
+
+    # -- writes
+
+    def apply(self, obj: dict, *, force: bool = False) -> Applied:
+        """Server-side apply ``obj`` as vtflow; says whether it created or changed anything."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        meta = obj.get("metadata") or {}
+        name, namespace = meta.get("name"), meta.get("namespace")
+        res = self.resource(api_version, kind)
+        subject = ref(obj)
+        before = self.get(api_version, kind, name, namespace if res.namespaced else None)
+        params = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
+        if self.dry_run:
+            params["dry_run"] = "All"
+        after = self._retry(lambda: self.dyn.server_side_apply(res, body=obj, name=name,
+                                                               namespace=namespace if res.namespaced else None,
+                                                               **params).to_dict(),
+                            subject, "patch", res.name, res.group, namespace)
+        if before is None:
+            action = "created"
+        elif self.dry_run:
+            action = "unchanged" if _comparable(before) == _comparable(after) else "changed"
+        else:
+            same = (before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion"))
+            action = "unchanged" if same else "changed"
+        return Applied(subject, action, after)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete if present. Returns whether something was (or, in dry-run, would be) deleted."""
+        res = self.resource(api_version, kind)
+        subject = ref({"kind": kind, "metadata": {"name": name, "namespace": namespace}})
+
+        def call():
+            try:
+                res.delete(name=name, namespace=namespace, dry_run="All" if self.dry_run else None)
+                return True
+            except ApiException as e:
+                if e.status == 404:
+                    return False
+                raise
+        return self._retry(call, subject, "delete", res.name, res.group, namespace)
+
+    # -- waiting
+
+    def wait(self, api_version: str, kind: str, name: str, namespace: str | None,
+             not_ready: Callable[[dict | None], str | None], timeout_s: float,
+             progress: Callable[[str], None] | None = None) -> dict:
+        """Watch one object until ``not_ready(obj)`` returns None (ready); ``not_ready`` returns
+        the reason while it is not. On timeout raises WaitTimeout with the last reason."""
+        res = self.resource(api_version, kind)
+        subject = ref({"kind": kind, "metadata": {"name": name, "namespace": namespace}})
+        deadline = time.monotonic() + timeout_s
+        reason = "not seen yet"
+        while True:
+            current = self.get(api_version, kind, name, namespace)
+            reason = not_ready(current)
+            if reason is None:
+                return current
+            if progress:
+                progress(f"{subject}: {reason}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(subject, f"not ready after {timeout_s:.0f} s: {reason}.",
+                                  "see the diagnosis that follows, or raise the timeout.")
+            rv = (current or {}).get("metadata", {}).get("resourceVersion")
+            if rv is None:  # absent: watch the collection from now on
+                listing = self._retry(lambda: res.get(namespace=namespace).to_dict(), subject, "list", res.name, res.group, namespace)
+                rv = listing.get("metadata", {}).get("resourceVersion")
+            w = watch.Watch()
+            try:
+                for event in self.dyn.watch(res, namespace=namespace, name=name, resource_version=rv,
+                                            timeout=max(1, int(min(left, 60))), watcher=w):
+                    if event["type"] == "ERROR":
+                        break  # e.g. 410 Gone: re-read and watch again
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    obj = event.get("raw_object") or event["object"].to_dict()
+                    reason = not_ready(None if event["type"] == "DELETED" else obj)
+                    if reason is None:
+                        return obj
+                    if progress:
+                        progress(f"{subject}: {reason}")
+                    if time.monotonic() >= deadline:
+                        break
+            except ApiException as e:
+                if e.status != 410 and e.status not in TRANSIENT_STATUS:
+                    raise translate(e, subject, "watch", res.name, res.group, namespace) from e
+            except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError):
+                pass  # a dropped watch: re-read and watch again
+            finally:
+                w.stop()

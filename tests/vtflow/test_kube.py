@@ -1,0 +1,148 @@
+"""vtflow/kube.py: the official client against the Kubernetes API double."""
+
+import threading
+import time
+import uuid
+
+import pytest
+import yaml
+from kubernetes import client
+
+from vtflow import kube
+from vtflow.errors import AuthError, ConfigError, TransientError
+from vtflow.kubedouble import DoubleConfig, Faults, KubeDouble
+
+
+@pytest.fixture(scope="module")
+def double(tmp_path_factory):
+    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="4", node_memory="8Gi"), faults=Faults())
+    d.start()
+    d.kubeconfig_path = d.kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def k(double) -> kube.Kube:
+    double.faults.error_rate = 0
+    return kube.Kube(kube.api_client(double.kubeconfig_path.read_text(), None, "test kubeconfig"), sleep=lambda s: None)
+
+
+@pytest.fixture
+def ns(k) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    k.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def cm(ns, data, name="settings"):
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data}
+
+
+def test_apply_reports_created_changed_unchanged(k, ns):
+    assert k.apply(cm(ns, {"a": "1"})).action == "created"
+    assert k.apply(cm(ns, {"a": "1"})).action == "unchanged"
+    second = k.apply(cm(ns, {"a": "2"}))
+    assert second.action == "changed" and second.object["data"] == {"a": "2"}
+    assert second.ref == f"ConfigMap {ns}/settings"
+    managers = [m["manager"] for m in k.get("v1", "ConfigMap", "settings", ns)["metadata"]["managedFields"]]
+    assert managers == [kube.FIELD_MANAGER]
+
+
+def test_dry_run_validates_and_stores_nothing(k, ns):
+    dry = kube.Kube(k.api, dry_run=True)
+    assert dry.apply(cm(ns, {"a": "1"}, name="dry")).action == "created"
+    assert k.get("v1", "ConfigMap", "dry", ns) is None
+    k.apply(cm(ns, {"a": "1"}, name="dry"))
+    assert dry.apply(cm(ns, {"a": "1"}, name="dry")).action == "unchanged"
+    assert dry.apply(cm(ns, {"a": "9"}, name="dry")).action == "changed"
+    assert k.get("v1", "ConfigMap", "dry", ns)["data"] == {"a": "1"}
+    assert dry.delete("v1", "ConfigMap", "dry", ns) is True
+    assert k.get("v1", "ConfigMap", "dry", ns) is not None
+
+
+def test_invalid_object_names_the_object_and_the_field(k, ns):
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+           "spec": {"replicas": "three", "selector": {"matchLabels": {"app": "w"}},
+                    "template": {"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    with pytest.raises(kube.InvalidObjectError) as e:
+        k.apply(bad)
+    assert str(e.value).startswith(f"Deployment {ns}/web: invalid: spec.replicas")
+
+
+def test_missing_crd_says_to_apply_the_operator(k):
+    with pytest.raises(kube.MissingKindError, match="apply the vitess-operator first"):
+        k.get("planetscale.com/v2", "VitessCluster", "example", "example")
+
+
+def test_removed_api_version_is_a_missing_kind(k):
+    with pytest.raises(kube.MissingKindError, match="no longer serves|still serves"):
+        k.resource("rbac.authorization.k8s.io/v1beta1", "ClusterRole")
+
+
+def test_forbidden_fails_at_once_naming_verb_and_resource(double, k, ns, tmp_path):
+    double.add_user("viewer", "viewer-token-0001")
+    config = yaml.safe_load(double.kubeconfig_path.read_text())
+    config["users"][0]["user"] = {"token": "viewer-token-0001"}
+    calls = []
+    limited = kube.Kube(kube.api_client(yaml.safe_dump(config), None, "viewer"), sleep=calls.append)
+    with pytest.raises(kube.ForbiddenError) as e:
+        limited.apply(cm(ns, {"a": "1"}, name="nope"))
+    text = str(e.value)
+    assert text.startswith(f"ConfigMap {ns}/nope: forbidden:")
+    assert "kubectl auth can-i get configmaps" in text or "kubectl auth can-i patch configmaps" in text
+    assert calls == [], "a 403 is not retried"
+
+
+def test_bad_token_is_an_auth_error(double):
+    config = yaml.safe_load(double.kubeconfig_path.read_text())
+    config["users"][0]["user"] = {"token": "wrong"}
+    with pytest.raises(AuthError, match="refresh the kubeconfig"):
+        kube.Kube(kube.api_client(yaml.safe_dump(config), None, "x")).server_version()
+
+
+def test_transient_errors_are_retried_and_nothing_is_duplicated(double, k, ns):
+    double.faults.error_rate = 0.2
+    try:
+        for i in range(30):
+            assert k.apply(cm(ns, {"i": str(i)}, name=f"c{i}")).action == "created"
+        for i in range(30):
+            assert k.apply(cm(ns, {"i": str(i)}, name=f"c{i}")).action == "unchanged"
+    finally:
+        double.faults.error_rate = 0
+    assert len([c for c in k.list("v1", "ConfigMap", ns) if c["metadata"]["name"].startswith("c")]) == 30
+
+
+def test_persistent_5xx_gives_up_as_transient(double, k, ns):
+    double.faults.error_rate = 1.0
+    try:
+        with pytest.raises(TransientError, match="answered (500|429)"):
+            k.get("v1", "ConfigMap", "x", ns)
+    finally:
+        double.faults.error_rate = 0
+
+
+def test_wait_returns_when_ready_and_times_out_with_the_reason(k, ns):
+    k.apply(cm(ns, {"phase": "starting"}, name="w"))
+
+    def not_ready(obj):
+        return None if obj and obj["data"].get("phase") == "ready" else f"phase is {obj['data']['phase'] if obj else 'absent'}"
+
+    seen = []
+    timer = threading.Timer(0.3, lambda: k.apply(cm(ns, {"phase": "ready"}, name="w")))
+    timer.start()
+    t = time.monotonic()
+    obj = k.wait("v1", "ConfigMap", "w", ns, not_ready, timeout_s=10, progress=seen.append)
+    assert obj["data"]["phase"] == "ready" and time.monotonic() - t < 5
+    assert seen and seen[0] == f"ConfigMap {ns}/w: phase is starting"
+
+    with pytest.raises(kube.WaitTimeout, match=f"ConfigMap {ns}/never: not ready after 1 s: phase is absent"):
+        k.wait("v1", "ConfigMap", "never", ns, not_ready, timeout_s=1)
+
+
+def test_api_client_checks_the_context():
+    text = yaml.safe_dump({"clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+                           "users": [{"name": "u", "user": {}}], "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}]})
+    assert kube.api_client(text, "a", "t").configuration.host == "http://127.0.0.1:1"
+    with pytest.raises(ConfigError, match="context 'b' is not in the kubeconfig"):
+        kube.api_client(text, "b", "t")
