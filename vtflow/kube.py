@@ -176,6 +176,7 @@ class Kube:
         self.backoff_s = backoff_s
         self._sleep = sleep
         self._dyn: dynamic.DynamicClient | None = None
+        self._namespaces: dict[str | None, bool] = {}  # dry-run only: which namespaces exist
 
     # -- plumbing
 
@@ -251,6 +252,10 @@ class Kube:
         name, namespace = meta.get("name"), meta.get("namespace")
         res = self.resource(api_version, kind)
         subject = ref(obj)
+        if self.dry_run and res.namespaced and not self._namespace_exists(namespace):
+            # The server cannot dry-run into a namespace that does not exist yet (nor can
+            # kubectl --dry-run=server): the object is new with its namespace.
+            return Applied(subject, "created", obj)
         before = self.get(api_version, kind, name, namespace if res.namespaced else None)
         params = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
         if self.dry_run:
@@ -267,6 +272,11 @@ class Kube:
             same = (before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion"))
             action = "unchanged" if same else "changed"
         return Applied(subject, action, after)
+
+    def _namespace_exists(self, namespace: str | None) -> bool:
+        if namespace not in self._namespaces:
+            self._namespaces[namespace] = self.get("v1", "Namespace", namespace) is not None
+        return self._namespaces[namespace]
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete if present. Returns whether something was (or, in dry-run, would be) deleted."""

@@ -1,0 +1,305 @@
+"""Deploy steps 2 and 3: the etcd-operator (off by default) and the vitess-operator.
+
+Pure builders turn upstream manifests into exactly what vtflow sends (namespace set, images
+moved to the registry mirror, RBAC pointed at the right ServiceAccount), and check the
+operator against the cluster's Kubernetes version. The tasks are thin: build, apply through
+``vtflow.kube``, wait. Nothing here imports the kubernetes client.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from tasks.common import retry_transient
+from vtflow import kube
+from vtflow.errors import ConfigError, PermanentError
+
+# The operator.yaml of a release, as the upstream repository keeps it.
+OPERATOR_URL = "https://raw.githubusercontent.com/planetscale/vitess-operator/{version}/test/endtoend/operator/operator.yaml"
+DEFAULT_OPERATOR_VERSION = "v2.17.0"
+
+# vitess-operator README: operator version -> Kubernetes minor versions it supports.
+COMPATIBILITY: dict[str, tuple[str, str]] = {
+    "v2.11": ("1.22", "1.25"),
+    "v2.12": ("1.25", "1.28"),
+    "v2.13": ("1.25", "1.28"),
+    "v2.14": ("1.29", "1.31"),
+    "v2.15": ("1.30", "1.32"),
+    "v2.16": ("1.31", "1.34"),
+    "v2.17": ("1.32", "1.35"),
+}
+
+CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "Namespace",
+                  "StorageClass", "PersistentVolume"}
+# Apply order: what others refer to goes first.
+_ORDER = ["Namespace", "CustomResourceDefinition", "PriorityClass", "ServiceAccount", "ClusterRole", "Role",
+          "ClusterRoleBinding", "RoleBinding", "ConfigMap", "Secret", "Service", "Deployment"]
+
+
+class StepReport(BaseModel):
+    """What one deploy step did: each object's action, or why the step was skipped."""
+
+    step: str
+    skipped: str | None = None
+    objects: list[dict] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(o["action"] != "unchanged" for o in self.objects)
+
+
+# ---------------------------------------------------------------- pure: manifests
+
+
+def load_manifest(source: str, timeout_s: float = 30.0) -> list[dict]:
+    """Every YAML document of a local file or an http(s) URL, empty documents dropped."""
+    try:
+        if re.match(r"^https?://", source):
+            with urllib.request.urlopen(source, timeout=timeout_s) as r:
+                text = r.read().decode()
+        else:
+            text = Path(source).expanduser().read_text()
+    except (OSError, urllib.error.URLError) as e:
+        raise ConfigError(f"manifest {source}", f"cannot be read ({e}).",
+                          "give a readable file (for clusters without internet, download operator.yaml once) "
+                          "or a reachable URL.") from e
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as e:
+        raise ConfigError(f"manifest {source}", f"is not YAML ({e}).", "give the operator.yaml of a release.") from e
+    for n, d in enumerate(docs, 1):
+        if not isinstance(d, dict) or not d.get("kind") or not d.get("apiVersion"):
+            raise ConfigError(f"manifest {source} document {n}", "has no kind or apiVersion.", "give a Kubernetes manifest.")
+    return docs
+
+
+def rewrite_image(image: str, mirror: str | None) -> str:
+    """Move an image to the registry mirror: the source registry is dropped, the path kept.
+
+    ``planetscale/vitess-operator:v2.17.0`` -> ``harbor.lan/vitess/planetscale/vitess-operator:v2.17.0``;
+    ``quay.io/coreos/etcd-operator:v0.9.4`` -> ``harbor.lan/vitess/coreos/etcd-operator:v0.9.4``.
+    """
+    if not mirror:
+        return image
+    first, _, rest = image.partition("/")
+    has_registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    path = rest if has_registry else image
+    if "/" not in path.split(":")[0].split("@")[0]:
+        path = f"library/{path}"  # Docker Hub's official images live under library/
+    return f"{mirror.rstrip('/')}/{path}"
+
+
+def _containers(obj: dict) -> list[dict]:
+    spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
+
+
+def operator_objects(docs: list[dict], namespace: str, mirror: str | None) -> list[dict]:
+    """The vitess-operator's objects as vtflow applies them, in apply order.
+
+    On purpose, unlike upstream's file: everything namespaced goes to ``namespace`` (upstream
+    mixes ``example`` and the default namespace), the ClusterRoleBinding and WATCH_NAMESPACE
+    point at that namespace, images move to the mirror, and duplicates collapse into one.
+    """
+    out: dict[tuple, dict] = {}
+    for doc in docs:
+        obj = yaml.safe_load(yaml.safe_dump(doc))  # a deep, plain copy
+        kind = obj["kind"]
+        meta = obj.setdefault("metadata", {})
+        if kind not in CLUSTER_SCOPED:
+            meta["namespace"] = namespace
+        if kind == "ClusterRoleBinding":
+            for subject in obj.get("subjects") or []:
+                if subject.get("kind") == "ServiceAccount":
+                    subject["namespace"] = namespace
+        if kind == "RoleBinding":
+            for subject in obj.get("subjects") or []:
+                if subject.get("kind") == "ServiceAccount":
+                    subject["namespace"] = namespace
+        for c in _containers(obj):
+            if c.get("image"):
+                c["image"] = rewrite_image(c["image"], mirror)
+            for env in c.get("env") or []:
+                if env.get("name") == "WATCH_NAMESPACE":
+                    env["value"] = namespace
+        out[(obj["apiVersion"].split("/")[0], kind, meta.get("namespace"), meta["name"])] = obj
+    objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}] + list(out.values())
+    return sorted(objects, key=lambda o: _ORDER.index(o["kind"]) if o["kind"] in _ORDER else len(_ORDER))
+
+
+def operator_version(objects: list[dict]) -> str | None:
+    """The release the operator Deployment runs, from its image tag (e.g. ``v2.17.0``)."""
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            for c in _containers(obj):
+                m = re.search(r"vitess-operator:(v\d+\.\d+\.\d+)", c.get("image", ""))
+                if m:
+                    return m.group(1)
+    return None
+
+
+def _minor(version: str) -> tuple[int, int]:
+    m = re.search(r"v?(\d+)\.(\d+)", version)
+    if not m:
+        raise ValueError(version)
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_compatibility(op_version: str, k8s_version: str) -> str | None:
+    """None when the pair is supported; otherwise what is wrong and what to do."""
+    key = "v%d.%d" % _minor(op_version)
+    if key not in COMPATIBILITY:
+        return f"vitess-operator {op_version} is not in vtflow's compatibility table; check its README."
+    low, high = COMPATIBILITY[key]
+    k = _minor(k8s_version)
+    if _minor(low) <= k <= _minor(high):
+        return None
+    fits = [op for op, (lo, hi) in COMPATIBILITY.items() if _minor(lo) <= k <= _minor(hi)]
+    advice = f"use vitess-operator {' or '.join(fits)}" if fits else "upgrade Kubernetes"
+    return (f"vitess-operator {op_version} supports Kubernetes {low}-{high}, the cluster runs {k8s_version}; "
+            f"{advice}, or pass force to go on anyway.")
+
+
+ETCD_CRD = "etcdclusters.etcd.database.coreos.com"
+ETCD_OPERATOR_IMAGE = "quay.io/coreos/etcd-operator:v0.9.4"
+
+
+def etcd_operator_objects(namespace: str, mirror: str | None) -> list[dict]:
+    """coreos/etcd-operator v0.9.4 made to run on current Kubernetes (../shared/FACTS.md):
+    its CRD at apiextensions v1 (it would create a v1beta1 one itself, which 1.22+ refuse),
+    RBAC at v1, an apps/v1 Deployment with a selector, started with ``-create-crd=false``."""
+    labels = {"app.kubernetes.io/name": "etcd-operator"}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": ETCD_CRD},
+         "spec": {"group": "etcd.database.coreos.com", "scope": "Namespaced",
+                  "names": {"kind": "EtcdCluster", "listKind": "EtcdClusterList", "plural": "etcdclusters",
+                            "singular": "etcdcluster", "shortNames": ["etcd"]},
+                  "versions": [{"name": "v1beta2", "served": True, "storage": True,
+                                "subresources": {"status": {}},
+                                "schema": {"openAPIV3Schema": {"type": "object",
+                                                               "x-kubernetes-preserve-unknown-fields": True}}}]}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "etcd-operator", "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "etcd-operator"},
+         "rules": [
+             {"apiGroups": ["etcd.database.coreos.com"], "resources": ["etcdclusters", "etcdbackups", "etcdrestores"],
+              "verbs": ["*"]},
+             {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["*"]},
+             {"apiGroups": [""], "resources": ["pods", "services", "endpoints", "persistentvolumeclaims", "events"],
+              "verbs": ["*"]},
+             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]},
+             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "etcd-operator"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "etcd-operator"},
+         "subjects": [{"kind": "ServiceAccount", "name": "etcd-operator", "namespace": namespace}]},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "etcd-operator", "namespace": namespace},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "serviceAccountName": "etcd-operator",
+                      "containers": [{"name": "etcd-operator", "image": rewrite_image(ETCD_OPERATOR_IMAGE, mirror),
+                                      "command": ["etcd-operator", "-create-crd=false"],
+                                      "env": [{"name": "MY_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                                              {"name": "MY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                                      "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]}}}},
+    ]
+
+
+# ---------------------------------------------------------------- readiness predicates
+
+
+def crd_not_established(obj: dict | None) -> str | None:
+    if obj is None:
+        return "not created yet"
+    conditions = {c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []}
+    return None if conditions.get("Established") == "True" else "not Established yet"
+
+
+def deployment_not_available(obj: dict | None) -> str | None:
+    if obj is None:
+        return "not created yet"
+    status = obj.get("status") or {}
+    want = (obj.get("spec") or {}).get("replicas", 1)
+    if status.get("observedGeneration", 0) < obj["metadata"].get("generation", 1):
+        return "the new spec is not observed yet"
+    available = status.get("availableReplicas", 0)
+    if available < want or status.get("updatedReplicas", 0) < want:
+        return f"{available}/{want} replicas available"
+    return None
+
+
+# ---------------------------------------------------------------- applying
+
+
+def apply_all(k: kube.Kube, objects: list[dict], step: str, log) -> StepReport:
+    report = StepReport(step=step)
+    for obj in objects:
+        done = k.apply(obj)
+        report.objects.append({"object": done.ref, "action": done.action})
+        if done.changed:
+            log.info("%s %s%s", done.ref, done.action, " (dry run)" if k.dry_run else "")
+    return report
+
+
+def wait_operator(k: kube.Kube, objects: list[dict], timeout_s: float, log) -> None:
+    """CRDs Established, then each Deployment available."""
+    for obj in objects:
+        if obj["kind"] == "CustomResourceDefinition":
+            k.wait(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], None, crd_not_established, timeout_s)
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            meta = obj["metadata"]
+            k.wait("apps/v1", "Deployment", meta["name"], meta["namespace"], deployment_not_available, timeout_s,
+                   progress=lambda m: log.info("waiting: %s", m))
+
+
+@task(name="etcd-operator", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def install_etcd_operator(k: kube.Kube, enabled: bool, namespace: str, mirror: str | None,
+                          timeout_s: float = 300) -> StepReport:
+    """Step 2. Off by default: the vitess-operator runs its own etcd (EtcdLockserver)."""
+    log = get_run_logger()
+    if not enabled:
+        reason = ("not needed: vitess-operator runs its own etcd for each cluster (EtcdLockserver); "
+                  "coreos/etcd-operator was archived in 2020 and was only used by the old Vitess Helm chart")
+        log.info("etcd-operator skipped: %s", reason)
+        return StepReport(step="etcd-operator", skipped=reason)
+    objects = etcd_operator_objects(namespace, mirror)
+    report = apply_all(k, objects, "etcd-operator", log)
+    if not k.dry_run:
+        wait_operator(k, objects, timeout_s, log)
+    report.warnings.append("etcd-operator v0.9.4's EtcdClusters do not start on Kubernetes >= 1.21 "
+                           "(tolerate-unready-endpoints); vitess-operator does not use it.")
+    return report
+
+
+@task(name="vitess-operator", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def install_vitess_operator(k: kube.Kube, source: str, namespace: str, mirror: str | None, force: bool = False,
+                            timeout_s: float = 300) -> StepReport:
+    """Step 3: the operator's CRDs, RBAC and Deployment, checked against the cluster's version."""
+    log = get_run_logger()
+    objects = operator_objects(load_manifest(source), namespace, mirror)
+    version = operator_version(objects)
+    if version is None:
+        raise ConfigError(f"manifest {source}", "has no vitess-operator Deployment with a versioned image.",
+                          "give the operator.yaml of a vitess-operator release.")
+    k8s = k.server_version()
+    warnings = []
+    problem = check_compatibility(version, k8s)
+    if problem and not force:
+        raise PermanentError(f"vitess-operator {version}", problem)
+    if problem:
+        log.warning("%s (going on: force)", problem)
+        warnings.append(problem)
+    report = apply_all(k, objects, "vitess-operator", log)
+    report.warnings += warnings
+    if not k.dry_run:
+        wait_operator(k, objects, timeout_s, log)
+    return report
