@@ -24,6 +24,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, field_validator
 
+from blocks.mysql import MySQLCredentials
 from tasks.common import retry_transient
 from tasks.operators import StepReport, apply_all
 from vtflow import kube
@@ -495,11 +496,11 @@ def diagnose(pods: list[dict], events: list[dict], claims: list[dict]) -> list[s
 
 @task(name="cluster-init", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def init_cluster(k: kube.Kube, spec: ClusterSpec, namespace: str, cluster: str, node_address: str | None,
-                 mysql_user: str, mysql_password: str, operator_docs: list[dict],
+                 credentials: MySQLCredentials, operator_docs: list[dict],
                  allow_memory_overcommit: bool = False, timeout_s: float = 900) -> StepReport:
     """Step 4: preflight, apply, then wait for the operator to report the cluster ready."""
     log = get_run_logger()
-    objects = render(spec, namespace, cluster, node_address, mysql_user, mysql_password)
+    objects = render(spec, namespace, cluster, node_address, credentials.user, credentials.password.get_secret_value())
     validate_cluster(next(o for o in objects if o["kind"] == "VitessCluster"), operator_docs)
     check = preflight(spec, k.list("v1", "Node"), k.list("v1", "Pod"), k.list("storage.k8s.io/v1", "StorageClass"),
                       cluster, allow_memory_overcommit)

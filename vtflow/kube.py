@@ -177,6 +177,7 @@ class Kube:
         self._sleep = sleep
         self._dyn: dynamic.DynamicClient | None = None
         self._namespaces: dict[str | None, bool] = {}  # dry-run only: which namespaces exist
+        self._planned_kinds: set[tuple[str, str]] = set()  # dry-run only: kinds whose CRD the plan adds
 
     # -- plumbing
 
@@ -250,8 +251,16 @@ class Kube:
         api_version, kind = obj["apiVersion"], obj["kind"]
         meta = obj.get("metadata") or {}
         name, namespace = meta.get("name"), meta.get("namespace")
-        res = self.resource(api_version, kind)
         subject = ref(obj)
+        if self.dry_run and kind == "CustomResourceDefinition":
+            spec = obj.get("spec") or {}
+            self._planned_kinds.add((spec.get("group"), (spec.get("names") or {}).get("kind")))
+        try:
+            res = self.resource(api_version, kind)
+        except MissingKindError:
+            if self.dry_run and (api_version.split("/")[0], kind) in self._planned_kinds:
+                return Applied(subject, "created", obj)  # its CRD is new in this same plan
+            raise
         if self.dry_run and res.namespaced and not self._namespace_exists(namespace):
             # The server cannot dry-run into a namespace that does not exist yet (nor can
             # kubectl --dry-run=server): the object is new with its namespace.

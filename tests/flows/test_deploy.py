@@ -1,0 +1,72 @@
+"""The deploy flow (steps 1-4) against the Kubernetes API double and this session's Prefect server."""
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from blocks.mysql import MySQLCredentials
+from blocks.target import VitessTarget
+from flows.deploy import DeployParameters, deploy
+from vtflow import kube
+from vtflow.kubedouble import DoubleConfig, KubeDouble
+
+UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
+OPERATOR_YAML = str(UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operator.yaml")
+
+
+@pytest.fixture
+def cluster_double(tmp_path, request):
+    cpu, mem = getattr(request, "param", ("8", "16Gi"))
+    d = KubeDouble(DoubleConfig(nodes=3, node_cpu=cpu, node_memory=mem, git_version="v1.33.5+k3s1"))
+    d.start()
+    tag = uuid.uuid4().hex[:6]
+    VitessTarget(kubeconfig=d.kubeconfig(tmp_path / "kubeconfig").read_text(), node_address="127.0.0.1").save(f"tgt-{tag}")
+    MySQLCredentials(user="user", password="deploy-pw-1").save(f"my-{tag}")
+    d.tag = tag
+    d.k = kube.Kube(kube.api_client((tmp_path / "kubeconfig").read_text(), None, "t"))
+    yield d
+    d.stop()
+
+
+def params(d, **kw):
+    return DeployParameters(target_block=f"tgt-{d.tag}", mysql_block=f"my-{d.tag}", nodes_block=None,
+                            operator_manifest=OPERATOR_YAML, **kw)
+
+
+def run(p):
+    state = asyncio.run(deploy(params=p, return_state=True))
+    return state, state.result(raise_on_failure=False)
+
+
+def test_operator_steps_install_then_a_second_run_changes_nothing(prefect_server, cluster_double):
+    state, reports = run(params(cluster_double, until="vitess-operator"))
+    assert state.is_completed(), state.message
+    assert [r.step for r in reports] == ["node-prep", "etcd-operator", "vitess-operator"]
+    assert reports[1].skipped and "runs its own etcd" in reports[1].skipped
+    assert reports[2].changed
+    state, again = run(params(cluster_double, until="vitess-operator"))
+    assert state.is_completed() and not any(r.changed for r in again)
+
+
+def test_dry_run_plans_everything_and_changes_nothing(prefect_server, cluster_double):
+    state, reports = run(params(cluster_double, until="cluster", dry_run=True))
+    assert state.is_completed(), state.message
+    planned = {o["object"]: o["action"] for r in reports for o in r.objects}
+    assert planned["Deployment example/vitess-operator"] == "created"
+    assert planned["VitessCluster example/example"] == "created"
+    assert planned["Secret example/example-cluster-config"] == "created"
+    assert cluster_double.k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
+
+
+@pytest.mark.parametrize("cluster_double", [("2", "4Gi")], indirect=True)
+def test_the_users_small_nodes_are_refused_before_any_cluster_object(prefect_server, cluster_double):
+    state, _ = run(params(cluster_double, until="cluster"))
+    assert state.is_failed()
+    assert "preflight refused it before anything was applied" in state.message
+    assert "memory limits add up to 6.12 GiB but the nodes have 6.00 GiB free" in state.message
+    k = cluster_double.k
+    assert k.get("v1", "Secret", "example-cluster-config", "example") is None
+    assert k.list("planetscale.com/v2", "VitessCluster", "example") == []
