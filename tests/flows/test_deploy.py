@@ -70,3 +70,25 @@ def test_the_users_small_nodes_are_refused_before_any_cluster_object(prefect_ser
     k = cluster_double.k
     assert k.get("v1", "Secret", "example-cluster-config", "example") is None
     assert k.list("planetscale.com/v2", "VitessCluster", "example") == []
+
+
+def test_an_invalid_spec_fails_before_any_call(prefect_server, cluster_double):
+    bad = params(cluster_double, until="cluster").model_dump()
+    bad["cluster"]["keyspaces"] = [{"name": "commerce", "shards": 0}]
+    bad["cluster"]["gateway"] = {"cpu": "lots"}
+    state = asyncio.run(deploy(params=bad, return_state=True))
+    assert state.is_failed()
+    assert "shards" in state.message and "greater than or equal to 1" in state.message
+    assert cluster_double.k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
+
+
+def test_steps_survive_20_percent_transient_errors_without_duplicates(prefect_server, cluster_double):
+    cluster_double.faults.error_rate = 0.2
+    try:
+        state, reports = run(params(cluster_double, until="vitess-operator", etcd_operator=True))
+    finally:
+        cluster_double.faults.error_rate = 0
+    assert state.is_completed(), state.message
+    k = cluster_double.k
+    assert sorted(d["metadata"]["name"] for d in k.list("apps/v1", "Deployment", "example")) == ["etcd-operator", "vitess-operator"]
+    assert len(k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")) == 9
