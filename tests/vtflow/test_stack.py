@@ -127,3 +127,32 @@ def processes_with_env(name, value):
                 pass
     return found
     assert (tmp_path / "state" / "prefect" / "prefect.db").exists(), "SQLite under the state folder by default"
+
+
+def test_prefect_server_runs_on_postgresql_when_told(tmp_path):
+    """PREFECT_API_DATABASE_CONNECTION_URL moves the server to PostgreSQL: no SQLite file appears."""
+    from postgres import PostgreSQL
+    from vtflow.stack import PrefectServer
+
+    pg = PostgreSQL(free_port()).start()
+    try:
+        settings = StackSettings("127.0.0.1", free_port(), tmp_path / "prefect", None, pg.url)
+        os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = pg.url
+        try:
+            server = PrefectServer(settings).start(timeout=180)
+        finally:
+            del os.environ["PREFECT_API_DATABASE_CONNECTION_URL"]
+        try:
+            env = {**settings.child_env(), "PREFECT_HOME": str(tmp_path / "client")}
+            env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+            r = subprocess.run([sys.executable, "-m", "vtflow.stack", "register"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr[-2000:]
+            slugs = pg.sql("SELECT slug FROM block_type WHERE slug LIKE 'vtflow-%' ORDER BY slug", database="prefect")
+            assert slugs.split() == ["vtflow-harbor-webhook", "vtflow-mysql-credentials", "vtflow-ssh-nodes",
+                                     "vtflow-vitess-target"]
+            assert not (tmp_path / "prefect" / "prefect.db").exists()
+        finally:
+            server.stop()
+    finally:
+        pg.stop()
