@@ -71,3 +71,40 @@ def ns(api) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     return name
+
+
+# -- the Vitess simulation -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def kd_mariadb(request):
+    """A throwaway MariaDB that plays the tablets' mysqld and vtgate's backend.
+
+    Shares the session's ``mariadb`` (tests/conftest.py) when there is one, else starts its own.
+    """
+    try:
+        yield request.getfixturevalue("mariadb")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    import tempfile
+    try:
+        from testbed import MariaDB, free_port
+    except ImportError:  # the class may move to the sandbox package
+        from vtflow.sandbox import MariaDB, free_port  # type: ignore[no-redef]
+    db = MariaDB(root=Path(tempfile.mkdtemp(prefix="kd-mariadb-")), port=free_port()).start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture(scope="module")
+def vitess_101(kd_mariadb, tmp_path_factory):
+    """A double of 3 nodes x 8 CPU / 16Gi with the operators and a MariaDB backend, running the
+    real operator.yaml and 101_initial_cluster.yaml (namespace "example") until ready."""
+    from vitess_helpers import deploy_101, start_double
+    d, api = start_double(tmp_path_factory.mktemp("vitess"), nodes=3, node_cpu="8", node_memory="16Gi",
+                          operators=True, mysql_backend=f"{kd_mariadb.host}:{kd_mariadb.port}",
+                          mysql_user=kd_mariadb.user, mysql_password=kd_mariadb.password)
+    try:
+        dyn = deploy_101(api)
+        yield d, api, dyn
+    finally:
+        d.stop()

@@ -69,6 +69,15 @@ class DoubleConfig:
     exec_stdin_idle_s: float = 0.2        # v4 exec: stdin ends after this much silence
     # users besides the admin: token -> (name, groups)
     users: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # the simulated vitess-operator and etcd-operator (vitess/, controllers/etcd_operator.py);
+    # off by default here so plain API tests see a bare cluster; `python -m vtflow.kubedouble` turns them on
+    operators: bool = False
+    # HOST:PORT of the MariaDB that plays the tablets' mysqld: enables the vtgate proxy's backend
+    # and the SQL of the vtctld exec handler (user/password: an account there that may CREATE DATABASE)
+    mysql_backend: str | None = None
+    mysql_user: str = "root"
+    mysql_password: str = ""
+    vtgate_host: str = "127.0.0.1"        # where vtgate Services' node ports listen
 
     @property
     def server_version(self) -> str:
@@ -102,6 +111,11 @@ class KubeDouble:
         self.kubelet: Kubelet | None = None
         for c in (builtin_controllers() if builtin else []) + list(controllers):
             self.add_controller(c)
+        self.vitess = None      # VitessState when the Vitess simulation is installed
+        self.vtgate = None      # its vtgate proxy listeners
+        if self.config.operators or self.config.mysql_backend:
+            from .vitess import install
+            install(self, operators=self.config.operators)
         # CRDs become routable the moment they are stored, not when a controller gets to them
         self.store.subscribe(self._crd_listener)
         self._server: uvicorn.Server | None = None
@@ -151,6 +165,8 @@ class KubeDouble:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.controllers.stop()
+        if self.vtgate is not None:
+            self.vtgate.close()
 
     def __enter__(self) -> "KubeDouble":
         self.start()

@@ -1,0 +1,35 @@
+"""The simulated Vitess side of the double: vitess-operator, vtctld (exec) and vtgate (proxy).
+
+``install(double)`` wires them into a ``KubeDouble`` (server.py calls it when
+``DoubleConfig.operators`` or ``mysql_backend`` is set) and returns the shared
+``VitessState``; ``double.vitess`` is that state and ``double.vtgate`` the proxy's listeners.
+Modules: names (object names and labels), desired (the operator's plan, pure), status
+(status fields, pure), operator (the Controller), state (topology stand-in), vtctld (exec
+handler), vtgate + mysqlwire (MySQL proxy). Nothing here may be imported by vtflow itself.
+"""
+
+from __future__ import annotations
+
+from .state import Backend, VitessState
+
+
+def install(double, *, operators: bool = True) -> VitessState:
+    from ..controllers.etcd_operator import EtcdOperator
+    from .operator import VitessOperator
+    from .vtctld import Vtctld
+    from .vtgate import VtgateListeners
+
+    cfg = double.config
+    backend = Backend.parse(cfg.mysql_backend, cfg.mysql_user, cfg.mysql_password) if cfg.mysql_backend else None
+    state = VitessState(backend=backend)
+    double.vitess = state
+    double.vtgate = VtgateListeners(double, state, cfg.vtgate_host)
+    double.add_controller(double.vtgate)
+    if operators:
+        double.add_controller(VitessOperator(state))
+        double.add_controller(EtcdOperator())
+    double.register_exec(Vtctld(double, state), label_selector="planetscale.com/component=vtctld")
+    return state
+
+
+__all__ = ["Backend", "VitessState", "install"]

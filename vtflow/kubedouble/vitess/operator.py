@@ -1,0 +1,354 @@
+"""The simulated vitess-operator: a Controller that turns VitessClusters into running parts.
+
+It acts only while the operator's own Deployment (``vitess-operator``, from operator.yaml) is
+Available and, like the real one, only for namespaces in that Deployment's WATCH_NAMESPACE
+(when set): with no operator running a VitessCluster just sits there without status.
+
+One pass per cluster, in this order (each step needs the one before):
+  1. build the desired children (desired.plan: pure);
+  2. apply them parent first, filling ownerReferences (cluster -> lockserver/cells/keyspaces,
+     keyspace -> shards, shard -> tablet pods/claims/vtorc, cell -> vtgate);
+  3. roll outdated tablet and etcd pods, one at a time, only while every other one is Ready;
+  4. elect a primary per shard (first Ready tablet; again when the primary is lost), and,
+     when backup locations exist, take the shard's initial backup once the primary serves;
+  5. write status: shards, keyspaces, cells, lockserver, then the cluster.
+Readiness always comes from what the double's kubelet reports for the pods. The operator
+never runs MySQL; VSchemas and backups live in ``VitessState`` (state.py).
+
+SIMPLIFIED: the primary is elected by the operator itself (real: vtorc or the operator's
+initial reparent); no vtbackup-init pod (the initial backup is recorded directly); no PDBs,
+no resharding, no cell-local lockservers.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+
+from ..admission import admit
+from ..controllers import Controller
+from ..defaults import apply_defaults
+from ..controllers.common import controller_of, is_ready, owner_ref
+from ..store import now_rfc3339
+from . import desired as desired_mod
+from . import names
+from . import status as st
+from .state import BackupRecord, VitessState
+
+OPERATOR_DEPLOYMENT = "vitess-operator"
+VC = "planetscale.com/vitessclusters"
+# kinds this operator deletes when they leave the plan (claims are kept, as data must survive)
+PRUNABLE = ("pods", "apps/deployments", "services", "planetscale.com/vitesscells",
+            "planetscale.com/vitesskeyspaces", "planetscale.com/vitessshards", "planetscale.com/etcdlockservers")
+
+
+def operator_watches(double, namespace: str) -> bool:
+    """Is an Available vitess-operator Deployment watching ``namespace``?"""
+    for dep in double.list("apps/deployments"):
+        if dep["metadata"]["name"] != OPERATOR_DEPLOYMENT or not st.deployment_available(dep):
+            continue
+        env = {}
+        for c in ((dep["spec"].get("template") or {}).get("spec") or {}).get("containers") or []:
+            for e in c.get("env") or []:
+                env[e.get("name")] = e.get("value")
+        watch = (env.get("WATCH_NAMESPACE") or "").strip()
+        if not watch or namespace in [w.strip() for w in watch.split(",")]:
+            return True
+    return False
+
+
+class VitessOperator(Controller):
+    name = "vitess-operator"
+    watches = (VC, "pods", "apps/deployments", "planetscale.com/vitessbackups")
+    resync_s = 2.0
+
+    def __init__(self, state: VitessState):
+        self.state = state
+        self._pending: set[tuple[str, str]] = set()
+
+    # -- triggers -----------------------------------------------------------------------------
+    def handle(self, double, change) -> None:
+        obj = change.obj
+        ns = obj["metadata"].get("namespace", "")
+        if change.resource == "vitessclusters":
+            if change.type != "DELETED":
+                self._schedule(double, ns, obj["metadata"]["name"])
+            return
+        if change.resource == "deployments" and obj["metadata"]["name"] == OPERATOR_DEPLOYMENT:
+            self.resync(double)
+            return
+        cluster = (obj["metadata"].get("labels") or {}).get(names.CLUSTER)
+        if cluster:
+            self._schedule(double, ns, cluster)
+
+    def resync(self, double) -> None:
+        for vc in double.list(VC):
+            self._schedule(double, vc["metadata"]["namespace"], vc["metadata"]["name"])
+
+    def _schedule(self, double, ns: str, name: str) -> None:
+        # coalesce bursts of pod changes into one pass per cluster
+        if (ns, name) in self._pending:
+            return
+        self._pending.add((ns, name))
+        double.controllers.after(0.01, lambda: self._pass(double, ns, name))
+
+    # -- one reconcile pass ---------------------------------------------------------------------
+    def _pass(self, double, ns: str, name: str) -> None:
+        self._pending.discard((ns, name))
+        vc = double.get(VC, ns, name)
+        if vc is None or vc["metadata"].get("deletionTimestamp") or not operator_watches(double, ns):
+            return
+        plan = desired_mod.plan(vc)
+        current = self._apply(double, vc, plan)
+        self._prune(double, vc, {d.key for d in plan})
+        self._roll(double, ns, plan)
+        self._elect_and_backup(double, vc, plan)
+        self._write_status(double, vc, plan, current)
+
+    def _apply(self, double, vc: dict, plan: list[desired_mod.Desired]) -> dict:
+        ns = vc["metadata"]["namespace"]
+        current: dict[tuple[str, str], dict] = {}
+        for item in plan:
+            owner = vc if item.owner is None else current.get(item.owner)
+            if owner is None:
+                continue
+            obj = copy.deepcopy(item.obj)
+            obj["metadata"]["ownerReferences"] = [owner_ref(owner)]
+            if item.ref == "pods":
+                obj["metadata"].setdefault("annotations", {})[desired_mod.DESIRED_HASH] = desired_mod.spec_hash(obj["spec"])
+            name = obj["metadata"]["name"]
+            cur = double.get(item.ref, ns, name)
+            if cur is None:
+                cur = self._create(double, item.ref, obj)
+            elif item.ref not in ("pods", "persistentvolumeclaims"):
+                cur = self._update(double, item.ref, cur, obj) or cur
+            current[item.key] = cur
+        return current
+
+    def _create(self, double, ref: str, obj: dict) -> dict:
+        # the real operator writes through the API, so admission runs: cluster IPs for Services,
+        # the default StorageClass for claims; the internal API skips it, so run it here
+        group, _, plural = ref.rpartition("/")
+        rt = double.registry.by_gr(group, plural)
+        if rt is not None:
+            obj = apply_defaults(group, plural, copy.deepcopy(obj))
+            admit(double.store, rt, obj, None)
+        return double.create(ref, obj)
+
+    def _update(self, double, ref: str, cur: dict, want: dict) -> dict | None:
+        ns, name = cur["metadata"]["namespace"], cur["metadata"]["name"]
+        labels_differ = any((cur["metadata"].get("labels") or {}).get(k) != v
+                            for k, v in (want["metadata"].get("labels") or {}).items())
+        if ref == "services":
+            keep = ("selector", "ports")
+            differ = any(_strip_ports(cur["spec"].get(k)) != _strip_ports(want["spec"].get(k)) for k in keep)
+        elif ref == "apps/deployments":
+            differ = (cur["spec"].get("replicas") != want["spec"].get("replicas") or
+                      _tpl(cur) != _tpl(want))
+        else:
+            differ = any(cur.get("spec", {}).get(k) != v for k, v in (want.get("spec") or {}).items())
+        if not differ and not labels_differ:
+            return None
+
+        def fn(o):
+            o["metadata"].setdefault("labels", {}).update(want["metadata"].get("labels") or {})
+            if ref == "services":
+                o["spec"]["selector"] = want["spec"]["selector"]
+                o["spec"]["ports"] = want["spec"]["ports"]
+            elif ref == "apps/deployments":
+                o["spec"]["replicas"] = want["spec"]["replicas"]
+                o["spec"]["template"] = copy.deepcopy(want["spec"]["template"])
+                apply_defaults("apps", "deployments", o)
+            else:
+                o["spec"].update(copy.deepcopy(want.get("spec") or {}))
+        return double.mutate(ref, ns, name, fn)
+
+    def _prune(self, double, vc: dict, keep: set) -> None:
+        ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
+        mine = {vc["metadata"]["uid"]}
+        objs = []
+        for ref in reversed(PRUNABLE):
+            for o in double.list(ref, ns, f"{names.CLUSTER}={cluster}"):
+                objs.append((ref, o))
+                if (ref, o["metadata"]["name"]) in keep:
+                    mine.add(o["metadata"]["uid"])
+        for ref, o in objs:
+            c = controller_of(o)
+            if c and c.get("uid") in mine and (ref, o["metadata"]["name"]) not in keep:
+                double.delete(ref, ns, o["metadata"]["name"])
+
+    def _roll(self, double, ns: str, plan: list) -> None:
+        """Replace one outdated pod, and only while every other planned pod is Ready."""
+        pods = [(d, double.get("pods", ns, d.obj["metadata"]["name"])) for d in plan if d.ref == "pods"]
+        if any(p is None or not is_ready(p) for _, p in pods):
+            return
+        outdated = [p for d, p in pods if (p["metadata"].get("annotations") or {}).get(desired_mod.DESIRED_HASH)
+                    != desired_mod.spec_hash(d.obj["spec"])]
+        if outdated:
+            # replicas before primaries, so the primary moves last (as a careful rollout does)
+            primaries = {(s.get("status") or {}).get("masterAlias") for s in double.list("planetscale.com/vitessshards", ns)}
+            outdated.sort(key=lambda p: (p["metadata"]["labels"].get(names.COMPONENT) == "vttablet"
+                                         and self._alias(p) in primaries))
+            victim = outdated[0]
+            double.delete("pods", ns, victim["metadata"]["name"])
+
+    def _elect_and_backup(self, double, vc: dict, plan: list) -> None:
+        ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
+        has_locations = bool(((vc.get("spec") or {}).get("backup") or {}).get("locations"))
+        for d in plan:
+            if d.ref != "planetscale.com/vitessshards":
+                continue
+            shard = double.get(d.ref, ns, d.obj["metadata"]["name"])
+            if shard is None:
+                continue
+            ks, shard_name = d.obj["metadata"]["labels"][names.KEYSPACE], d.obj["spec"]["name"]
+            pods = self._shard_pods(double, ns, cluster, ks, shard_name)
+            by_alias = {self._alias(p): p for p in pods}
+            master = (shard.get("status") or {}).get("masterAlias")
+            if master not in by_alias or not is_ready(by_alias[master]):
+                candidates = sorted((p for p in pods if is_ready(p)
+                                     and (p["metadata"]["labels"].get(names.TABLET_TYPE) == "replica")),
+                                    key=lambda p: int(p["metadata"]["labels"].get(names.TABLET_INDEX, "0")))
+                if candidates:
+                    new = self._alias(candidates[0])
+                    self.state.set_primary_term(new, now_rfc3339())
+                    double.mutate(d.ref, ns, shard["metadata"]["name"],
+                                  lambda s: s.setdefault("status", {}).__setitem__("masterAlias", new))
+                    master = new
+            if (has_locations and master in by_alias and is_ready(by_alias[master])
+                    and not self.state.list_backups(ns, cluster, ks, shard_name)):
+                record_backup(double, self.state, vc, ks, shard_name, master,
+                              ((vc.get("spec") or {}).get("backup") or {}).get("engine", "builtin"))
+
+    @staticmethod
+    def _alias(pod: dict) -> str:
+        lb = pod["metadata"].get("labels") or {}
+        return names.alias(lb.get(names.CELL, ""), int(lb.get(names.TABLET_UID, "0") or 0))
+
+    @staticmethod
+    def _shard_pods(double, ns: str, cluster: str, ks: str, shard: str) -> list[dict]:
+        sel = (f"{names.COMPONENT}=vttablet,{names.CLUSTER}={cluster},{names.KEYSPACE}={ks},"
+               f"{names.SHARD}={names.safe_shard(shard)}")
+        return [p for p in double.list("pods", ns, sel) if not p["metadata"].get("deletionTimestamp")]
+
+    # -- status -------------------------------------------------------------------------------
+    def _write_status(self, double, vc: dict, plan: list, current: dict) -> None:
+        ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
+        spec = vc.get("spec") or {}
+        now = now_rfc3339()
+        want_hash = {d.obj["metadata"]["name"]: desired_mod.spec_hash(d.obj["spec"]) for d in plan if d.ref == "pods"}
+        status: dict = {"observedGeneration": vc["metadata"].get("generation", 1),
+                        "gatewayServiceName": names.vtgate_service(cluster), "orphanedCells": {}, "orphanedKeyspaces": {}}
+        if desired_mod.manages_etcd(vc):
+            ls_name = names.lockserver(cluster)
+            ls = double.get("planetscale.com/etcdlockservers", ns, ls_name)
+            if ls is not None:
+                pods = double.list("pods", ns, f"{names.LOCKSERVER}={ls_name}")
+                ls_status = st.lockserver_status(ls, pods, f"{ls_name}-client")
+                _set_status(double, "planetscale.com/etcdlockservers", ls, ls_status)
+                status["globalLockserver"] = {"etcd": ls_status}
+        dash_cell = ((spec.get("vitessDashboard") or {}).get("cells") or [c["name"] for c in spec.get("cells") or []] or ["zone1"])[0]
+        status["vitessDashboard"] = {
+            "available": st.tf(st.deployment_available(double.get("apps/deployments", ns, names.vtctld(cluster, dash_cell)))),
+            "serviceName": names.vtctld_service(cluster)}
+        if spec.get("vtadmin"):
+            va_cell = ((spec["vtadmin"].get("cells") or [dash_cell]))[0]
+            status["vtadmin"] = {
+                "available": st.tf(st.deployment_available(double.get("apps/deployments", ns, names.vtadmin(cluster, va_cell)))),
+                "serviceName": names.vtadmin(cluster, va_cell)}
+        status["cells"] = {}
+        for c in spec.get("cells") or []:
+            dep = double.get("apps/deployments", ns, names.vtgate(cluster, c["name"]))
+            avail = st.deployment_available(dep)
+            status["cells"][c["name"]] = {"gatewayAvailable": st.tf(avail)}
+            cell_obj = double.get("planetscale.com/vitesscells", ns, names.cell(cluster, c["name"]))
+            if cell_obj is not None:
+                _set_status(double, "planetscale.com/vitesscells", cell_obj, {
+                    "observedGeneration": cell_obj["metadata"].get("generation", 1), "idle": "False",
+                    "gateway": {"available": st.tf(avail), "serviceName": names.vtgate(cluster, c["name"]),
+                                "replicas": ((dep or {}).get("status") or {}).get("replicas", 0),
+                                "labelSelector": f"{names.CELL}={c['name']},{names.CLUSTER}={cluster},{names.COMPONENT}=vtgate"},
+                    "keyspaces": {k["name"]: {} for k in spec.get("keyspaces") or []}})
+        status["keyspaces"] = {}
+        for ks in spec.get("keyspaces") or []:
+            shards_in = {}
+            for d in plan:
+                if d.ref != "planetscale.com/vitessshards" or d.obj["metadata"]["labels"].get(names.KEYSPACE) != ks["name"]:
+                    continue
+                shard = double.get(d.ref, ns, d.obj["metadata"]["name"])
+                if shard is None:
+                    continue
+                sname = d.obj["spec"]["name"]
+                pods = self._shard_pods(double, ns, cluster, ks["name"], sname)
+                desired_n = sum(int(p.get("replicas", 0)) for p in d.obj["spec"].get("tabletPools") or [])
+                updated = sum(1 for p in pods if (p["metadata"].get("annotations") or {}).get(desired_mod.DESIRED_HASH)
+                              == want_hash.get(p["metadata"]["name"]))
+                vtorc = None
+                if "vitessOrchestrator" in ks:
+                    pools = d.obj["spec"].get("tabletPools") or []
+                    orc_cell = (pools[0].get("cell") if pools else None) or dash_cell
+                    vtorc = double.get("apps/deployments", ns, names.vtorc(cluster, ks["name"], sname, orc_cell)) or {
+                        "metadata": {"name": names.vtorc(cluster, ks["name"], sname, orc_cell)}}
+                sst = st.shard_status(shard, pods, (shard.get("status") or {}).get("masterAlias"), want_hash,
+                                      self.state.list_backups(ns, cluster, ks["name"], sname),
+                                      bool(d.obj["spec"].get("backupLocations")), vtorc)
+                _set_status(double, d.ref, shard, sst)
+                shards_in[sname] = (sst, desired_n, updated)
+            ks_obj = double.get("planetscale.com/vitesskeyspaces", ns, names.keyspace(cluster, ks["name"]))
+            if ks_obj is None:
+                continue
+            kst = st.keyspace_status(ks_obj, shards_in, now)
+            _set_status(double, "planetscale.com/vitesskeyspaces", ks_obj, kst)
+            cells = sorted({c for s in shards_in.values() for c in s[0].get("cells") or []})
+            status["keyspaces"][ks["name"]] = st.cluster_keyspace_entry(kst, cells)
+        _set_status(double, VC, vc, status)
+
+
+def _set_status(double, ref: str, obj: dict, status: dict) -> None:
+    cur = obj.get("status") or {}
+    merged = {**cur, **status}
+    if merged == cur:
+        return
+    m = obj["metadata"]
+    double.mutate(ref, m.get("namespace", ""), m["name"], lambda o: o.update(status={**(o.get("status") or {}), **status}))
+
+
+def _strip_ports(v):
+    if isinstance(v, list):
+        return [{k: x for k, x in p.items() if k not in ("nodePort", "protocol")} for p in v]
+    return v
+
+
+def _tpl(dep: dict) -> dict:
+    """The parts of a pod template the operator sets (defaults added by the server ignored)."""
+    t = (dep.get("spec") or {}).get("template") or {}
+    return {"labels": (t.get("metadata") or {}).get("labels"),
+            "containers": [(c.get("name"), c.get("image"), c.get("args"), c.get("resources") or {})
+                           for c in (t.get("spec") or {}).get("containers") or []]}
+
+
+def record_backup(double, state: VitessState, vc: dict, ks: str, shard: str, tablet_alias: str,
+                  engine: str, size: int = 0) -> BackupRecord:
+    """Record a completed backup and the VitessBackup object the operator keeps for it."""
+    ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
+    now = datetime.now(timezone.utc)
+    existing = {b.name for b in state.list_backups(ns, cluster, ks, shard)}
+    name = f"{now:%Y-%m-%d.%H%M%S}.{tablet_alias}"
+    while name in existing:   # two backups within a second: the real ones would be a second apart
+        now = now.replace(second=(now.second + 1) % 60)
+        name = f"{now:%Y-%m-%d.%H%M%S}.{tablet_alias}"
+    rec = BackupRecord(name, ks, shard, tablet_alias, now.strftime("%Y-%m-%dT%H:%M:%SZ"), engine, size)
+    state.add_backup(ns, cluster, rec)
+    obj_name = names.backup(cluster, ks, shard, name)
+    if double.get("planetscale.com/vitessbackups", ns, obj_name) is None:
+        double.create("planetscale.com/vitessbackups", {
+            "apiVersion": "planetscale.com/v2", "kind": "VitessBackup",
+            "metadata": {"name": obj_name, "namespace": ns, "ownerReferences": [owner_ref(vc)],
+                         "labels": {names.CLUSTER: cluster, names.KEYSPACE: ks, names.SHARD: names.safe_shard(shard),
+                                    "backup.planetscale.com/location": "",
+                                    "backup.planetscale.com/type": "vtctld"}},
+            "spec": {},
+            "status": {"startTime": rec.time, "finishedTime": rec.time, "complete": True, "engine": engine,
+                       "storageDirectory": f"{ks}/{shard}", "storageName": name,
+                       "position": "MySQL56/00000000-0000-0000-0000-000000000000:1-1"}})
+    return rec

@@ -1,0 +1,358 @@
+"""A stand-in for ``vtctldclient`` run inside a vtctld pod (an exec handler).
+
+Registered for pods labelled ``planetscale.com/component=vtctld``; answers
+``vtctldclient [--server localhost:15999] <Command> [flags] <args>`` for the commands vtflow
+uses: ApplySchema, ApplyVSchema, GetVSchema, GetTablets, BackupShard, GetBackups. Tablets come
+from the double's vttablet pods and VitessShards (state.py), SQL goes to the backend MariaDB
+(database = keyspace), VSchemas and backups live in ``VitessState``. Output and errors are
+worded like the real client's where known; where not, plausibly and marked. Unknown commands
+or flags exit 1 with a usage error. It never changes Kubernetes objects except creating the
+VitessBackup the operator would keep for a backup.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pymysql
+
+from . import names
+from .operator import record_backup
+from .state import Tablet, VitessState
+
+COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetTablets", "BackupShard", "GetBackups")
+USAGE = ("Usage:\n  vtctldclient [command]\n\nAvailable Commands:\n" +
+         "".join(f"  {c}\n" for c in COMMANDS) + "\nFlags:\n      --server string   server to use for the connection\n")
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Result:
+    code: int
+    out: str = ""
+    err: str = ""
+
+
+def _parse(args: list[str], flags: dict[str, bool], stdin: bytes | None) -> tuple[dict[str, str], list[str]]:
+    """Parse ``--flag=value``/``--flag value``/``--bool``; ``flags`` maps name -> takes a value."""
+    opts: dict[str, str] = {}
+    pos: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-") and a not in ("-",):
+            name, eq, value = a.lstrip("-").partition("=")
+            name = name.replace("_", "-")
+            if name not in flags:
+                raise UsageError(f"unknown flag: --{name}")
+            if flags[name] and not eq:
+                i += 1
+                if i >= len(args):
+                    raise UsageError(f"flag needs an argument: --{name}")
+                value = args[i]
+            opts[name] = value if flags[name] else (value or "true")
+        else:
+            pos.append(a)
+        i += 1
+    return opts, pos
+
+
+def _read_file(path: str, stdin: bytes | None) -> str:
+    if path in ("/dev/stdin", "-"):
+        return (stdin or b"").decode()
+    # files inside the pod are not simulated; /dev/stdin is how vtflow hands content over
+    raise UsageError(f"open {path}: no such file or directory")
+
+
+def split_sql(sql: str) -> list[str]:
+    """Statements separated by ';' outside quotes and comments (what vtctld's parser splits)."""
+    out, buf, i, quote = [], [], 0, ""
+    while i < len(sql):
+        ch = sql[i]
+        if quote:
+            buf.append(ch)
+            if ch == "\\" and quote != "`" and i + 1 < len(sql):
+                buf.append(sql[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+            buf.append(ch)
+        elif sql.startswith("--", i) or ch == "#":
+            end = sql.find("\n", i)
+            i = len(sql) if end < 0 else end
+            continue
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = len(sql) if end < 0 else end + 2
+            continue
+        elif ch == ";":
+            stmt = "".join(buf).strip()
+            if stmt:
+                out.append(stmt)
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    stmt = "".join(buf).strip()
+    if stmt:
+        out.append(stmt)
+    return out
+
+
+class Vtctld:
+    """The exec handler: ``Vtctld(double, state)(argv, stdin, pod)``."""
+
+    def __init__(self, double, state: VitessState):
+        self.double = double
+        self.state = state
+
+    def __call__(self, argv: list[str], stdin: bytes | None, pod: dict) -> tuple[int, bytes, bytes]:
+        if len(argv) == 3 and argv[0] in ("sh", "/bin/sh", "bash") and argv[1] == "-c":
+            argv = shlex.split(argv[2])    # `sh -c 'vtctldclient ...'`, as scripts often exec it
+        if not argv or argv[0].rsplit("/", 1)[-1] != "vtctldclient":
+            prog = argv[0] if argv else ""
+            return 126, b"", (f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
+                              f'"{prog}": executable file not found in $PATH: unknown\n').encode()
+        try:
+            r = self.run(argv[1:], stdin, pod)
+        except UsageError as e:
+            r = Result(1, "", f"Error: {e}\n{USAGE}")
+        return r.code, r.out.encode(), r.err.encode()
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def run(self, args: list[str], stdin: bytes | None, pod: dict) -> Result:
+        server = "localhost:15999"
+        while args and args[0].startswith("-"):
+            name, eq, value = args[0].lstrip("-").partition("=")
+            if name == "server":
+                if not eq:
+                    if len(args) < 2:
+                        raise UsageError("flag needs an argument: --server")
+                    value, args = args[1], args[1:]
+                server = value
+            elif name in ("action_timeout", "action-timeout"):
+                if not eq:
+                    args = args[1:]
+            elif name not in ("logtostderr", "alsologtostderr"):
+                raise UsageError(f"unknown flag: --{name}")
+            args = args[1:]
+        if not args:
+            raise UsageError("a command is required")
+        if not server.endswith(":15999"):
+            return Result(1, "", f"E0000 00:00:00.000000       1 main.go:56] rpc error: code = Unavailable desc = "
+                                 f"connection error: desc = \"transport: Error while dialing: dial tcp {server}: "
+                                 f"connect: connection refused\"\n")
+        cmd, rest = args[0], args[1:]
+        handler = getattr(self, f"cmd_{cmd}", None) if cmd in COMMANDS else None
+        if handler is None:
+            raise UsageError(f'unknown command "{cmd}" for "vtctldclient"')
+        meta = pod["metadata"]
+        return handler(rest, stdin, meta.get("namespace", ""), (meta.get("labels") or {}).get(names.CLUSTER, ""))
+
+    # -- commands ----------------------------------------------------------------------------
+    def cmd_ApplySchema(self, args, stdin, ns, cluster) -> Result:
+        opts, pos = _parse(args, {"sql": True, "sql-file": True, "ddl-strategy": True, "caller-id": True,
+                                  "wait-replicas-timeout": True, "migration-context": True, "uuid": True,
+                                  "batch-size": True}, stdin)
+        if len(pos) != 1:
+            raise UsageError("ApplySchema requires exactly one argument: <keyspace>")
+        ks = pos[0]
+        if "sql" in opts:
+            sql = opts["sql"]
+        elif "sql-file" in opts:
+            sql = _read_file(opts["sql-file"], stdin)
+        else:
+            raise UsageError("either --sql or --sql-file must be specified")
+        statements = split_sql(sql)
+        tablets = [t for t in self.state.tablets(self.double, ns, cluster) if t.keyspace == ks]
+        shards = sorted({t.shard for t in tablets})
+        serving = bool(shards) and all(any(t.type == "PRIMARY" and t.serving for t in tablets if t.shard == s)
+                                       for s in shards)
+        if not serving:
+            # the real client's failure while tablets are not up yet (see FACTS.md: retry it)
+            result = {"FailedShards": None, "SuccessShards": None, "CurSQLIndex": 0, "Sqls": statements,
+                      "UUIDs": None}
+            return Result(1, "", "E0000 00:00:00.000000       1 main.go:56] rpc error: code = Unknown desc = "
+                                 f"schema change failed, ExecuteResult: {json.dumps(result, indent=2)}\n")
+        if self.state.backend is None:
+            return Result(1, "", "kubedouble: no MySQL backend configured (--mysql-backend HOST:PORT)\n")
+        try:
+            conn = self._connect()
+        except pymysql.MySQLError as e:
+            return Result(1, "", f"rpc error: code = Unavailable desc = mysqld not reachable: {e}\n")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{ks}`")
+                cur.execute(f"USE `{ks}`")
+                for i, stmt in enumerate(statements):
+                    try:
+                        cur.execute(stmt)
+                    except pymysql.MySQLError as e:
+                        code, msg = (e.args + ("",))[:2]
+                        failed = [{"Shard": s, "Err": f"{msg} (errno {code}) (sqlstate HY000) during query: {stmt}"}
+                                  for s in shards]
+                        result = {"FailedShards": failed, "SuccessShards": None, "CurSQLIndex": i, "Sqls": statements,
+                                  "UUIDs": None}
+                        return Result(1, "", "E0000 00:00:00.000000       1 main.go:56] rpc error: code = Unknown "
+                                             f"desc = schema change failed, ExecuteResult: {json.dumps(result, indent=2)}\n")
+        finally:
+            conn.close()
+        return Result(0, "")   # direct DDL prints no UUIDs
+
+    def cmd_ApplyVSchema(self, args, stdin, ns, cluster) -> Result:
+        opts, pos = _parse(args, {"vschema": True, "vschema-file": True, "dry-run": False, "skip-rebuild": False,
+                                  "cells": True, "sql": True, "sql-file": True, "strict": False}, stdin)
+        if len(pos) != 1:
+            raise UsageError("ApplyVSchema requires exactly one argument: <keyspace>")
+        ks = pos[0]
+        if "vschema" in opts:
+            text = opts["vschema"]
+        elif "vschema-file" in opts:
+            text = _read_file(opts["vschema-file"], stdin)
+        else:
+            raise UsageError("either --vschema, --vschema-file, --sql, or --sql-file must be specified")
+        if not self._keyspace_exists(ns, cluster, ks):
+            return Result(1, "", f"rpc error: code = NotFound desc = node doesn't exist: keyspaces/{ks}/Keyspace\n")
+        try:
+            vschema = json.loads(text)
+            if not isinstance(vschema, dict):
+                raise ValueError("a VSchema is a JSON object")
+        except ValueError as e:
+            return Result(1, "", f"Error: invalid VSchema JSON: {e}\n")
+        if opts.get("dry-run") != "true":
+            self.state.put_vschema(ns, cluster, ks, vschema)
+        return Result(0, "New VSchema object:\n" + json.dumps(vschema, indent=2) +
+                      "\nIf this is not what you expected, check the input data (as JSON parsing will skip "
+                      "unexpected fields).\n")
+
+    def cmd_GetVSchema(self, args, stdin, ns, cluster) -> Result:
+        _, pos = _parse(args, {}, stdin)
+        if len(pos) != 1:
+            raise UsageError("GetVSchema requires exactly one argument: <keyspace>")
+        if not self._keyspace_exists(ns, cluster, pos[0]):
+            return Result(1, "", f"rpc error: code = NotFound desc = node doesn't exist: keyspaces/{pos[0]}/VSchema\n")
+        return Result(0, json.dumps(self.state.get_vschema(ns, cluster, pos[0]) or {}, indent=2) + "\n")
+
+    def cmd_GetTablets(self, args, stdin, ns, cluster) -> Result:
+        opts, pos = _parse(args, {"format": True, "keyspace": True, "shard": True, "cell": True,
+                                  "tablet-alias": True, "tablet-type": True, "strict": False}, stdin)
+        if pos:
+            raise UsageError(f"unexpected argument {pos[0]!r}")
+        fmt = opts.get("format", "awk")
+        if fmt not in ("awk", "json"):
+            raise UsageError(f"invalid output format, got {fmt}")
+        tablets = self.state.tablets(self.double, ns, cluster)
+        if "shard" in opts and "keyspace" not in opts:
+            raise UsageError("--shard (= " + opts["shard"] + ") cannot be passed without also passing --keyspace")
+        tablets = [t for t in tablets if ("keyspace" not in opts or t.keyspace == opts["keyspace"])
+                   and ("shard" not in opts or t.shard == opts["shard"])
+                   and ("cell" not in opts or t.cell in opts["cell"].split(","))
+                   and ("tablet-type" not in opts or t.type == opts["tablet-type"].upper())
+                   and ("tablet-alias" not in opts or t.alias in opts["tablet-alias"].split(","))]
+        if fmt == "json":
+            return Result(0, json.dumps([tablet_json(t) for t in tablets], indent=2) + "\n")
+        return Result(0, "".join(f"{t.alias} {t.keyspace} {t.shard} {t.type.lower()} {t.hostname}:15000 "
+                                 f"{t.hostname}:3306 [] {t.primary_term_start or '<null>'}\n" for t in tablets))
+
+    def cmd_BackupShard(self, args, stdin, ns, cluster) -> Result:
+        opts, pos = _parse(args, {"allow-primary": False, "concurrency": True, "upgrade-safe": False,
+                                  "incremental-from-pos": True}, stdin)
+        ks, shard = self._ks_shard(pos, "BackupShard")
+        vc = self.double.get("planetscale.com/vitessclusters", ns, cluster)
+        tablets = [t for t in self.state.tablets(self.double, ns, cluster) if t.keyspace == ks and t.shard == shard]
+        if vc is None or not tablets:
+            return Result(1, "", f"rpc error: code = NotFound desc = node doesn't exist: keyspaces/{ks}/shards/{shard}/Shard\n")
+        allow_primary = opts.get("allow-primary") == "true"
+        candidates = [t for t in tablets if t.serving and (t.type != "PRIMARY" or allow_primary)]
+        if not candidates:
+            return Result(1, "", f"rpc error: code = FailedPrecondition desc = no tablet available for backup "
+                                 f"in shard {ks}/{shard}\n")
+        tablet = sorted(candidates, key=lambda t: (t.type == "PRIMARY", t.alias))[0]
+        backup = (vc.get("spec") or {}).get("backup") or {}
+        if not backup.get("locations"):
+            # vttablet runs without --backup_storage_implementation when the cluster has no location
+            return Result(1, "", f"rpc error: code = Unknown desc = TabletManager.Backup on {tablet.alias}: "
+                                 "no registered implementation of BackupStorage (the VitessCluster has no "
+                                 "spec.backup.locations; add one, e.g. a volume or s3 location)\n")
+        engine = backup.get("engine", "builtin")
+        log = [f"I0000 backup.go:165] Starting backup of {ks}/{shard} on tablet {tablet.alias} (engine {engine})",
+               f"I0000 backup.go:312] Stopping replication on {tablet.alias}",
+               f"I0000 {engine}engine.go:210] Copying files to backup storage"]
+        if self.state.is_failing(ks, shard):
+            log.append(f"E0000 backup.go:201] backup failed: {engine}: exit status 1")
+            return Result(1, "\n".join(log) + "\n",
+                          f"rpc error: code = Unknown desc = TabletManager.Backup on {tablet.alias} error: "
+                          f"{engine} failed: exit status 1\n")
+        size = self._database_size(ks)
+        rec = record_backup(self.double, self.state, vc, ks, shard, tablet.alias, engine, size)
+        log += [f"I0000 backup.go:250] Backup {rec.name} completed ({size} bytes)",
+                f"I0000 backup.go:320] Restarting replication on {tablet.alias}"]
+        return Result(0, "\n".join(log) + "\n")
+
+    def cmd_GetBackups(self, args, stdin, ns, cluster) -> Result:
+        opts, pos = _parse(args, {"json": False, "limit": True, "detailed": False, "detailed-limit": True}, stdin)
+        ks, shard = self._ks_shard(pos, "GetBackups")
+        backups = self.state.list_backups(ns, cluster, ks, shard)
+        if opts.get("limit"):
+            backups = backups[-int(opts["limit"]):]
+        if opts.get("json") == "true":
+            return Result(0, json.dumps({"backups": [
+                {"directory": f"{ks}/{shard}", "name": b.name, "keyspace": ks, "shard": shard,
+                 "tablet_alias": dict(zip(("cell", "uid"), (b.tablet.rsplit("-", 1)[0], int(b.tablet.rsplit("-", 1)[1])))),
+                 "time": b.time, "engine": b.engine, "status": "COMPLETE"} for b in backups]}, indent=2) + "\n")
+        return Result(0, "".join(b.name + "\n" for b in backups))
+
+    # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _ks_shard(pos: list[str], cmd: str) -> tuple[str, str]:
+        if len(pos) != 1 or "/" not in pos[0]:
+            raise UsageError(f"{cmd} requires exactly one argument: <keyspace/shard>")
+        ks, shard = pos[0].split("/", 1)
+        return ks, shard
+
+    def _keyspace_exists(self, ns: str, cluster: str, ks: str) -> bool:
+        vc = self.double.get("planetscale.com/vitessclusters", ns, cluster) or {}
+        return any(k.get("name") == ks for k in (vc.get("spec") or {}).get("keyspaces") or [])
+
+    def _connect(self):
+        b = self.state.backend
+        return pymysql.connect(host=b.host, port=b.port, user=b.user, password=b.password, autocommit=True,
+                               connect_timeout=5)
+
+    def _database_size(self, ks: str) -> int:
+        if self.state.backend is None:
+            return 0
+        try:
+            conn = self._connect()
+        except pymysql.MySQLError:
+            return 0
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                            "WHERE table_schema = %s", (ks,))
+                return int(cur.fetchone()[0])
+        finally:
+            conn.close()
+
+
+def tablet_json(t: Tablet) -> dict:
+    """One tablet as ``vtctldclient GetTablets --format json`` prints it (proto field names)."""
+    start, _, end = t.shard.partition("-") if t.shard != "0" else ("", "", "")
+    out = {"alias": {"cell": t.cell, "uid": t.uid}, "hostname": t.hostname,
+           "port_map": {"grpc": 15999, "vt": 15000}, "keyspace": t.keyspace, "shard": t.shard,
+           "type": t.type, "db_name_override": "", "tags": {}, "mysql_hostname": t.hostname, "mysql_port": 3306,
+           "default_conn_collation": 255}
+    if start or end:
+        out["key_range"] = {"start": start, "end": end}
+    if t.primary_term_start:
+        when = datetime.strptime(t.primary_term_start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        out["primary_term_start_time"] = {"seconds": str(int(when.timestamp())), "nanoseconds": 0}
+    return out
