@@ -2,6 +2,8 @@
 
 import asyncio
 import os
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -19,8 +21,9 @@ OPERATOR_YAML = str(UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operato
 
 @pytest.fixture
 def cluster_double(tmp_path, request):
-    cpu, mem = getattr(request, "param", ("8", "16Gi"))
-    d = KubeDouble(DoubleConfig(nodes=3, node_cpu=cpu, node_memory=mem, git_version="v1.33.5+k3s1"))
+    cpu, mem, delay = getattr(request, "param", ("8", "16Gi", 0.02))
+    d = KubeDouble(DoubleConfig(nodes=3, node_cpu=cpu, node_memory=mem, git_version="v1.33.5+k3s1", operators=True,
+                                pod_start_delay=delay))
     d.start()
     tag = uuid.uuid4().hex[:6]
     VitessTarget(kubeconfig=d.kubeconfig(tmp_path / "kubeconfig").read_text(), node_address="127.0.0.1").save(f"tgt-{tag}")
@@ -61,7 +64,7 @@ def test_dry_run_plans_everything_and_changes_nothing(prefect_server, cluster_do
     assert cluster_double.k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
 
 
-@pytest.mark.parametrize("cluster_double", [("2", "4Gi")], indirect=True)
+@pytest.mark.parametrize("cluster_double", [("2", "4Gi", 0.02)], indirect=True)
 def test_the_users_small_nodes_are_refused_before_any_cluster_object(prefect_server, cluster_double):
     state, _ = run(params(cluster_double, until="cluster"))
     assert state.is_failed()
@@ -92,3 +95,30 @@ def test_steps_survive_20_percent_transient_errors_without_duplicates(prefect_se
     k = cluster_double.k
     assert sorted(d["metadata"]["name"] for d in k.list("apps/v1", "Deployment", "example")) == ["etcd-operator", "vitess-operator"]
     assert len(k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")) == 9
+
+
+def test_full_cluster_init_reaches_ready_then_a_rerun_changes_nothing(prefect_server, cluster_double):
+    state, reports = run(params(cluster_double, until="cluster", ready_timeout_s=60))
+    assert state.is_completed(), state.message
+    vc = cluster_double.k.get("planetscale.com/v2", "VitessCluster", "example", "example")
+    assert vc["status"]["keyspaces"]["commerce"]["readyTablets"] == 3
+    actions = {o["object"]: o["action"] for o in reports[-1].objects}
+    assert actions == {"Secret example/example-cluster-config": "created",
+                       "PersistentVolumeClaim example/vitess-backups": "created",
+                       "VitessCluster example/example": "created",
+                       "Service example/example-vtadmin-nodeport": "created"}
+    state, again = run(params(cluster_double, until="cluster", ready_timeout_s=60))
+    assert state.is_completed(), state.message
+    assert not any(r.changed for r in again), [o for r in again for o in r.objects if o["action"] != "unchanged"]
+
+
+def test_readiness_timeout_diagnoses_a_crash_looping_container(prefect_server, cluster_double):
+    d = cluster_double
+    state, _ = run(params(d, until="cluster", ready_timeout_s=60))
+    assert state.is_completed(), state.message
+    vtgate = d.list("pods", "example", label_selector="planetscale.com/component=vtgate")[0]["metadata"]["name"]
+    d.kubelet.crash_loop(d, "example", vtgate, "vtgate", on=True)
+    state, _ = run(params(d, until="cluster", ready_timeout_s=3))
+    assert state.is_failed()
+    assert "VitessCluster example/example: not ready after 3 s: waiting for vtgate in zone1" in state.message
+    assert f"Pod {vtgate} container vtgate: CrashLoopBackOff" in state.message
