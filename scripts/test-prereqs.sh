@@ -1,8 +1,8 @@
 #!/bin/sh
-# What the test suite needs from the system: Debian packages and an SSH test user.
+# What the test suite (and `vtflow sandbox up`) needs from the system: Debian packages and an SSH node user.
 # As root it installs them; otherwise it names them and stops.
 set -eu
-PACKAGES="mariadb-server mariadb-client openssh-server openssh-client iputils-ping"
+PACKAGES="mariadb-server mariadb-client openssh-server openssh-client iputils-ping postgresql"
 USER_NAME=vtflow-node
 missing=""
 for p in $PACKAGES; do
@@ -13,7 +13,7 @@ id "$USER_NAME" >/dev/null 2>&1 || need_user=yes
 if [ -z "$missing" ] && [ "$need_user" = no ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   [ -n "$missing" ] && echo "The tests need these Debian packages:$missing" >&2 && echo "  sudo apt-get install -y$missing" >&2
-  [ "$need_user" = yes ] && echo "and an SSH test user: sudo useradd --system --create-home --shell /bin/sh $USER_NAME" >&2
+  [ "$need_user" = yes ] && echo "and the SSH node user: sudo sh vtflow/sandbox/node-user.sh" >&2
   echo "Or run 'make test' as root to do this for you." >&2
   exit 1
 fi
@@ -24,8 +24,6 @@ if [ -n "$missing" ]; then
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 if [ "$need_user" = yes ]; then
-  # /bin/sh: root's .bashrc (pyenv init) would add ~0.2 s to every SSH command
-  useradd --system --create-home --shell /bin/sh "$USER_NAME"
-  # '*': no password login, but not "locked" (sshd refuses locked accounts even for keys)
-  usermod -p '*' "$USER_NAME"
+  # shared with `vtflow sandbox up`, which needs the same user
+  sh "$(dirname "$0")/../vtflow/sandbox/node-user.sh"
 fi

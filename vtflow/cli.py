@@ -183,6 +183,24 @@ def cmd_node_prep(args) -> int:
     return 0
 
 
+def cmd_sandbox_up(args) -> int:
+    from vtflow import sandbox
+    from vtflow.sandbox.cluster import SMALL_NODE_CPU, SMALL_NODE_MEMORY
+
+    cpu, memory = (SMALL_NODE_CPU, SMALL_NODE_MEMORY) if args.small else (None, None)
+    return sandbox.up(node_cpu=args.node_cpu or cpu, node_memory=args.node_memory or memory)
+
+
+def cmd_sandbox_down(args) -> int:
+    from vtflow import sandbox
+    return sandbox.down()
+
+
+def cmd_sandbox_status(args) -> int:
+    from vtflow import sandbox
+    return sandbox.status()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtflow", description="Deploy and operate Vitess on K3s with Prefect flows.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -237,6 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     np.add_argument("--min-memory-gib", type=float)
     np.add_argument("--min-disk-gib", type=float)
     np.set_defaults(func=cmd_node_prep)
+
+    sb = sub.add_parser("sandbox", help="a SIMULATED local cluster to run every flow against (needs root)")
+    sbs = sb.add_subparsers(dest="sandbox", required=True)
+    su = sbs.add_parser("up", help="start the Kubernetes API double, MariaDB and 3 sshd nodes; save blocks named sandbox")
+    su.add_argument("--node-cpu", help="CPUs per simulated node (default 4)")
+    su.add_argument("--node-memory", help="memory per simulated node, e.g. 4Gi (default 8Gi)")
+    su.add_argument("--small", action="store_true", help="2 CPU / 4Gi nodes, as on the original blog's cluster")
+    su.set_defaults(func=cmd_sandbox_up)
+    sbs.add_parser("down", help="stop the sandbox, delete its blocks and its folder").set_defaults(func=cmd_sandbox_down)
+    sbs.add_parser("status", help="say what of the sandbox runs").set_defaults(func=cmd_sandbox_status)
     return p
 
 

@@ -75,8 +75,11 @@ def test_v1_crd_and_create_crd_false_runs(cluster):
     client.ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
     client.AppsV1Api(api).create_namespaced_deployment("default", _deployment(["-create-crd=false"]))
     wait_for(lambda: _available(api), what="etcd-operator available")
-    pod = _pod(api)
-    assert pod.status.container_statuses[0].ready
+
+    def ready_pod():  # the Deployment's status and the pod's are written separately
+        p = _pod(api)
+        return p and p.status.container_statuses and p.status.container_statuses[0].ready and p
+    pod = wait_for(ready_pod, what="etcd-operator pod ready")
     assert "start running" in client.CoreV1Api(api).read_namespaced_pod_log(pod.metadata.name, "default")
 
 

@@ -89,8 +89,11 @@ def test_children_are_owned_and_shards_report_tablets(vitess_101):
     assert all(t["ready"] == "True" for t in st.tablets.values())
     assert (st.hasMaster, st.servingWrites, st.hasInitialBackup) == ("True", "True", "True")
     assert shards[0].metadata.ownerReferences[0].kind == "VitessKeyspace"
-    ks = dyn.resources.get(api_version="planetscale.com/v2", kind="VitessKeyspace").get(namespace=NS).items[0]
-    conds = {c["type"]: c["status"] for c in ks.status.conditions}
+    def keyspace_ready():  # the keyspace's status is written after the cluster's
+        ks = dyn.resources.get(api_version="planetscale.com/v2", kind="VitessKeyspace").get(namespace=NS).items[0]
+        conds = {c["type"]: c["status"] for c in ((ks.status or {}).get("conditions") or [])} if ks.status else {}
+        return conds.get("Ready") == "True" and (ks, conds)
+    ks, conds = wait_for(keyspace_ready, what="VitessKeyspace Ready")
     assert conds["Ready"] == "True" and conds["ReshardingActive"] == "False"
     assert ks.metadata.ownerReferences[0].kind == "VitessCluster"
     ls = dyn.resources.get(api_version="planetscale.com/v2", kind="EtcdLockserver").get(namespace=NS).items[0]

@@ -109,3 +109,14 @@ def test_node_prep_command_runs_the_flow(prefect_server, node_bed, nodes, tmp_pa
     assert len(lines) == 2 and all("k3s=ok" in l and "memory=ok" in l for l in lines)
     r = vtflow("node-prep", "--nodes", name, "--min-memory-gib", "100000")
     assert r.returncode == 1 and "checks failed on node1, node2" in r.stderr
+
+
+def test_sandbox_commands_parse_to_the_sandbox_module():
+    from vtflow.cli import build_parser, cmd_sandbox_down, cmd_sandbox_status, cmd_sandbox_up
+
+    p = build_parser()
+    up = p.parse_args(["sandbox", "up", "--small"])
+    assert up.func is cmd_sandbox_up and up.small and up.node_memory is None
+    assert p.parse_args(["sandbox", "up", "--node-memory", "4Gi"]).node_memory == "4Gi"
+    assert p.parse_args(["sandbox", "down"]).func is cmd_sandbox_down
+    assert p.parse_args(["sandbox", "status"]).func is cmd_sandbox_status

@@ -1,0 +1,190 @@
+"""`vtflow sandbox up` / `down` / `status`, run as a user runs them: subprocesses against this session's server."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from blocks import MySQLCredentials, SSHNodes, VitessTarget
+from vtflow import sandbox
+from vtflow.errors import ConfigError
+from vtflow.sandbox import cluster
+from vtflow.sandbox.procs import free_port, port_open
+
+pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the sandbox's sshd nodes need root")
+
+
+@pytest.fixture
+def state_dir():
+    # not pytest's tmp_path: its folders are closed to other users, and the node user must enter it
+    d = Path(tempfile.mkdtemp(prefix="vtflow-sandbox-test-"))
+    d.chmod(0o755)
+    yield d
+    vtflow("sandbox", "down", state=d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def vtflow(*args, state: Path, api_url: str | None = None):
+    env = {**os.environ, "VTFLOW_STATE_DIR": str(state)}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return subprocess.run([sys.executable, "-m", "vtflow.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=180, stdin=subprocess.DEVNULL)
+
+
+def leftovers(root: Path) -> list[str]:
+    """Processes whose environment or command line mentions the sandbox folder (independent of procs.sweep)."""
+    needle = str(root).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            data = (entry / "cmdline").read_bytes() + b"\0" + (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in data and state != "Z":
+            found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
+    return found
+
+
+def blocks_saved() -> list[str]:
+    saved = []
+    for block_type in (VitessTarget, SSHNodes, MySQLCredentials):
+        try:
+            block_type.load("sandbox")
+            saved.append(block_type.get_block_type_slug())
+        except ValueError:
+            pass
+    return saved
+
+
+def test_up_then_down_twice_leaves_nothing_behind(prefect_server, state_dir):
+    root = state_dir / "sandbox"
+    for round_ in (1, 2):
+        up = vtflow("sandbox", "up", state=state_dir)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "SIMULATED" in up.stdout and "started kubedouble" in up.stdout
+        info = json.loads((root / "sandbox.json").read_text())
+
+        target = VitessTarget.load("sandbox")
+        assert (target.namespace, target.cluster_name, target.node_address) == ("example", "example", "127.0.0.1")
+        core = client.CoreV1Api(config.new_client_from_config(str(root / "kubeconfig")))
+        assert len(core.list_node().items) == 3
+        assert len(client.CoreV1Api(target.api_client()).list_node().items) == 3
+        double_pid = (root / "run" / "kubedouble.pid").read_text().strip()
+        double_argv = Path(f"/proc/{double_pid}/cmdline").read_bytes().decode().split("\0")
+        if "--mysql-backend" in cluster.double_options():  # detected, as up detects it
+            assert double_argv[double_argv.index("--mysql-backend") + 1] == f"127.0.0.1:{info['mysql_port']}"
+            assert target.vtgate_address is None, "flows find vtgate's NodePort, which the double proxies"
+        else:
+            assert target.vtgate_address == f"127.0.0.1:{info['mysql_port']}"
+
+        creds = MySQLCredentials.load("sandbox")
+        assert creds.user == "user" and creds.password.get_secret_value()
+        assert creds.password.get_secret_value() not in up.stdout + up.stderr, "the password is never printed"
+        with creds.connect("127.0.0.1", info["mysql_port"]) as conn, conn.cursor() as cur:
+            cur.execute("SELECT CURRENT_USER()")
+            assert cur.fetchone() == ("user@%",)
+
+        nodes = SSHNodes.load("sandbox")
+        assert [n.name for n in nodes.nodes] == ["node1", "node2", "node3"]
+        for n in nodes.nodes:
+            session = nodes.connect(n.name)
+            try:
+                out = session.run("id -un; k3s --version | head -n1")
+                assert out.stdout.splitlines()[0] == "vtflow-node" and "v1.33.5+k3s1" in out.stdout
+            finally:
+                session.close()
+        assert sorted(blocks_saved()) == sorted(["vtflow-vitess-target", "vtflow-ssh-nodes", "vtflow-mysql-credentials"])
+
+        status = vtflow("sandbox", "status", state=state_dir)
+        assert status.returncode == 0 and status.stdout.count("running (pid") == 5, status.stdout
+
+        down = vtflow("sandbox", "down", state=state_dir)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "stopped 5 processes" in down.stdout and "Deleted blocks" in down.stdout
+        assert blocks_saved() == [], f"round {round_}: blocks left"
+        assert leftovers(root) == [], f"round {round_}: processes left"
+        assert not root.exists()
+        ports = [("127.0.0.1", info["kube_port"]), ("127.0.0.1", info["mysql_port"])]
+        ports += [(f"127.0.0.{i + 2}", p) for i, p in enumerate(info["node_ports"])]
+        assert [hp for hp in ports if port_open(*hp)] == [], f"round {round_}: ports still open"
+
+
+def test_up_twice_changes_nothing_and_repairs_what_is_missing(prefect_server, state_dir):
+    first = vtflow("sandbox", "up", "--small", state=state_dir)
+    assert first.returncode == 0, first.stderr
+    assert "2 CPU / 4Gi" in first.stdout
+    pids = {p.stem: p.read_text() for p in (state_dir / "sandbox" / "run").glob("*.pid")}
+
+    again = vtflow("sandbox", "up", state=state_dir)
+    assert again.returncode == 0, again.stderr
+    assert "already up; nothing changed" in again.stdout
+    assert {p.stem: p.read_text() for p in (state_dir / "sandbox" / "run").glob("*.pid")} == pids
+
+    resize = vtflow("sandbox", "up", "--node-memory", "8Gi", state=state_dir)
+    assert resize.returncode == 2 and "vtflow sandbox down" in resize.stderr
+
+    os.kill(int(pids["node2"]), 15)
+    MySQLCredentials.delete("sandbox")
+    repair = vtflow("sandbox", "up", state=state_dir)
+    assert repair.returncode == 0, repair.stderr
+    assert "started node2" in repair.stdout and "saved block vtflow-mysql-credentials/sandbox" in repair.stdout
+    assert "started node1" not in repair.stdout and "started kubedouble" not in repair.stdout
+    info = json.loads((state_dir / "sandbox" / "sandbox.json").read_text())
+    with MySQLCredentials.load("sandbox").connect("127.0.0.1", info["mysql_port"]) as conn:
+        assert conn.open
+
+
+def test_down_with_nothing_up_says_so(state_dir):
+    r = vtflow("sandbox", "down", state=state_dir)
+    assert r.returncode == 0 and "No sandbox is up" in r.stdout
+    status = vtflow("sandbox", "status", state=state_dir)
+    assert status.returncode == 1 and "No sandbox is up" in status.stdout
+
+
+def test_up_without_a_prefect_server_starts_nothing(state_dir):
+    url = f"http://127.0.0.1:{free_port()}/api"
+    r = vtflow("sandbox", "up", state=state_dir, api_url=url)
+    assert r.returncode == 2
+    assert url in r.stderr and "make up" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (state_dir / "sandbox").exists()
+    assert leftovers(state_dir / "sandbox") == []
+
+
+def test_a_failure_half_way_stops_what_that_run_started(prefect_server, state_dir):
+    # a sandbox record whose node2 port another program holds: up starts MariaDB, the double and
+    # node1, then fails at node2 and must stop those three
+    root = state_dir / "sandbox"
+    root.mkdir()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.3", 0))
+    blocker.listen()
+    ports = [free_port("127.0.0.2"), blocker.getsockname()[1], free_port("127.0.0.4")]
+    (root / "sandbox.json").write_text(json.dumps({"kube_port": free_port(), "mysql_port": free_port(),
+                                                   "node_ports": ports, "node_cpu": "4", "node_memory": "8Gi"}))
+    try:
+        r = vtflow("sandbox", "up", state=state_dir)
+    finally:
+        blocker.close()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"node2 port 127.0.0.3:{ports[1]}: is taken" in r.stderr
+    assert "Stopping what this run started" in r.stdout
+    assert leftovers(root) == []
+
+
+def test_up_refuses_without_root(monkeypatch):
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+    with pytest.raises(ConfigError) as e:
+        sandbox.up(out=lambda *_: None)
+    assert "needs root" in str(e.value) and "sudo" in str(e.value)

@@ -1,0 +1,366 @@
+"""The local sandbox: a SIMULATED cluster that every vtflow flow can run against, no cluster needed.
+
+``up`` starts, detached so that they outlive the command: the Kubernetes API double (3 nodes),
+a throwaway MariaDB standing in for vtgate's MySQL, and 3 sshd nodes on 127.0.0.2-4. It then
+saves the Prefect blocks named ``sandbox`` (target, nodes, MySQL credentials). Everything lives
+under ``<state dir>/sandbox/``: ``sandbox.json`` (ports and sizes, no secrets), ``run/*.pid``,
+``logs/``, the kubeconfig, the MariaDB data and the node keys. Every step is safe to repeat: a
+second ``up`` finds each process by its pid file and changes nothing, or starts only what is
+missing; a failure stops what this run started. ``down`` stops every process (pid files, then
+a sweep for anything still carrying the sandbox folder, e.g. SSH sessions), deletes the blocks
+and the folder.
+
+This module orders the steps and reports; MariaDB, the nodes, the double's command line, the
+blocks and process handling each live in their own module. It must not hold flow logic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vtflow.errors import ConfigError, TransientError, VtflowError
+from vtflow.sandbox import cluster, procs
+from vtflow.sandbox.mariadb import MariaDB, user_sql
+from vtflow.sandbox.nodes import NODE_USER, SSHNodeBed, ensure_node_user
+from vtflow.stack import port_is_free, state_dir
+
+MYSQL_USER = "user"  # the upstream example's gateway user
+SIMULATED = ("This is a SIMULATED cluster: no containers run. Kubernetes is an API double (vtflow/kubedouble), "
+             "MySQL is a local MariaDB, and the nodes are sshd servers on loopback with stand-in node tools.")
+TOOLS = ("mariadbd", "mariadb-install-db", "mariadb", "sshd", "ssh-keygen", "ping")
+
+
+def sandbox_dir() -> Path:
+    return state_dir() / "sandbox"
+
+
+@dataclass
+class SandboxState:
+    """What ``sandbox.json`` records: enough to find, repair and stop the sandbox. No secrets."""
+
+    kube_port: int
+    mysql_port: int
+    node_ports: list[int]
+    node_cpu: str
+    node_memory: str
+    mysql_backend: bool = False
+    created: float = field(default_factory=time.time)
+
+    @classmethod
+    def new(cls, node_cpu: str, node_memory: str) -> "SandboxState":
+        kube_port = procs.free_port()
+        mysql_port = procs.free_port()
+        while mysql_port == kube_port:
+            mysql_port = procs.free_port()
+        return cls(kube_port=kube_port, mysql_port=mysql_port,
+                   node_ports=[procs.free_port(f"127.0.0.{i + 2}") for i in range(cluster.NODE_COUNT)],
+                   node_cpu=node_cpu, node_memory=node_memory)
+
+
+class Sandbox:
+    """Paths and parts of the sandbox under ``root``."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = root or sandbox_dir()
+        self.state_file = self.root / "sandbox.json"
+        self.kubeconfig = self.root / "kubeconfig"
+        self.run = self.root / "run"
+        self.logs = self.root / "logs"
+
+    def load(self) -> SandboxState | None:
+        try:
+            return SandboxState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, state: SandboxState) -> None:
+        self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+    def pid_file(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+    def mariadb(self, state: SandboxState) -> MariaDB:
+        return MariaDB(root=self.root / "mariadb", port=state.mysql_port, user=MYSQL_USER)
+
+    def nodes(self, state: SandboxState) -> SSHNodeBed:
+        return SSHNodeBed(cluster.NODE_COUNT, root=self.root / "nodes", ports=state.node_ports,
+                          k3s_version=cluster.K3S_VERSION)
+
+    def cluster(self, state: SandboxState) -> cluster.ClusterSpec:
+        return cluster.ClusterSpec(port=state.kube_port, kubeconfig=self.kubeconfig, node_cpu=state.node_cpu,
+                                   node_memory=state.node_memory, mysql_backend=f"127.0.0.1:{state.mysql_port}")
+
+    def pid_names(self) -> list[str]:
+        return sorted(p.stem for p in self.run.glob("*.pid")) if self.run.is_dir() else []
+
+    def running(self) -> dict[str, int]:
+        """Name -> pid of each recorded process that is alive and ours."""
+        found = {}
+        for name in self.pid_names():
+            if pid := procs.running(self.pid_file(name), self.root):
+                found[name] = pid
+        return found
+
+
+# ---------------------------------------------------------------- up
+
+
+@dataclass
+class Part:
+    """One process of the sandbox: how to start it and where it listens."""
+
+    name: str
+    argv: list[str]
+    host: str
+    port: int
+    log: Path
+
+
+def _parts(sb: Sandbox, state: SandboxState, db: MariaDB, bed: SSHNodeBed, options: frozenset[str]) -> list[Part]:
+    # MariaDB first: the double's vtgate proxy connects to it
+    parts = [Part("mariadb", db.command(), db.host, db.port, sb.logs / "mariadb.log")]
+    parts.append(Part("kubedouble", cluster.command(sb.cluster(state), options), "127.0.0.1",
+                      state.kube_port, sb.logs / "kubedouble.log"))
+    parts += [Part(n.name, n.command(), n.address, n.port, sb.logs / f"{n.name}-sshd.log") for n in bed.nodes]
+    return parts
+
+
+def _preflight() -> None:
+    if os.getuid() != 0:
+        raise ConfigError("vtflow sandbox up", f"needs root: its nodes are real sshd servers (privilege separation "
+                          f"needs root) that log in the system user {NODE_USER}, which root creates.",
+                          "run it as root, e.g. `sudo .venv/bin/vtflow sandbox up` (and `... sandbox down`).")
+    procs.require_tools(*TOOLS, fix="install them: apt-get install mariadb-server mariadb-client openssh-server "
+                                    "openssh-client iputils-ping (or `make test` as root, which installs them).")
+
+
+def up(node_cpu: str | None = None, node_memory: str | None = None, out=print) -> int:
+    """Start (or repair) the sandbox and save its blocks. Returns the exit status."""
+    from vtflow.sandbox import prefect_blocks as pb
+
+    _preflight()
+    url = pb.api_url()
+    with pb.prefect_api(url):
+        pb.check_reachable(url)
+        sb = Sandbox()
+        state = sb.load()
+        fresh = state is None
+        if fresh:
+            state = SandboxState.new(node_cpu or cluster.DEFAULT_NODE_CPU, node_memory or cluster.DEFAULT_NODE_MEMORY)
+        elif (node_cpu, node_memory) != (None, None) and (node_cpu or state.node_cpu, node_memory or state.node_memory) != (
+                state.node_cpu, state.node_memory):
+            raise ConfigError(f"sandbox {sb.root}", f"is up with nodes of {state.node_cpu} CPU / {state.node_memory}; "
+                              "its size cannot change while it runs.", "run `vtflow sandbox down`, then `up` with the new size.")
+        started: list[int] = []
+        try:
+            changes = _up(sb, state, started)
+        except BaseException:
+            if started or fresh:
+                out("Stopping what this run started ...")
+            procs.terminate(started, sb.root)
+            if fresh:
+                procs.terminate(procs.sweep(sb.root), sb.root, timeout=5)
+                _remove(sb)
+            raise
+    _report(sb, state, url, changes, out)
+    return 0
+
+
+def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
+    """Start what does not run, save what differs; appends each started pid to ``started`` at once."""
+    from vtflow.sandbox import prefect_blocks as pb
+
+    changes: list[str] = []
+    sb.root.mkdir(parents=True, exist_ok=True)
+    sb.root.chmod(0o755)  # the node user must reach nodes/
+    for sub in (sb.run, sb.logs):
+        sub.mkdir(exist_ok=True)
+    sb.save(state)
+    if ensure_node_user():
+        changes.append(f"created the system user {NODE_USER}")
+    db = sb.mariadb(state)
+    bed = sb.nodes(state).prepare()
+    db.install()
+    running = sb.running()
+    options = frozenset()
+    if "kubedouble" not in running:
+        # asked of the double that is about to start: a running one keeps what it started with
+        options = cluster.double_options()
+        state.mysql_backend = "--mysql-backend" in options
+        sb.save(state)
+    for part in _parts(sb, state, db, bed, options):
+        if part.name in running:
+            continue
+        if not port_is_free(part.host, part.port):
+            raise ConfigError(f"{part.name} port {part.host}:{part.port}", "is taken by another program.",
+                              "stop that program, or `vtflow sandbox down` and `up` again to pick new ports.")
+        env = None
+        if part.name == "kubedouble":
+            sb.kubeconfig.unlink(missing_ok=True)  # the double writes a fresh one once it listens
+            if cluster.needs_dba_account(options):
+                # a fresh password each start: kept nowhere but in the double's environment
+                dba_password = secrets.token_urlsafe(18)
+                db.run_sql(user_sql(cluster.MYSQL_DBA_USER, dba_password))
+                env = {**os.environ, cluster.PASSWORD_VAR: dba_password}
+        pid = procs.spawn(part.argv, sb.pid_file(part.name), part.log, sb.root, env=env)
+        started.append(pid)
+        procs.wait_port(part.host, part.port, 60, pid=pid, what=f"sandbox {part.name}", log=part.log)
+        changes.append(f"started {part.name} (pid {pid})")
+    _wait_file(sb.kubeconfig, 15, "sandbox kubedouble")
+    # blocks: each saved only when missing or different
+    kubeconfig = sb.kubeconfig.read_text()
+    vtgate = None if state.mysql_backend else f"127.0.0.1:{state.mysql_port}"
+    if pb.ensure(pb.target_block(kubeconfig, vtgate)):
+        changes.append("saved block vtflow-vitess-target/sandbox")
+    if pb.ensure(pb.nodes_block(bed.inventory(), bed.client_key.read_text(), bed.known_hosts())):
+        changes.append("saved block vtflow-ssh-nodes/sandbox")
+    if not _mysql_block_works(db):
+        db.password = secrets.token_urlsafe(18)
+        db.create_user()
+        pb.mysql_block(db.user, db.password).save(pb.BLOCK_NAME, overwrite=True)
+        changes.append(f"set a new password for MariaDB user {db.user!r}; saved block vtflow-mysql-credentials/sandbox")
+    return changes
+
+
+def _mysql_block_works(db: MariaDB) -> bool:
+    from vtflow.sandbox import prefect_blocks as pb
+    from blocks import MySQLCredentials
+
+    block = pb.load(MySQLCredentials)
+    if block is None or block.user != db.user:
+        return False
+    try:
+        block.connect(db.host, db.port, timeout=5).close()
+    except VtflowError:
+        return False
+    return True
+
+
+def _wait_file(path: Path, timeout: float, what: str) -> None:
+    """Wait for a kubeconfig to be written whole (it is written once the double listens)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and "current-context" in path.read_text()):
+        if time.monotonic() > deadline:
+            raise TransientError(what, f"did not write {path} within {timeout:.0f} s.", "read its log under logs/.")
+        time.sleep(0.05)
+
+
+def _report(sb: Sandbox, state: SandboxState, url: str, changes: list[str], out) -> None:
+    from vtflow.sandbox import prefect_blocks as pb
+
+    if changes:
+        out("vtflow sandbox is up:")
+        for change in changes:
+            out(f"  - {change}")
+    else:
+        out("vtflow sandbox is already up; nothing changed.")
+    out(SIMULATED)
+    bed_root = sb.root / "nodes"
+    vtgate = ("vtgate's MySQL port (NodePort on 127.0.0.1 once the cluster is deployed) proxies to it; "
+              f"the simulated tablets use its account {cluster.MYSQL_DBA_USER!r}"
+              if state.mysql_backend else
+              "this API double has no --mysql-backend yet: the target block points vtgate_address at MariaDB directly")
+    lines = [
+        ("Kubernetes API", f"http://127.0.0.1:{state.kube_port}  ({cluster.NODE_COUNT} nodes of {state.node_cpu} CPU / "
+                           f"{state.node_memory}, {cluster.K3S_VERSION}); kubeconfig {sb.kubeconfig}"),
+        ("MySQL", f"MariaDB on 127.0.0.1:{state.mysql_port}, user {MYSQL_USER!r}; {vtgate}"),
+        ("SSH nodes", ", ".join(f"node{i + 1} 127.0.0.{i + 2}:{p}" for i, p in enumerate(state.node_ports))
+         + f"; user {NODE_USER}, key {bed_root / 'client_ed25519'}"),
+        ("Prefect blocks", ", ".join(pb.labels()) + f"  on {url}"),
+        ("Logs", f"{sb.logs}/"),
+        ("Stop it", "vtflow sandbox down"),
+        ("Try", "vtflow node-prep --nodes sandbox"),
+    ]
+    for label, text in lines:
+        out(f"  {label + ':':<16}{text}")
+
+
+# ---------------------------------------------------------------- down
+
+
+def _remove(sb: Sandbox) -> None:
+    shutil.rmtree(sb.root, ignore_errors=True)
+
+
+def down(out=print) -> int:
+    """Stop every sandbox process, delete its blocks and its folder. Returns the exit status."""
+    from vtflow.sandbox import prefect_blocks as pb
+
+    sb = Sandbox()
+    if not sb.root.exists():
+        out(f"No sandbox is up (nothing at {sb.root}).")
+        return 0
+    if os.getuid() != 0:
+        raise ConfigError("vtflow sandbox down", "needs root, as `up` did: the sandbox's processes run as root.",
+                          "run it as root, e.g. `sudo .venv/bin/vtflow sandbox down`.")
+    recorded = [pid for name in sb.pid_names() if (pid := procs.running(sb.pid_file(name), sb.root))]
+    stopped = procs.terminate(recorded, sb.root)
+    # SSH sessions and the like outlive their sshd; they still carry the sandbox folder
+    stragglers = procs.terminate(procs.sweep(sb.root), sb.root, timeout=5)
+    left = procs.sweep(sb.root)
+    url = pb.api_url()
+    blocks_note = ""
+    with pb.prefect_api(url):
+        try:
+            pb.check_reachable(url, timeout=3)
+        except VtflowError:
+            blocks_note = (f"The Prefect server {url} does not answer, so the blocks {', '.join(pb.labels())} were not "
+                           "deleted. Fix: start it (`make up`), then delete them in the UI or with "
+                           "`prefect block delete vtflow-ssh-nodes/sandbox` (and the other two).")
+        else:
+            deleted = pb.delete_all()
+            blocks_note = f"Deleted blocks: {', '.join(deleted)}." if deleted else "No sandbox blocks were saved."
+    if left:
+        out(f"Processes {', '.join(map(str, left))} of the sandbox did not stop; kept {sb.root}. "
+            f"Fix: kill them, then run `vtflow sandbox down` again.")
+        out(blocks_note)
+        return 1
+    _remove(sb)
+    out(f"vtflow sandbox is down: stopped {len(stopped)} processes"
+        + (f" and {len(stragglers)} leftover sessions" if stragglers else "") + f"; removed {sb.root}.")
+    out(blocks_note)
+    return 0
+
+
+# ---------------------------------------------------------------- status
+
+
+def status(out=print) -> int:
+    """Say what runs. Returns 0 when the whole sandbox is up, 1 otherwise."""
+    from vtflow.sandbox import prefect_blocks as pb
+
+    sb = Sandbox()
+    state = sb.load()
+    if state is None:
+        out(f"No sandbox is up (nothing at {sb.root}). Start one with `vtflow sandbox up`.")
+        return 1
+    running = sb.running()
+    expected = ["mariadb", "kubedouble"] + [f"node{i + 1}" for i in range(cluster.NODE_COUNT)]
+    ports = {"mariadb": ("127.0.0.1", state.mysql_port), "kubedouble": ("127.0.0.1", state.kube_port)}
+    ports.update({f"node{i + 1}": (f"127.0.0.{i + 2}", p) for i, p in enumerate(state.node_ports)})
+    out(f"Sandbox at {sb.root} (SIMULATED cluster):")
+    for name in expected:
+        host, port = ports[name]
+        pid = running.get(name)
+        listening = procs.port_open(host, port)
+        what = f"running (pid {pid})" if pid else "NOT running"
+        out(f"  {name:<11} {host}:{port:<6} {what}{'' if listening or not pid else ', not listening'}")
+    url = pb.api_url()
+    with pb.prefect_api(url):
+        try:
+            pb.check_reachable(url, timeout=3)
+            have = pb.existing()
+            out(f"  blocks on {url}: {', '.join(have) if have else 'none'}")
+        except VtflowError:
+            have = None
+            out(f"  blocks: unknown (the Prefect server {url} does not answer)")
+    whole = all(n in running for n in expected) and (have is None or len(have) == 3)
+    if not whole:
+        out("Not everything is up: `vtflow sandbox up` starts what is missing.")
+    return 0 if whole else 1
