@@ -183,6 +183,45 @@ def cmd_node_prep(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from flows.deploy import DeployParameters, deploy
+
+    fields = {
+        "target_block": args.target,
+        "nodes_block": None if args.no_node_prep else (args.nodes or args.target),
+        "mysql_block": args.mysql or args.target,
+        "until": args.until, "dry_run": args.dry_run, "force": args.force, "etcd_operator": args.etcd_operator,
+        "allow_memory_overcommit": args.allow_memory_overcommit,
+    }
+    if args.operator_manifest:
+        fields["operator_manifest"] = args.operator_manifest
+    if args.ready_timeout:
+        fields["ready_timeout_s"] = args.ready_timeout
+    params = DeployParameters(**fields)
+    if args.vtgate_node_port:
+        params.cluster.vtgate_node_port = args.vtgate_node_port
+    state = asyncio.run(deploy(params=params, return_state=True))
+    reports = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        print(f"deploy failed: {state.message}", file=sys.stderr)
+        return 1
+    verb = "would be" if args.dry_run else ""
+    for r in reports:
+        if r.skipped:
+            print(f"{r.step}: skipped ({r.skipped})")
+            continue
+        changed = [o for o in r.objects if o["action"] != "unchanged"]
+        print(f"{r.step}: {len(changed)} of {len(r.objects)} objects {'would change' if args.dry_run else 'changed'}")
+        for o in r.objects:
+            if o["action"] != "unchanged" or args.verbose:
+                print(f"  {o['object']}: {o['action']}{' (' + verb + ')' if verb and o['action'] != 'unchanged' else ''}")
+        for w in r.warnings:
+            print(f"  warning: {w}")
+    if not any(r.changed for r in reports):
+        print("nothing changed" if not args.dry_run else "nothing would change")
+    return 0
+
+
 def cmd_sandbox_up(args) -> int:
     from vtflow import sandbox
     from vtflow.sandbox.cluster import SMALL_NODE_CPU, SMALL_NODE_MEMORY
@@ -246,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     common(h)
     h.add_argument("--auth-header-env", help="environment variable holding the header value (else prompted)")
     h.set_defaults(func=cmd_block_harbor)
+
+    dp = sub.add_parser("deploy", help="run the deploy flow now (steps 1-4), or show its plan with --dry-run")
+    dp.add_argument("--target", required=True, help="Vitess target block name")
+    dp.add_argument("--nodes", help="SSH nodes block (default: the target's name)")
+    dp.add_argument("--no-node-prep", action="store_true", help="skip node prep")
+    dp.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
+    dp.add_argument("--until", default="cluster", choices=["node-prep", "etcd-operator", "vitess-operator", "cluster"])
+    dp.add_argument("--dry-run", action="store_true", help="validate and print what would change; change nothing")
+    dp.add_argument("--operator-manifest", help="operator.yaml file or URL (default: the pinned release URL)")
+    dp.add_argument("--etcd-operator", action="store_true", help="also install coreos/etcd-operator v0.9.4")
+    dp.add_argument("--force", action="store_true", help="go on when the operator does not support this Kubernetes")
+    dp.add_argument("--allow-memory-overcommit", action="store_true")
+    dp.add_argument("--vtgate-node-port", type=int, help="expose vtgate's MySQL port on this NodePort")
+    dp.add_argument("--ready-timeout", type=float, help="seconds to wait for the cluster to be ready")
+    dp.add_argument("-v", "--verbose", action="store_true", help="also list unchanged objects")
+    dp.set_defaults(func=cmd_deploy)
 
     np = sub.add_parser("node-prep", help="run the node-prep flow now")
     np.add_argument("--nodes", default="default", help="SSH nodes block name")

@@ -1,0 +1,50 @@
+"""`vtflow deploy --target sandbox` as a user runs it: the sandbox, then a plan, a deploy and a re-run."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
+OPERATOR_YAML = str(UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operator.yaml")
+
+pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the sandbox's sshd nodes need root")
+
+
+def vtflow(*args, state: Path):
+    return subprocess.run([sys.executable, "-m", "vtflow.cli", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "VTFLOW_STATE_DIR": str(state)}, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def sandbox(prefect_server):
+    state = Path(tempfile.mkdtemp(prefix="vtflow-deploy-sandbox-"))
+    state.chmod(0o755)  # the node user must enter it
+    up = vtflow("sandbox", "up", state=state)
+    assert up.returncode == 0, up.stderr[-3000:]
+    yield state
+    vtflow("sandbox", "down", state=state)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
+    args = ("deploy", "--target", "sandbox", "--until", "cluster", "--operator-manifest", OPERATOR_YAML)
+    plan = vtflow(*args, "--dry-run", state=sandbox)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "etcd-operator: skipped (not needed: vitess-operator runs its own etcd" in plan.stdout
+    assert "VitessCluster example/example: created (would be)" in plan.stdout
+    assert "Deployment example/vitess-operator: created (would be)" in plan.stdout
+
+    first = vtflow(*args, state=sandbox)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "cluster-init: 4 of 4 objects changed" in first.stdout
+    assert "VitessCluster example/example: created" in first.stdout
+
+    again = vtflow(*args, state=sandbox)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing changed" in again.stdout
+    assert "cluster-init: 0 of 4 objects changed" in again.stdout
