@@ -16,7 +16,7 @@ pods. The task applies, then waits. Differences from upstream's 101 file, all on
 from __future__ import annotations
 
 import json
-from importlib import resources as importlib_resources
+from pathlib import Path
 from typing import Literal
 
 import jsonschema
@@ -124,7 +124,7 @@ def users_json(user: str, password: str) -> str:
 
 
 def init_db_sql() -> str:
-    return importlib_resources.files("tasks").joinpath("data/init_db.sql").read_text()
+    return (Path(__file__).parent / "data" / "init_db.sql").read_text()
 
 
 VTADMIN_RBAC = """\
