@@ -17,6 +17,8 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	sh scripts/test-prereqs.sh
 	$(BIN)/python bench/node_prep.py
+	$(BIN)/python bench/kube_double.py
+	$(BIN)/python bench/deploy_steps.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
