@@ -502,6 +502,8 @@ def init_cluster(k: kube.Kube, spec: ClusterSpec, namespace: str, cluster: str, 
     log = get_run_logger()
     objects = render(spec, namespace, cluster, node_address, credentials.user, credentials.password.get_secret_value())
     validate_cluster(next(o for o in objects if o["kind"] == "VitessCluster"), operator_docs)
+    if not k.dry_run:  # a plan may add the CRD itself; a real run needs the operator's CRDs before anything
+        k.resource("planetscale.com/v2", "VitessCluster")
     check = preflight(spec, k.list("v1", "Node"), k.list("v1", "Pod"), k.list("storage.k8s.io/v1", "StorageClass"),
                       cluster, allow_memory_overcommit)
     log.info("preflight:\n%s", check.table())

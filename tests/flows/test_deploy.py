@@ -122,3 +122,26 @@ def test_readiness_timeout_diagnoses_a_crash_looping_container(prefect_server, c
     assert state.is_failed()
     assert "VitessCluster example/example: not ready after 3 s: waiting for vtgate in zone1" in state.message
     assert f"Pod {vtgate} container vtgate: CrashLoopBackOff" in state.message
+
+
+def test_cluster_step_survives_20_percent_transient_errors(prefect_server, cluster_double):
+    cluster_double.faults.error_rate = 0.2
+    try:
+        state, reports = run(params(cluster_double, until="cluster", ready_timeout_s=90))
+    finally:
+        cluster_double.faults.error_rate = 0
+    assert state.is_completed(), state.message
+    k = cluster_double.k
+    assert len(k.list("planetscale.com/v2", "VitessCluster", "example")) == 1
+    assert len(k.list("v1", "Secret", "example", label_selector="app.kubernetes.io/managed-by=vtflow")) == 1
+
+
+def test_cluster_step_without_the_operator_names_the_missing_crd(prefect_server, cluster_double):
+    from tasks.cluster import ClusterSpec, init_cluster
+    from tasks.operators import load_manifest
+
+    creds = MySQLCredentials(user="user", password="pw-123")
+    with pytest.raises(kube.MissingKindError, match=r"VitessCluster \(planetscale.com/v2\): the cluster does not serve "
+                                                     r"this kind. Fix: apply the vitess-operator first"):
+        init_cluster(cluster_double.k, ClusterSpec(), "example", "example", "127.0.0.1", creds,
+                     load_manifest(OPERATOR_YAML))

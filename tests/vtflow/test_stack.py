@@ -90,6 +90,10 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
         schema = found[1]["parameter_openapi_schema"]
         assert {"nodes_block", "requirements", "install_mysql_client"} <= set(schema["properties"])
         assert "min_memory_gib" in json.dumps(schema["definitions"]), "the UI form shows the requirements"
+        status, deploy = _get(f"{api}/deployments/name/deploy/deploy", auth)
+        assert status == 200, "the deploy flow is served too"
+        form = json.dumps(deploy["parameter_openapi_schema"])
+        assert "target_block" in form and "dry_run" in form and "tabletPools" not in form
 
         spec = tmp_path / "nodes.json"
         block = {**node_bed.inventory(nodes[:2]), "private_key": node_bed.client_key.read_text(),
