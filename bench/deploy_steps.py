@@ -15,30 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-STATE = Path(tempfile.mkdtemp(prefix="vtflow-bench-deploy-"))
-os.environ["VTFLOW_STATE_DIR"] = str(STATE)
-os.environ["PREFECT_HOME"] = str(STATE / "client")
-os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
+sys.path.insert(0, str(Path(__file__).parent))
+from benchenv import REPEAT, STATE, UPSTREAM  # noqa: E402  (first: it prepares the environment for Prefect)
 
-from testbed import free_port  # noqa: E402
-
-PORT = free_port()
-os.environ["VTFLOW_PORT"] = str(PORT)
-os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PORT}/api"
-REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", REPO.parent / "shared" / "upstream"))
 OPERATOR_YAML = str(UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operator.yaml")
 
 

@@ -18,24 +18,15 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
+import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-STATE = Path(tempfile.mkdtemp(prefix="vtflow-bench-"))
-os.environ["VTFLOW_STATE_DIR"] = str(STATE)
-os.environ["PREFECT_HOME"] = str(STATE / "client")
-os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
+sys.path.insert(0, str(Path(__file__).parent))
+from benchenv import REPEAT, STATE  # noqa: E402  (first: it prepares the environment for Prefect)
+from testbed import SSHNodeBed  # noqa: E402
 
-from testbed import SSHNodeBed, free_port  # noqa: E402
-
-PORT = free_port()
-os.environ["VTFLOW_PORT"] = str(PORT)
-os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PORT}/api"
-REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 SIZES = (1, 5, 20)
 SETTLE_S = 3.0
 
