@@ -16,6 +16,8 @@ os.environ["VTFLOW_STATE_DIR"] = str(_STATE)
 os.environ["PREFECT_HOME"] = str(_STATE / "client")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.3"
+# tests call some tasks outside a flow run; their logs have no run to go to
+os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 sys.path.insert(0, str(Path(__file__).parent))
 
 from testbed import MariaDB, SSHNodeBed, free_port  # noqa: E402
