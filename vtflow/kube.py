@@ -28,6 +28,7 @@ from kubernetes import dynamic, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
+from kubernetes.stream import stream
 
 from vtflow.errors import AuthError, ConfigError, PermanentError, TransientError, UnreachableError
 
@@ -301,6 +302,40 @@ class Kube:
                     return False
                 raise
         return self._retry(call, subject, "delete", res.name, res.group, namespace)
+
+    # -- exec
+
+    def exec(self, namespace: str, pod: str, container: str | None, argv: list[str], stdin: str | None = None,
+             timeout_s: float = 300) -> tuple[int, str, str]:
+        """Run ``argv`` in a container (the pod exec API, as kubectl exec): exit status, stdout, stderr."""
+        subject = f"Pod {namespace}/{pod}" + (f" container {container}" if container else "")
+        core = k8s_client.CoreV1Api(self.api)
+
+        def call():
+            resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=argv, container=container,
+                          stdin=stdin is not None, stdout=True, stderr=True, tty=False, _preload_content=False)
+            try:
+                if stdin is not None:
+                    resp.write_stdin(stdin)
+                    resp.close_channel(0)  # EOF on stdin (v5 protocol; older servers end it themselves)
+                resp.run_forever(timeout=timeout_s)
+                if resp.is_open():
+                    raise TransientError(subject, f"`{argv[0]}` did not finish within {timeout_s:.0f} s.",
+                                         "check the pod's load, or raise the step's timeout.")
+                return resp.returncode, resp.read_stdout() or "", resp.read_stderr() or ""
+            finally:
+                resp.close()
+        return self._retry(call, subject, "create", "pods/exec", "", namespace)
+
+    def ready_pod(self, namespace: str, label_selector: str, what: str) -> str:
+        """The name of a Running, Ready pod matching ``label_selector``."""
+        for p in self.list("v1", "Pod", namespace, label_selector=label_selector):
+            status = p.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            if status.get("phase") == "Running" and ready:
+                return p["metadata"]["name"]
+        raise TransientError(f"{what} in namespace {namespace}", f"no Running and Ready pod matches {label_selector}.",
+                             "wait for the cluster to be ready (the deploy's cluster step), or check its pods.")
 
     # -- waiting
 

@@ -146,3 +146,23 @@ def test_api_client_checks_the_context():
     assert kube.api_client(text, "a", "t").configuration.host == "http://127.0.0.1:1"
     with pytest.raises(ConfigError, match="context 'b' is not in the kubeconfig"):
         kube.api_client(text, "b", "t")
+
+
+def test_exec_runs_in_a_ready_pod_with_stdin_and_exit_status(double, k, ns):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tools", "namespace": ns, "labels": {"app": "tools"}},
+           "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    k.apply(pod)
+    seen = []
+    remove = double.register_exec(lambda argv, stdin, p: (seen.append(argv) or 4, b"echo:" + (stdin or b""), b"warn\n"),
+                                  namespace=ns)
+    try:
+        k.wait("v1", "Pod", "tools", ns, lambda o: None if o and (o.get("status") or {}).get("phase") == "Running" else "starting", 10)
+        name = k.ready_pod(ns, "app=tools", "tools")
+        assert name == "tools"
+        rc, out, err = k.exec(ns, name, "main", ["sh", "-c", "cat"], stdin="payload")
+        assert (rc, out, err) == (4, "echo:payload", "warn\n")
+        assert seen == [["sh", "-c", "cat"]]
+    finally:
+        remove()
+    with pytest.raises(TransientError, match="no Running and Ready pod matches app=nothing"):
+        k.ready_pod(ns, "app=nothing", "vtctld")
