@@ -1,6 +1,6 @@
-"""The deploy flow: node prep, etcd-operator, vitess-operator, cluster init (steps 1-4).
+"""The deploy flow: node prep, etcd-operator, vitess-operator, cluster init, schema apply (steps 1-5).
 
-Schema apply, data load and verification (steps 5-7) join this chain with their issue. Every
+Data load and verification (steps 6-7) join this chain with their issue. Every
 step is safe to repeat: a second run reports every object unchanged. ``until`` stops after
 a step; ``dry_run`` sends every write as a server dry-run and changes nothing.
 """
@@ -20,10 +20,11 @@ from tasks.cluster import ClusterSpec, init_cluster
 from tasks.node_prep import NodeRequirements
 from tasks.operators import (DEFAULT_OPERATOR_VERSION, OPERATOR_URL, StepReport, install_etcd_operator,
                              install_vitess_operator, load_manifest)
+from tasks.schema import KeyspaceSchema, apply_schemas
 from vtflow import kube
 from vtflow.errors import ConfigError
 
-STEPS = ("node-prep", "etcd-operator", "vitess-operator", "cluster")
+STEPS = ("node-prep", "etcd-operator", "vitess-operator", "cluster", "schema")
 
 
 class DeployParameters(BaseModel):
@@ -40,8 +41,9 @@ class DeployParameters(BaseModel):
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The VitessCluster; defaults are upstream's 101 example.")
     allow_memory_overcommit: bool = Field(default=False, description="Accept memory limits beyond the nodes' free memory.")
     ready_timeout_s: float = Field(default=900, gt=0, description="How long to wait for the cluster to be ready.")
-    until: Literal["node-prep", "etcd-operator", "vitess-operator", "cluster"] = Field(
-        default="cluster", description="Stop after this step.")
+    schemas: list[KeyspaceSchema] = Field(default_factory=list, description="SQL schema and VSchema per keyspace.")
+    until: Literal["node-prep", "etcd-operator", "vitess-operator", "cluster", "schema"] = Field(
+        default="schema", description="Stop after this step.")
     dry_run: bool = Field(default=False, description="Validate and report what would change; change nothing.")
 
 
@@ -70,7 +72,7 @@ def summary_markdown(reports: list[StepReport], dry_run: bool) -> str:
 
 @flow(name="deploy", log_prints=False)
 async def deploy(params: DeployParameters = DeployParameters()) -> list[StepReport]:
-    """Deploy Vitess: node prep, etcd-operator, vitess-operator, cluster init."""
+    """Deploy Vitess: node prep, etcd-operator, vitess-operator, cluster init, schema apply."""
     log = get_run_logger()
     stop = STEPS.index(params.until)
     target = await _load(VitessTarget, params.target_block, "target")
@@ -96,6 +98,12 @@ async def deploy(params: DeployParameters = DeployParameters()) -> list[StepRepo
         docs = load_manifest(params.operator_manifest)
         reports.append(init_cluster(k, params.cluster, namespace, target.cluster_name, target.node_address,
                                     credentials, docs, params.allow_memory_overcommit, params.ready_timeout_s))
+    if stop >= 4:
+        # 5. schema once the tablets serve (the cluster step waited for that)
+        if params.schemas:
+            reports.append(apply_schemas(k, namespace, target.cluster_name, params.schemas))
+        else:
+            reports.append(StepReport(step="schema-apply", skipped="no schemas given"))
     text = summary_markdown(reports, params.dry_run)
     await acreate_markdown_artifact(markdown=text, key=f"deploy-{target.cluster_name}",
                                     description="What the deploy changed, step by step")

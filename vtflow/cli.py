@@ -197,6 +197,15 @@ def cmd_deploy(args) -> int:
         fields["operator_manifest"] = args.operator_manifest
     if args.ready_timeout:
         fields["ready_timeout_s"] = args.ready_timeout
+    schemas = []
+    for item in args.schema:
+        keyspace, _, rest = item.partition(":")
+        sql, _, vs = rest.partition(":") if not rest.startswith(("http://", "https://")) else (rest, "", "")
+        if not keyspace or not (sql or vs):
+            raise ConfigError(f"--schema {item}", "must be KEYSPACE:SQL_FILE[:VSCHEMA_FILE].",
+                              "e.g. --schema commerce:create_commerce_schema.sql:vschema_commerce_initial.json")
+        schemas.append({"keyspace": keyspace, "sql": sql or None, "vschema": vs or None})
+    fields["schemas"] = schemas
     params = DeployParameters(**fields)
     if args.vtgate_node_port:
         params.cluster.vtgate_node_port = args.vtgate_node_port
@@ -291,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--nodes", help="SSH nodes block (default: the target's name)")
     dp.add_argument("--no-node-prep", action="store_true", help="skip node prep")
     dp.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
-    dp.add_argument("--until", default="cluster", choices=["node-prep", "etcd-operator", "vitess-operator", "cluster"])
+    dp.add_argument("--until", default="schema", choices=["node-prep", "etcd-operator", "vitess-operator", "cluster", "schema"])
+    dp.add_argument("--schema", action="append", default=[], metavar="KEYSPACE:SQL[:VSCHEMA]",
+                    help="a keyspace's SQL schema and VSchema (files or URLs); repeatable")
     dp.add_argument("--dry-run", action="store_true", help="validate and print what would change; change nothing")
     dp.add_argument("--operator-manifest", help="operator.yaml file or URL (default: the pinned release URL)")
     dp.add_argument("--etcd-operator", action="store_true", help="also install coreos/etcd-operator v0.9.4")

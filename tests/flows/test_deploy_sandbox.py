@@ -1,4 +1,5 @@
-"""`vtflow deploy --target sandbox` as a user runs it: the sandbox, then a plan, a deploy and a re-run."""
+"""`vtflow deploy --target sandbox` as a user runs it: the sandbox, then a plan, a deploy (to the upstream
+commerce schema and VSchema) and a re-run."""
 
 import os
 import shutil
@@ -32,7 +33,9 @@ def sandbox(prefect_server):
 
 
 def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
-    args = ("deploy", "--target", "sandbox", "--until", "cluster", "--operator-manifest", OPERATOR_YAML)
+    examples = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
+    args = ("deploy", "--target", "sandbox", "--operator-manifest", OPERATOR_YAML, "--schema",
+            f"commerce:{examples / 'create_commerce_schema.sql'}:{examples / 'vschema_commerce_initial.json'}")
     plan = vtflow(*args, "--dry-run", state=sandbox)
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "etcd-operator: skipped (not needed: vitess-operator runs its own etcd" in plan.stdout
@@ -43,8 +46,11 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
     assert first.returncode == 0, first.stderr[-3000:]
     assert "cluster-init: 4 of 4 objects changed" in first.stdout
     assert "VitessCluster example/example: created" in first.stdout
+    assert "schema-apply: 4 of 4 objects changed" in first.stdout
+    assert "keyspace commerce: VSchema: changed" in first.stdout
 
     again = vtflow(*args, state=sandbox)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing changed" in again.stdout
     assert "cluster-init: 0 of 4 objects changed" in again.stdout
+    assert "schema-apply: 0 of 4 objects changed" in again.stdout

@@ -23,7 +23,7 @@ from . import names
 from .operator import record_backup
 from .state import Tablet, VitessState
 
-COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetTablets", "BackupShard", "GetBackups")
+COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetSchema", "GetTablets", "BackupShard", "GetBackups")
 USAGE = ("Usage:\n  vtctldclient [command]\n\nAvailable Commands:\n" +
          "".join(f"  {c}\n" for c in COMMANDS) + "\nFlags:\n      --server string   server to use for the connection\n")
 
@@ -240,6 +240,36 @@ class Vtctld:
         if not self._keyspace_exists(ns, cluster, pos[0]):
             return Result(1, "", f"rpc error: code = NotFound desc = node doesn't exist: keyspaces/{pos[0]}/VSchema\n")
         return Result(0, json.dumps(self.state.get_vschema(ns, cluster, pos[0]) or {}, indent=2) + "\n")
+
+    def cmd_GetSchema(self, args, stdin, ns, cluster) -> Result:
+        """``GetSchema [--table-names-only] <tablet-alias>``: the tablet's tables, one name a line with
+        --table-names-only, else JSON (table_definitions with name and schema). Approximates the
+        real output: the names and CREATE statements come from the MariaDB database of the keyspace."""
+        opts, pos = _parse(args, {"table-names-only": False, "tables": True, "exclude-tables": True,
+                                  "include-views": False, "table-sizes-only": False, "table-schema-only": False}, stdin)
+        if len(pos) != 1:
+            raise UsageError("GetSchema requires exactly one argument: <tablet-alias>")
+        tablet = next((t for t in self.state.tablets(self.double, ns, cluster) if t.alias == pos[0]), None)
+        if tablet is None:
+            return Result(1, "", f"rpc error: code = NotFound desc = tablet {pos[0]} not found\n")
+        if self.state.backend is None:
+            return Result(1, "", "kubedouble: no MySQL backend configured (--mysql-backend HOST:PORT)\n")
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
+                            (tablet.keyspace,))
+                names = [r[0] for r in cur.fetchall()]
+                if opts.get("table-names-only") == "true":
+                    return Result(0, "".join(f"{n}\n" for n in names))
+                defs = []
+                for n in names:
+                    cur.execute(f"SHOW CREATE TABLE `{tablet.keyspace}`.`{n}`")
+                    defs.append({"name": n, "schema": cur.fetchone()[1], "type": "BASE TABLE"})
+        finally:
+            conn.close()
+        return Result(0, json.dumps({"database_schema": f"CREATE DATABASE /*!32312 IF NOT EXISTS*/ {{{{.DatabaseName}}}}",
+                                     "table_definitions": defs}, indent=2) + "\n")
 
     def cmd_GetTablets(self, args, stdin, ns, cluster) -> Result:
         opts, pos = _parse(args, {"format": True, "keyspace": True, "shard": True, "cell": True,
