@@ -334,10 +334,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _on_make_up_server(func, args) -> int:
+    """Run a command against PREFECT_API_URL (environment or profile), else `make up`'s server,
+    rather than the throwaway in-process server Prefect would start."""
+    if args.command == "up":
+        return func(args)
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, get_current_settings, temporary_settings
+
+    if get_current_settings().api.url:
+        return func(args)
+    from vtflow.stack import StackSettings
+
+    stack = StackSettings.from_env()
+    updates = {PREFECT_API_URL: stack.api_url}
+    if stack.auth_string and not get_current_settings().api.auth_string:
+        updates[PREFECT_API_AUTH_STRING] = stack.auth_string
+    with temporary_settings(updates=updates):
+        return func(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return _on_make_up_server(args.func, args)
     except VtflowError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

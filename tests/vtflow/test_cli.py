@@ -120,3 +120,16 @@ def test_sandbox_commands_parse_to_the_sandbox_module():
     assert p.parse_args(["sandbox", "up", "--node-memory", "4Gi"]).node_memory == "4Gi"
     assert p.parse_args(["sandbox", "down"]).func is cmd_sandbox_down
     assert p.parse_args(["sandbox", "status"]).func is cmd_sandbox_status
+
+
+def test_commands_use_make_ups_server_when_no_api_url_is_set(prefect_server):
+    """Without PREFECT_API_URL, blocks go to the server `make up` runs (VTFLOW_HOST/PORT), not to
+    a throwaway in-process one."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(VT_PW="pw-via-make-up-default", PREFECT_PROFILES_PATH=os.devnull)
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    r = subprocess.run([sys.executable, "-m", "vtflow.cli", "block", "create", "mysql", "--name", name,
+                        "--password-env", "VT_PW"], capture_output=True, text=True, env=env, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert MySQLCredentials.load(name).password.get_secret_value() == "pw-via-make-up-default"
