@@ -2,6 +2,7 @@
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -56,22 +57,25 @@ def cluster(mariadb, tmp_path_factory):
     k = kube.Kube(kube.api_client(d.kubeconfig(tmp_path_factory.mktemp("k") / "c").read_text(), None, "t"))
     for o in operator_objects(load_manifest(str(EXAMPLES / "operator.yaml")), "example", None):
         k.apply(o)
-    for o in render(ClusterSpec(), "example", "example", "127.0.0.1", "user", "pw"):
+    # a keyspace of its own: the session's MariaDB is shared, and keyspace = database there
+    keyspace = f"ks{uuid.uuid4().hex[:8]}"
+    for o in render(ClusterSpec(keyspaces=[{"name": keyspace}]), "example", "example", "127.0.0.1", "user", "pw"):
         k.apply(o)
     k.wait("planetscale.com/v2", "VitessCluster", "example", "example", not_ready, 60)
+    d.keyspace = keyspace
     yield d, k
     d.stop()
 
 
 def test_upstream_schema_and_vschema_apply_then_a_rerun_changes_nothing(prefect_server, cluster, mariadb):
     d, k = cluster
-    spec = [KeyspaceSchema(keyspace="commerce", sql=str(EXAMPLES / "create_commerce_schema.sql"),
+    spec = [KeyspaceSchema(keyspace=d.keyspace, sql=str(EXAMPLES / "create_commerce_schema.sql"),
                            vschema=str(EXAMPLES / "vschema_commerce_initial.json"))]
     first = apply_schemas(k, "example", "example", spec)
     assert [o["action"] for o in first.objects] == ["created", "created", "created", "changed"]
     import pymysql
     with pymysql.connect(host=mariadb.host, port=mariadb.port, user=mariadb.user, password=mariadb.password) as c, c.cursor() as cur:
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema='commerce' ORDER BY 1")
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s ORDER BY 1", (d.keyspace,))
         assert [r[0] for r in cur.fetchall()] == ["corder", "customer", "product"]
     again = apply_schemas(k, "example", "example", spec)
     assert not again.changed, again.objects
@@ -82,11 +86,11 @@ def test_sql_syntax_error_names_file_and_statement_and_stops(prefect_server, clu
     f = tmp_path / "broken.sql"
     f.write_text("create table ok_one(x int);\ncreate tabel oops(x int);\ncreate table never(x int);\n")
     with pytest.raises(PermanentError) as e:
-        apply_schemas(k, "example", "example", [KeyspaceSchema(keyspace="commerce", sql=str(f))])
+        apply_schemas(k, "example", "example", [KeyspaceSchema(keyspace=d.keyspace, sql=str(f))])
     text = str(e.value)
-    assert text.startswith(f"schema {f}:2: ApplySchema on keyspace commerce failed:") and "errno 1064" in text
+    assert text.startswith(f"schema {f}:2: ApplySchema on keyspace {d.keyspace} failed:") and "errno 1064" in text
     assert "(statement: create tabel oops(x int))" in text
-    tables = existing_tables(k, "example", "example", "commerce")
+    tables = existing_tables(k, "example", "example", d.keyspace)
     assert "ok_one" in tables and "never" not in tables
 
 
@@ -94,9 +98,9 @@ def test_invalid_vschema_fails_before_anything_is_sent(prefect_server, cluster, 
     d, k = cluster
     f = tmp_path / "v.json"
     f.write_text(json.dumps({"sharded": True, "tables": {"t": {}}}))
-    before = existing_tables(k, "example", "example", "commerce")
+    before = existing_tables(k, "example", "example", d.keyspace)
     with pytest.raises(ConfigError, match="tables.t: a sharded keyspace needs a primary vindex"):
-        apply_schemas(k, "example", "example", [KeyspaceSchema(keyspace="commerce", sql="create table fresh(x int);",
+        apply_schemas(k, "example", "example", [KeyspaceSchema(keyspace=d.keyspace, sql="create table fresh(x int);",
                                                                vschema=str(f))])
-    assert "fresh" not in existing_tables(k, "example", "example", "commerce")
-    assert before == existing_tables(k, "example", "example", "commerce")
+    assert before == existing_tables(k, "example", "example", d.keyspace)
+    assert "fresh" not in before
