@@ -50,65 +50,50 @@ _BACKSLASH = {"!": "shell", "u": "use", ".": "source", "d": "delimiter"}
 
 
 def split(text: str, source: str) -> list[Statement | MetaCommand]:
-    """Statements and meta commands of a script, in order."""
+    """Statements and meta commands of a script, in order.
+
+    Scans from one special character to the next (regular expressions find them), so that a
+    200,000-row dump or a 1 MB extended INSERT splits in linear time."""
     out: list[Statement | MetaCommand] = []
     delimiter = ";"
     buf: list[str] = []
-    start_line = 1
-    line = 1
+    has_content = False          # anything but whitespace in the current statement
+    start_line = line = 1
     i, n = 0, len(text)
-    quote: str | None = None
 
-    def at_statement_start() -> bool:
-        return not "".join(buf).strip()
+    def plain(delim: str) -> re.Pattern:
+        return re.compile(r"[\n'\"`#/\\-]|" + re.escape(delim))
 
-    def flush(end_line: int) -> None:
-        nonlocal buf
+    special = plain(delimiter)
+    in_quote = {q: re.compile(r"[\\\n" + re.escape(q) + "]") for q in ("'", '"')}
+    in_quote["`"] = re.compile(r"[`\n]")
+
+    def flush() -> None:
+        nonlocal buf, has_content
         sql = "".join(buf).strip()
         if sql:
             out.append(Statement(sql, source, start_line))
-        buf = []
+        buf, has_content = [], False
 
     while i < n:
-        ch = text[i]
-        if quote:
-            buf.append(ch)
-            if ch == "\\" and quote != "`" and i + 1 < n:
-                buf.append(text[i + 1])
-                if text[i + 1] == "\n":
-                    line += 1
-                i += 2
-                continue
-            if ch == quote:
-                if i + 1 < n and text[i + 1] == quote:  # doubled quote stays inside
-                    buf.append(text[i + 1])
-                    i += 2
-                    continue
-                quote = None
-            elif ch == "\n":
-                line += 1
-            i += 1
-            continue
-
-        if at_statement_start():
+        if not has_content:
             # client commands are recognised only where a statement would begin
-            if ch in " \t\r":
-                i += 1
-                continue
-            if ch == "\n":
-                line += 1
-                i += 1
-                continue
+            m = re.compile(r"[ \t\r\n]*").match(text, i)
+            line += text.count("\n", i, m.end())
+            i = m.end()
+            if i >= n:
+                break
             start_line = line
             eol = text.find("\n", i)
             eol = n if eol == -1 else eol
             rest = text[i:eol]
             word = re.match(r"([A-Za-z]+)\b", rest)
-            if ch == "\\" and i + 1 < n:
+            if text[i] == "\\" and i + 1 < n:
                 name = _BACKSLASH.get(text[i + 1], "ignored")
                 arg = rest[2:].strip()
                 if name == "delimiter":
                     delimiter = arg or delimiter
+                    special = plain(delimiter)
                 out.append(MetaCommand(name, _strip_delim(arg, delimiter) if name == "use" else arg, source, line))
                 i = eol
                 continue
@@ -119,45 +104,66 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
                     if not arg:
                         raise ConfigError(f"{source}:{line}", "`delimiter` needs an argument.", "write e.g. `delimiter //`.")
                     delimiter = arg.split()[0]
+                    special = plain(delimiter)
                     out.append(MetaCommand(name, delimiter, source, line))
                 else:
                     out.append(MetaCommand(name, _strip_delim(arg, delimiter), source, line))
                 i = eol
                 continue
+            has_content = True
 
-        if ch in ("'", '"', "`"):
-            quote = ch
-            buf.append(ch)
-            i += 1
-            continue
-        if ch == "#" or (ch == "-" and text.startswith("--", i) and (i + 2 >= n or text[i + 2] in " \t\r\n")):
+        m = special.search(text, i)
+        j = m.start() if m else n
+        if j > i:
+            buf.append(text[i:j])
+            i = j
+        if not m:
+            break
+        ch = text[i]
+        if text.startswith(delimiter, i):
+            flush()
+            i += len(delimiter)
+        elif ch in "'\"`":
+            q, pat = ch, in_quote[ch]
+            k = i + 1
+            while True:
+                mq = pat.search(text, k)
+                if mq is None:
+                    raise ConfigError(f"{source}:{start_line}", f"a {q} string is never closed.",
+                                      f"close the string that starts in the statement at line {start_line}.")
+                c = text[mq.start()]
+                if c == "\n":
+                    line += 1
+                    k = mq.start() + 1
+                elif c == "\\":
+                    line += text.count("\n", mq.start() + 1, mq.start() + 2)
+                    k = mq.start() + 2
+                elif mq.start() + 1 < n and text[mq.start() + 1] == q:  # doubled quote stays inside
+                    k = mq.start() + 2
+                else:
+                    k = mq.start() + 1
+                    break
+            buf.append(text[i:k])
+            i = k
+        elif ch == "#" or (ch == "-" and text.startswith("--", i) and (i + 2 >= n or text[i + 2] in " \t\r\n")):
             eol = text.find("\n", i)
             i = n if eol == -1 else eol
-            continue
-        if ch == "/" and text.startswith("/*", i) and not text.startswith("/*!", i):
-            end = text.find("*/", i + 2)
-            if end == -1:
+        elif ch == "/" and text.startswith("/*", i) and not text.startswith("/*!", i):
+            close = text.find("*/", i + 2)
+            if close == -1:
                 raise ConfigError(f"{source}:{line}", "a /* comment is never closed.", "close it with */.")
-            line += text.count("\n", i, end)
+            line += text.count("\n", i, close)
             buf.append(" ")
-            i = end + 2
-            continue
-        if text.startswith(delimiter, i):
-            flush(line)
-            i += len(delimiter)
-            continue
-        if ch == "\\" and i + 1 < n and text[i + 1] in "gG":
-            flush(line)
+            i = close + 2
+        elif ch == "\\" and i + 1 < n and text[i + 1] in "gG":
+            flush()
             i += 2
-            continue
-        if ch == "\n":
-            line += 1
-        buf.append(ch)
-        i += 1
-
-    if quote:
-        raise ConfigError(f"{source}:{start_line}", f"a {quote} string is never closed.", f"close the string that starts in the statement at line {start_line}.")
-    flush(line)
+        else:
+            if ch == "\n":
+                line += 1
+            buf.append(ch)
+            i += 1
+    flush()
     return out
 
 
