@@ -19,6 +19,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/node_prep.py
 	$(BIN)/python bench/kube_double.py
 	$(BIN)/python bench/deploy_steps.py
+	$(BIN)/python bench/data_load.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
