@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from pathlib import Path
 
 from blocks.nodes import SSHNodes
 
@@ -30,3 +32,9 @@ def read_table_artifact(key: str) -> list[dict]:
     assert artifact is not None, f"no artifact {key}"
     data = artifact.data
     return json.loads(data) if isinstance(data, str) else data
+
+
+# The real upstream files (never copied into the repo): $VTFLOW_UPSTREAM_DIR, else ../shared/upstream.
+UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[2] / "shared" / "upstream"))
+EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
+OPERATOR_YAML = str(EXAMPLES / "operator.yaml")  # a path string, as flows and the CLI take it

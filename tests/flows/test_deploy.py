@@ -1,11 +1,7 @@
 """The deploy flow (steps 1-4) against the Kubernetes API double and this session's Prefect server."""
 
 import asyncio
-import os
-import threading
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +10,8 @@ from blocks.target import VitessTarget
 from flows.deploy import DeployParameters, deploy
 from vtflow import kube
 from vtflow.kubedouble import DoubleConfig, KubeDouble
+from helpers import OPERATOR_YAML
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-OPERATOR_YAML = str(UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operator.yaml")
 
 
 @pytest.fixture

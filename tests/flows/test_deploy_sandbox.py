@@ -9,9 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import UPSTREAM, OPERATOR_YAML
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-OPERATOR_YAML = str(UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operator.yaml")
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the sandbox's sshd nodes need root")
 

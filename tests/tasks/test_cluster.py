@@ -1,7 +1,5 @@
 """tasks/cluster.py: rendering against upstream's 101 example, the preflight, readiness, diagnosis."""
 
-import os
-from pathlib import Path
 
 import pytest
 import yaml
@@ -9,9 +7,8 @@ import yaml
 from tasks import cluster as c
 from tasks.operators import load_manifest
 from vtflow.errors import ConfigError
+from helpers import EXAMPLES
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
 SC = [{"metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}]
 
 

@@ -1,7 +1,6 @@
 """tasks/data.py: batching is pure; loading runs against a real MariaDB (vtgate's protocol),
 including a loader killed half-way and started again."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,9 +15,8 @@ import pytest
 from tasks.data import CHECKPOINT_TABLE, coalesce, load_sql
 from tasks.sqlscript import split
 from vtflow.errors import PermanentError
+from helpers import EXAMPLES
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
 REPO = Path(__file__).resolve().parents[2]
 
 

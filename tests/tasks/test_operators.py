@@ -1,8 +1,5 @@
 """tasks/operators.py: the builders, then the steps against the Kubernetes API double."""
 
-import os
-import uuid
-from pathlib import Path
 
 import pytest
 
@@ -12,9 +9,8 @@ from tasks.operators import (check_compatibility, etcd_operator_objects, install
 from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError
 from vtflow.kubedouble import DoubleConfig, Faults, KubeDouble
+from helpers import OPERATOR_YAML
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-OPERATOR_YAML = UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operator.yaml"
 
 
 @pytest.mark.parametrize("image,expected", [

@@ -1,9 +1,7 @@
 """tasks/schema.py: the pure parts, then ApplySchema/ApplyVSchema through exec on the double's vtctld."""
 
 import json
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +12,8 @@ from tasks.schema import (KeyspaceSchema, apply_schemas, created_table, existing
 from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError
 from vtflow.kubedouble import DoubleConfig, KubeDouble
+from helpers import EXAMPLES
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
 
 
 def test_created_table_names():

@@ -1,15 +1,12 @@
 """tasks/sqlscript.py: mysql-client scripts split as the client splits them, nothing executed."""
 
-import os
-from pathlib import Path
 
 import pytest
 
 from tasks.sqlscript import MetaCommand, Statement, keyspace_of, split
 from vtflow.errors import ConfigError
+from helpers import EXAMPLES
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
 
 
 def test_upstream_select_script_gives_shell_echoes_a_use_and_three_selects():

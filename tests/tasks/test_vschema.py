@@ -1,16 +1,13 @@
 """tasks/vschema.py: VSchemas checked before they are sent, with the JSON path of each problem."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from tasks.vschema import check
 from vtflow.errors import ConfigError
+from helpers import EXAMPLES
 
-UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
-EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
 
 
 @pytest.mark.parametrize("name", ["vschema_commerce_initial.json", "vschema_commerce_seq.json",
