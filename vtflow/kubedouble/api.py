@@ -26,7 +26,7 @@ from .selectors import parse_field_selector, parse_label_selector
 from .status import (ApiError, bad_request, conflict, invalid, not_found, required_value,
                      status_body, unsupported_media_type)
 from .store import Store, now_rfc3339
-from .validation import validate
+from .validation import empty_status, validate
 
 PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
@@ -269,6 +269,9 @@ class Api:
         apply_defaults(rt.group, rt.plural, obj)
         strict = call.query.get("fieldValidation") == "Strict"
         obj = validate(rt, obj, self.server_version, strict=strict)
+        if rt.has_status and not rt.crd and "status" not in obj:
+            # a built-in kind's status is a Go struct: the real server always writes "status": {...}
+            obj["status"] = empty_status(rt, self.server_version)
         with self.store.lock:
             if old is not None:
                 current = self.store.get(rt.gr, call.namespace, call.name)

@@ -183,6 +183,27 @@ def validate_builtin(rt: ResourceType, obj: dict, server_version: str, strict: b
     return [_error_cause(e) for e in errors]
 
 
+_ZERO = {"integer": 0, "number": 0, "string": "", "boolean": False}
+
+
+def empty_status(rt: ResourceType, server_version: str) -> dict:
+    """A built-in kind's status before any controller wrote it: the Go struct serialized, i.e. its
+    required (non-omitempty) fields at their zero values."""
+    validator = _builtin_validator(server_version, rt.api_version, rt.kind, False)
+    ref = ((validator.schema.get("properties") or {}).get("status") or {}).get("$ref", "")
+    if "#/$defs/" not in ref:
+        return {}
+    version = _schema_version(server_version)
+    definition = _defs_cache[(version, False)].contents["$defs"].get(ref.split("#/$defs/")[1], {})
+    props = definition.get("properties") or {}
+    out = {}
+    for name in definition.get("required") or []:
+        kind = props.get(name, {}).get("type")
+        if isinstance(kind, str) and kind in _ZERO:
+            out[name] = _ZERO[kind]
+    return out
+
+
 # -- custom kinds --------------------------------------------------------------------------
 
 def _is_object(schema: dict) -> bool:
