@@ -309,11 +309,18 @@ class Kube:
              timeout_s: float = 300) -> tuple[int, str, str]:
         """Run ``argv`` in a container (the pod exec API, as kubectl exec): exit status, stdout, stderr."""
         subject = f"Pod {namespace}/{pod}" + (f" container {container}" if container else "")
-        core = k8s_client.CoreV1Api(self.api)
 
         def call():
-            resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=argv, container=container,
-                          stdin=stdin is not None, stdout=True, stderr=True, tty=False, _preload_content=False)
+            # an ApiClient of its own: stream() swaps the client's request method while it connects,
+            # which would turn other threads' calls through a shared client into websocket requests
+            api = k8s_client.ApiClient(self.api.configuration)
+            try:
+                resp = stream(k8s_client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace, command=argv,
+                              container=container, stdin=stdin is not None, stdout=True, stderr=True, tty=False,
+                              _preload_content=False)
+            except BaseException:
+                api.close()
+                raise
             try:
                 if stdin is not None:
                     resp.write_stdin(stdin)
@@ -325,6 +332,7 @@ class Kube:
                 return resp.returncode, resp.read_stdout() or "", resp.read_stderr() or ""
             finally:
                 resp.close()
+                api.close()
         return self._retry(call, subject, "create", "pods/exec", "", namespace)
 
     def ready_pod(self, namespace: str, label_selector: str, what: str) -> str:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
 
 import pymysql
 import pytest
 from kubernetes import client
 from kubernetes.stream import stream
 
-from kubedouble_helpers import OPERATOR_DIR
-from vitess_helpers import NS, cluster_status, wait_for
+from kubedouble_helpers import OPERATOR_DIR, api_client_for
+from vitess_helpers import NS, cluster_ready, cluster_status, wait_for
 
 VTCTLD = "planetscale.com/component=vtctld,planetscale.com/cluster=example"
 
@@ -168,6 +172,10 @@ def test_backup_shard_without_backup_locations_fails_clearly(vitess_101):
     try:
         code, _, err = vtctldclient(api, "BackupShard", "commerce/-")
         assert code == 1 and "spec.backup.locations" in err
+        # vtctld gets backup storage flags only from a location: without, it has no storage at all
+        for args in (["GetBackups", "commerce/-"], ["RemoveBackup", "commerce/-", "2020-01-01.000000.zone1-0000000100"]):
+            code, _, err = vtctldclient(api, *args)
+            assert code == 1 and "no registered implementation of BackupStorage" in err
     finally:
         rc.patch(name="example", namespace=NS, body={"spec": {"backup": saved}},
                  content_type="application/merge-patch+json")
@@ -180,6 +188,187 @@ def test_unknown_command_and_flag_are_usage_errors(vitess_101):
     code, _, err = vtctldclient(api, "GetTablets", "--bogus")
     assert code == 1 and "unknown flag: --bogus" in err
     code, _, err = vtctldclient(api, "BackupShard", "commerce")
-    assert code == 1 and "<keyspace/shard>" in err
+    assert code == 1 and "invalid shard path: commerce" in err and "<keyspace/shard>" in err
     code, _, err = vtctldclient(api, "--server", "elsewhere:1", "GetTablets")
     assert code == 1 and "connection refused" in err
+
+
+# -- backups: GetBackups' shape, RemoveBackup, backdated and slow backups ---------------------------
+VC = "planetscale.com/v2"
+
+
+def vitess_backups(dyn) -> dict[str, dict]:
+    """VitessBackup objects in the namespace by storage name."""
+    items = dyn.resources.get(api_version=VC, kind="VitessBackup").get(namespace=NS).to_dict()["items"]
+    return {b["status"]["storageName"]: b for b in items}
+
+
+def backup_names(api, shard="commerce/-") -> list[str]:
+    code, out, err = vtctldclient(api, "GetBackups", shard)
+    assert code == 0, err
+    return out.split()
+
+
+def test_get_backups_json_has_the_backupinfo_fields(vitess_101):
+    _, api, _ = vitess_101
+    code, out, err = vtctldclient(api, "GetBackups", "--json", "commerce/-")
+    assert code == 0, err
+    backups = json.loads(out)["backups"]
+    assert backups and [b["name"] for b in backups] == backup_names(api)
+    for b in backups:
+        # BackupInfo's fields in proto order; no size (the proto has none)
+        assert list(b) == ["name", "directory", "keyspace", "shard", "tablet_alias", "time", "engine", "status"]
+        date, hms, alias = b["name"].split(".", 2)
+        assert (b["directory"], b["keyspace"], b["shard"]) == ("commerce/-", "commerce", "-")
+        assert b["tablet_alias"] == {"cell": alias.rsplit("-", 1)[0], "uid": int(alias.rsplit("-", 1)[1])}
+        # vttime.Time through protojson: int64 seconds as a string, int32 nanoseconds as a number
+        assert isinstance(b["time"]["seconds"], str) and b["time"]["nanoseconds"] == 0
+        when = datetime.strptime(f"{date}.{hms}", "%Y-%m-%d.%H%M%S").replace(tzinfo=timezone.utc)
+        assert int(b["time"]["seconds"]) == int(when.timestamp())
+        # vtctld never fills these in (vitessio/vitess#8332)
+        assert (b["engine"], b["status"]) == ("", "UNKNOWN")
+    # the short flags and --limit (the newest N) as real vtctldclient takes them
+    for args in (["-j", "-l", "1"], ["--json", "--limit=1"], ["-j", "-l1"]):
+        code, out, err = vtctldclient(api, "GetBackups", *args, "commerce/-")
+        assert code == 0, err
+        assert [b["name"] for b in json.loads(out)["backups"]] == [backups[-1]["name"]]
+    # a shard without backups: an empty list, and one empty line without --json
+    assert json.loads(vtctldclient(api, "GetBackups", "--json", "commerce/80-")[1]) == {"backups": []}
+    assert vtctldclient(api, "GetBackups", "commerce/80-")[1] == "\n"
+    # flags real vtctldclient does not have, and bad values
+    for args, msg in ((["--detailed"], "unknown flag: --detailed"), (["--limit", "x"], 'invalid argument "x"')):
+        code, _, err = vtctldclient(api, "GetBackups", *args, "commerce/-")
+        assert code == 1 and msg in err
+
+
+def test_add_backup_is_backdated_and_listed_oldest_first(vitess_101):
+    d, api, dyn = vitess_101
+    when = datetime.now(timezone.utc) - timedelta(days=3, microseconds=250)
+    rec = d.vitess.add_backup(NS, "example", "commerce", "-", when, size=1234)
+    try:
+        assert rec.name.startswith(f"{when:%Y-%m-%d.%H%M%S}.zone1-")
+        assert backup_names(api)[0] == rec.name   # storage lists by name: the backdated one first
+        entry = json.loads(vtctldclient(api, "GetBackups", "--json", "commerce/-")[1])["backups"][0]
+        assert entry["name"] == rec.name and int(entry["time"]["seconds"]) == int(when.timestamp())
+        vb = vitess_backups(dyn)[rec.name]
+        assert vb["status"]["startTime"] == f"{when:%Y-%m-%dT%H:%M:%SZ}" and vb["status"]["complete"] is True
+        with pytest.raises(ValueError, match="exists already"):
+            d.vitess.add_backup(NS, "example", "commerce", "-", when, tablet_alias=rec.tablet)
+        with pytest.raises(ValueError, match="no tablets"):
+            d.vitess.add_backup(NS, "example", "commerce", "80-", when)
+        # an explicit tablet and a naive datetime (taken as UTC)
+        other = d.vitess.add_backup(NS, "example", "commerce", "-", datetime(2020, 1, 2, 3, 4, 5),
+                                    tablet_alias="zone1-0000000999")
+        assert other.name == "2020-01-02.030405.zone1-0000000999" and backup_names(api)[0] == other.name
+        assert vtctldclient(api, "RemoveBackup", "commerce/-", other.name)[0] == 0
+    finally:
+        vtctldclient(api, "RemoveBackup", "commerce/-", rec.name)
+
+
+def test_remove_backup_drops_the_record_and_the_vitessbackup(vitess_101):
+    d, api, dyn = vitess_101
+    rec = d.vitess.add_backup(NS, "example", "commerce", "-", datetime.now(timezone.utc) - timedelta(days=10))
+    before = backup_names(api)
+    assert rec.name in before and rec.name in vitess_backups(dyn)
+    code, out, err = vtctldclient(api, "RemoveBackup", "commerce/-", rec.name)
+    assert (code, out, err) == (0, "", "")   # the real client prints nothing
+    assert backup_names(api) == [n for n in before if n != rec.name]
+    assert rec.name not in vitess_backups(dyn)
+    assert all(n in vitess_backups(dyn) for n in backup_names(api))   # the others are kept
+    # the volume location is vitess' file storage: os.RemoveAll of a missing directory succeeds
+    code, out, err = vtctldclient(api, "RemoveBackup", "commerce/-", rec.name)
+    assert (code, out, err) == (0, "", "")
+    assert backup_names(api) == [n for n in before if n != rec.name]
+
+
+def test_remove_backup_unknown_name_fails_on_s3(vitess_101):
+    d, api, dyn = vitess_101
+    rc = dyn.resources.get(api_version=VC, kind="VitessCluster")
+    saved = rc.get(name="example", namespace=NS).to_dict()["spec"]["backup"]
+    s3 = copy.deepcopy(saved)
+    s3["locations"] = [{"s3": {"bucket": "backups", "region": "us-east-1", "authSecret": {"name": "s3", "key": "creds"}}}]
+    rc.patch(name="example", namespace=NS, body={"spec": {"backup": s3}}, content_type="application/merge-patch+json")
+    try:
+        rec = d.vitess.add_backup(NS, "example", "commerce", "-", datetime.now(timezone.utc) - timedelta(days=5))
+        assert vtctldclient(api, "RemoveBackup", "commerce/-", rec.name)[0] == 0
+        assert rec.name not in backup_names(api) and rec.name not in vitess_backups(dyn)
+        # S3 storage sends a DeleteObjects without keys for a name it has no objects for
+        code, out, err = vtctldclient(api, "RemoveBackup", "commerce/-", rec.name)
+        assert code == 1 and out == "" and "MalformedXML" in err and "rpc error: code = Unknown" in err
+    finally:
+        rc.patch(name="example", namespace=NS, body={"spec": {"backup": saved}},
+                 content_type="application/merge-patch+json")
+
+
+def test_remove_backup_argument_errors(vitess_101):
+    _, api, _ = vitess_101
+    code, _, err = vtctldclient(api, "RemoveBackup", "commerce/-")
+    assert code == 1 and "accepts 2 arg(s), received 1" in err and "RemoveBackup <keyspace/shard> <backup name>" in err
+    code, _, err = vtctldclient(api, "RemoveBackup", "commerce", "2020-01-01.000000.zone1-0000000100")
+    assert code == 1 and "invalid shard path: commerce" in err
+
+
+@pytest.fixture
+def two_keyspaces(vitess_101):
+    """The 101 cluster plus a keyspace "customer" (one shard "-", tablets like commerce's), so
+    that two shards can back up at once; removed again afterwards."""
+    d, api, dyn = vitess_101
+    rc = dyn.resources.get(api_version=VC, kind="VitessCluster")
+    spec = rc.get(name="example", namespace=NS).to_dict()["spec"]
+    customer = copy.deepcopy(spec["keyspaces"][0])
+    customer["name"] = "customer"
+    rc.patch(name="example", namespace=NS, body=[{"op": "add", "path": "/spec/keyspaces/-", "value": customer}],
+             content_type="application/json-patch+json")
+    try:
+        wait_for(lambda: "customer" in cluster_status(dyn).get("keyspaces", {}) and cluster_ready(cluster_status(dyn)),
+                 timeout=20, what="keyspace customer ready")
+        wait_for(lambda: backup_names(api, "customer/-"), what="customer's initial backup")
+        yield d, api, dyn
+    finally:
+        d.vitess.slow_backups(0)
+        rc.patch(name="example", namespace=NS, body=[{"op": "remove", "path": f"/spec/keyspaces/{len(spec['keyspaces'])}"}],
+                 content_type="application/json-patch+json")
+        core = client.CoreV1Api(api)
+        wait_for(lambda: not core.list_namespaced_pod(NS, label_selector="planetscale.com/keyspace=customer").items,
+                 timeout=20, what="customer's pods gone")
+
+
+def test_slow_backups_measure_overlap(two_keyspaces, tmp_path):
+    d, api, _ = two_keyspaces
+    delay = 0.6
+    d.vitess.slow_backups(delay)
+    d.vitess.reset_backup_runs(NS, "example")
+    results: dict[str, tuple] = {}
+
+    def backup(shard: str) -> None:
+        # kubernetes.stream patches its ApiClient while connecting: one client per thread
+        own = api_client_for(d, tmp_path)
+        t0 = time.monotonic()
+        code, _, err = vtctldclient(own, "BackupShard", shard)
+        results[shard] = (code, err, time.monotonic() - t0)
+
+    threads = [threading.Thread(target=backup, args=(s,)) for s in ("commerce/-", "customer/-")]
+    for t in threads:
+        t.start()
+    # the sleep is in an exec's worker thread: the API answers meanwhile
+    wait_for(lambda: d.vitess.running_backups(NS, "example") >= 1, timeout=5, interval=0.01, what="a backup running")
+    t0 = time.monotonic()
+    client.CoreV1Api(api).list_namespaced_pod(NS)
+    assert time.monotonic() - t0 < delay / 2
+    for t in threads:
+        t.join(timeout=15)
+    assert all(r[0] == 0 for r in results.values()), results
+    assert all(r[2] >= delay for r in results.values())
+    assert d.vitess.max_concurrent_backups(NS, "example") == 2
+    a, b = d.vitess.backup_runs(NS, "example")
+    assert {(a.keyspace, a.shard), (b.keyspace, b.shard)} == {("commerce", "-"), ("customer", "-")}
+    assert a.start < b.end and b.start < a.end   # they overlapped
+
+    d.vitess.reset_backup_runs(NS, "example")
+    assert d.vitess.max_concurrent_backups(NS, "example") == 0
+    for shard in ("commerce/-", "customer/-"):
+        backup(shard)
+    assert all(r[0] == 0 for r in results.values()), results
+    assert d.vitess.max_concurrent_backups(NS, "example") == 1
+    a, b = d.vitess.backup_runs(NS, "example")
+    assert a.end <= b.start and d.vitess.running_backups(NS, "example") == 0

@@ -366,14 +366,14 @@ class Api:
 
     @staticmethod
     def _delete_response(rt: ResourceType, obj: dict) -> dict:
-        # As the real registries do: pods, namespaces and custom resources answer with the
-        # object (namespaces in phase Terminating), everything else with a Success Status.
+        # As the real registries do: pods, services, namespaces and custom resources answer with
+        # the object (namespaces in phase Terminating), everything else with a Success Status.
         if rt.gr == ("", "namespaces"):
             out = copy.deepcopy(obj)
             out["metadata"]["deletionTimestamp"] = now_rfc3339()
             out.setdefault("status", {})["phase"] = "Terminating"
             return out
-        if rt.gr == ("", "pods") or rt.crd:
+        if rt.gr in (("", "pods"), ("", "services")) or rt.crd:
             return obj
         return status_body(200, "", "", _meta_details(rt, obj))
 

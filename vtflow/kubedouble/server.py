@@ -113,6 +113,7 @@ class KubeDouble:
             self.add_controller(c)
         self.vitess = None      # VitessState when the Vitess simulation is installed
         self.vtgate = None      # its vtgate proxy listeners
+        self.vtadmin = None     # its vtadmin HTTP listeners
         if self.config.operators or self.config.mysql_backend:
             from .vitess import install
             install(self, operators=self.config.operators)
@@ -165,8 +166,9 @@ class KubeDouble:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.controllers.stop()
-        if self.vtgate is not None:
-            self.vtgate.close()
+        for listeners in (self.vtgate, self.vtadmin):
+            if listeners is not None:
+                listeners.close()
 
     def __enter__(self) -> "KubeDouble":
         self.start()

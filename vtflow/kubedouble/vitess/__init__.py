@@ -1,11 +1,13 @@
-"""The simulated Vitess side of the double: vitess-operator, vtctld (exec) and vtgate (proxy).
+"""The simulated Vitess side of the double: vitess-operator, vtctld (exec), vtgate (proxy), vtadmin (HTTP).
 
 ``install(double)`` wires them into a ``KubeDouble`` (server.py calls it when
 ``DoubleConfig.operators`` or ``mysql_backend`` is set) and returns the shared
-``VitessState``; ``double.vitess`` is that state and ``double.vtgate`` the proxy's listeners.
+``VitessState``; ``double.vitess`` is that state, ``double.vtgate`` the proxy's listeners and
+``double.vtadmin`` vtadmin's HTTP listeners (closed when the double stops).
 Modules: names (object names and labels), desired (the operator's plan, pure), status
 (status fields, pure), operator (the Controller), state (topology stand-in), vtctld (exec
-handler), vtgate + mysqlwire (MySQL proxy). Nothing here may be imported by vtflow itself.
+handler), vtgate + mysqlwire (MySQL proxy), vtadmin (vtadmin's API and web UI over HTTP).
+Nothing here may be imported by vtflow itself.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .state import Backend, VitessState
 def install(double, *, operators: bool = True) -> VitessState:
     from ..controllers.etcd_operator import EtcdOperator
     from .operator import VitessOperator
+    from .vtadmin import VtadminListeners
     from .vtctld import Vtctld
     from .vtgate import VtgateListeners
 
@@ -25,6 +28,8 @@ def install(double, *, operators: bool = True) -> VitessState:
     double.vitess = state
     double.vtgate = VtgateListeners(double, state, cfg.vtgate_host)
     double.add_controller(double.vtgate)
+    double.vtadmin = VtadminListeners(double, state, cfg.vtgate_host)
+    double.add_controller(double.vtadmin)
     if operators:
         double.add_controller(VitessOperator(state))
         double.add_controller(EtcdOperator())

@@ -23,7 +23,8 @@ no resharding, no cell-local lockservers.
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+import threading
+from datetime import datetime, timedelta, timezone
 
 from ..admission import admit
 from ..controllers import Controller
@@ -38,6 +39,8 @@ from .state import BackupRecord, VitessState
 OPERATOR_DEPLOYMENT = "vitess-operator"
 VC = "planetscale.com/vitessclusters"
 # kinds this operator deletes when they leave the plan (claims are kept, as data must survive)
+# record_backup picks a free name and stores it in one step (BackupShards run in parallel threads)
+_RECORD_LOCK = threading.Lock()
 PRUNABLE = ("pods", "apps/deployments", "services", "planetscale.com/vitesscells",
             "planetscale.com/vitesskeyspaces", "planetscale.com/vitessshards", "planetscale.com/etcdlockservers")
 
@@ -328,17 +331,31 @@ def _tpl(dep: dict) -> dict:
 
 
 def record_backup(double, state: VitessState, vc: dict, ks: str, shard: str, tablet_alias: str,
-                  engine: str, size: int = 0) -> BackupRecord:
-    """Record a completed backup and the VitessBackup object the operator keeps for it."""
+                  engine: str, size: int = 0, when: datetime | None = None, exact: bool = False) -> BackupRecord:
+    """Record a completed backup and the VitessBackup object the operator keeps for it.
+
+    ``when`` is the backup's (start) time, now by default; naive datetimes are UTC and it is cut
+    to whole seconds, as the name keeps only those. A name that exists already moves on by a
+    second (two backups of one tablet within a second), or, with ``exact``, raises ValueError.
+    SIMPLIFIED: the real operator makes VitessBackup objects by listing backup storage (its
+    vitessbackupstorage subcontroller); here they are made right away, with the record.
+    """
     ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
-    now = datetime.now(timezone.utc)
-    existing = {b.name for b in state.list_backups(ns, cluster, ks, shard)}
-    name = f"{now:%Y-%m-%d.%H%M%S}.{tablet_alias}"
-    while name in existing:   # two backups within a second: the real ones would be a second apart
-        now = now.replace(second=(now.second + 1) % 60)
-        name = f"{now:%Y-%m-%d.%H%M%S}.{tablet_alias}"
-    rec = BackupRecord(name, ks, shard, tablet_alias, now.strftime("%Y-%m-%dT%H:%M:%SZ"), engine, size)
-    state.add_backup(ns, cluster, rec)
+    if when is None:
+        when = datetime.now(timezone.utc)
+    elif when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    when = when.astimezone(timezone.utc).replace(microsecond=0)
+    with _RECORD_LOCK:
+        existing = {b.name for b in state.list_backups(ns, cluster, ks, shard)}
+        name = f"{when:%Y-%m-%d.%H%M%S}.{tablet_alias}"
+        if exact and name in existing:
+            raise ValueError(f"backup {ks}/{shard}/{name} exists already")
+        while name in existing:   # two backups within a second: the real ones would be a second apart
+            when += timedelta(seconds=1)
+            name = f"{when:%Y-%m-%d.%H%M%S}.{tablet_alias}"
+        rec = BackupRecord(name, ks, shard, tablet_alias, when.strftime("%Y-%m-%dT%H:%M:%SZ"), engine, size)
+        state.store_backup(ns, cluster, rec)
     obj_name = names.backup(cluster, ks, shard, name)
     if double.get("planetscale.com/vitessbackups", ns, obj_name) is None:
         double.create("planetscale.com/vitessbackups", {
@@ -351,4 +368,21 @@ def record_backup(double, state: VitessState, vc: dict, ks: str, shard: str, tab
             "status": {"startTime": rec.time, "finishedTime": rec.time, "complete": True, "engine": engine,
                        "storageDirectory": f"{ks}/{shard}", "storageName": name,
                        "position": "MySQL56/00000000-0000-0000-0000-000000000000:1-1"}})
+    return rec
+
+
+def forget_backup(double, state: VitessState, vc: dict, ks: str, shard: str, name: str) -> BackupRecord | None:
+    """Remove a backup record and its VitessBackup object(s); the record, or None if unknown.
+
+    SIMPLIFIED: the real operator deletes a VitessBackup when its next listing of backup storage
+    no longer finds the backup (ReconcileObjectSet in its vitessbackupstorage subcontroller);
+    here it goes at once.
+    """
+    ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
+    rec = state.remove_backup(ns, cluster, ks, shard, name)
+    selector = f"{names.CLUSTER}={cluster},{names.KEYSPACE}={ks},{names.SHARD}={names.safe_shard(shard)}"
+    for obj in double.list("planetscale.com/vitessbackups", ns, selector):
+        st_ = obj.get("status") or {}
+        if st_.get("storageName") == name and st_.get("storageDirectory") in (None, f"{ks}/{shard}"):
+            double.delete("planetscale.com/vitessbackups", ns, obj["metadata"]["name"])
     return rec

@@ -3,16 +3,22 @@
 Real Vitess keeps VSchemas, backups and tablet records in its lockserver and backup storage,
 not in Kubernetes. ``VitessState`` holds the double's stand-ins for those (VSchemas, backup
 records, primary term start times), the backend MariaDB that plays every tablet's mysqld,
-and the knobs tests turn (replication lag per tablet, shards whose backups fail). It also
-reads the tablets' view of the world from the vttablet pods and VitessShard objects, so the
-vtctld handler and the vtgate proxy agree with the operator. It writes no Kubernetes object.
+and the knobs tests turn (replication lag per tablet, shards whose backups fail, slow
+backups, backdated backups). It also reads the tablets' view of the world from the vttablet
+pods and VitessShard objects, so the vtctld handler and the vtgate proxy agree with the
+operator. It writes no Kubernetes object itself; the one test hook that needs one
+(``add_backup``, which also creates the VitessBackup) goes through operator.record_backup.
 Thread-safe: the HTTP threads (exec), the proxy threads and the controller thread share it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator
 
 from ..controllers.common import is_ready, is_terminal
 from . import names
@@ -57,13 +63,22 @@ class Tablet:
 
 @dataclass
 class BackupRecord:
-    name: str               # 2026-11-25.031500.zone1-0000000101
+    name: str               # 2026-11-25.031500.zone1-0000000101 (the start time, UTC, as vttablet names it)
     keyspace: str
     shard: str
     tablet: str
-    time: str               # RFC 3339
+    time: str               # RFC 3339, the time in the name
     engine: str
     size: int
+
+
+@dataclass(frozen=True)
+class BackupRun:
+    """One BackupShard call while it ran (``time.monotonic()`` seconds), for concurrency checks."""
+    keyspace: str
+    shard: str
+    start: float
+    end: float | None = None   # None while it runs
 
 
 @dataclass
@@ -75,6 +90,15 @@ class VitessState:
     replication_lag: dict[str, int] = field(default_factory=dict)                # alias -> seconds
     failing_backups: set[tuple[str, str]] = field(default_factory=set)           # (keyspace, shard)
     primary_terms: dict[str, str] = field(default_factory=dict)                  # alias -> RFC 3339
+    backup_delay_s: float = 0.0                                                  # see slow_backups
+    _running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)       # (ns, cluster)
+    _max_running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (ns, cluster)
+    _runs: dict[tuple[str, str], list[BackupRun]] = field(default_factory=dict, repr=False)
+    _double: Any = field(default=None, repr=False)   # set by attach(); add_backup needs it
+
+    def attach(self, double) -> None:
+        """Give the state its double (the vtctld handler does this), for hooks that create objects."""
+        self._double = double
 
     # -- knobs for tests ----------------------------------------------------------------------
     def set_replication_lag(self, tablet_alias: str, seconds: int) -> None:
@@ -85,6 +109,77 @@ class VitessState:
         with self._lock:
             (self.failing_backups.add if fail else self.failing_backups.discard)((keyspace, shard))
 
+    def slow_backups(self, seconds: float) -> None:
+        """Make every BackupShard take ``seconds`` (0: instant again). The vtctld exec handler runs
+        in a worker thread (asgi.py: ``asyncio.to_thread``), so the sleep blocks only that exec:
+        other API calls, and other execs up to the loop's default thread pool size, go on."""
+        if seconds < 0:
+            raise ValueError("slow_backups: seconds must be >= 0")
+        with self._lock:
+            self.backup_delay_s = float(seconds)
+
+    def add_backup(self, ns: str, cluster: str, ks: str, shard: str, when: datetime,
+                   tablet_alias: str | None = None, size: int = 0) -> BackupRecord:
+        """A completed backup taken at ``when`` (naive = UTC; whole seconds, as backup names have),
+        with the VitessBackup object the operator would keep for it. The tablet defaults to the one
+        BackupShard would pick (a serving replica, else any tablet of the shard). Raises ValueError
+        for an unknown cluster, a shard without tablets (pass ``tablet_alias``), or a name that exists."""
+        from .operator import record_backup   # operator imports this module
+        double = self._double
+        if double is None:
+            raise ValueError("add_backup: this VitessState is not attached to a double")
+        vc = double.get("planetscale.com/vitessclusters", ns, cluster)
+        if vc is None:
+            raise ValueError(f"add_backup: no VitessCluster {ns}/{cluster}")
+        if tablet_alias is None:
+            tablets = [t for t in self.tablets(double, ns, cluster) if t.keyspace == ks and t.shard == shard]
+            if not tablets:
+                raise ValueError(f"add_backup: shard {ks}/{shard} has no tablets; pass tablet_alias")
+            tablet_alias = sorted(tablets, key=lambda t: (not t.serving, t.type == "PRIMARY", t.alias))[0].alias
+        engine = ((vc.get("spec") or {}).get("backup") or {}).get("engine", "builtin")
+        return record_backup(double, self, vc, ks, shard, tablet_alias, engine, size, when=when, exact=True)
+
+    # -- backup concurrency (what BackupShard reports; tests read it) -------------------------
+    @contextmanager
+    def backup_running(self, ns: str, cluster: str, ks: str, shard: str) -> Iterator[None]:
+        """Count a BackupShard as running for the ``with`` block (vtctld.py wraps each call)."""
+        key = (ns, cluster)
+        run = BackupRun(ks, shard, time.monotonic())
+        with self._lock:
+            self._running[key] = self._running.get(key, 0) + 1
+            self._max_running[key] = max(self._max_running.get(key, 0), self._running[key])
+            self._runs.setdefault(key, []).append(run)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running[key] -= 1
+                runs = self._runs.get(key, [])   # a reset may have replaced the list
+                for i, r in enumerate(runs):
+                    if r is run:
+                        runs[i] = BackupRun(ks, shard, run.start, time.monotonic())
+
+    def running_backups(self, ns: str, cluster: str) -> int:
+        """BackupShard calls running now in this cluster."""
+        with self._lock:
+            return self._running.get((ns, cluster), 0)
+
+    def max_concurrent_backups(self, ns: str, cluster: str) -> int:
+        """The most BackupShard calls that ever ran at once in this cluster (since the last reset)."""
+        with self._lock:
+            return self._max_running.get((ns, cluster), 0)
+
+    def backup_runs(self, ns: str, cluster: str) -> list[BackupRun]:
+        """Every BackupShard call in this cluster since the last reset, in start order."""
+        with self._lock:
+            return list(self._runs.get((ns, cluster), []))
+
+    def reset_backup_runs(self, ns: str, cluster: str) -> None:
+        """Forget the high-water mark and the recorded runs (running ones still count down)."""
+        with self._lock:
+            self._max_running[(ns, cluster)] = self._running.get((ns, cluster), 0)
+            self._runs[(ns, cluster)] = [r for r in self._runs.get((ns, cluster), []) if r.end is None]
+
     # -- vschema and backups ------------------------------------------------------------------
     def put_vschema(self, ns: str, cluster: str, ks: str, vschema: dict) -> None:
         with self._lock:
@@ -94,13 +189,25 @@ class VitessState:
         with self._lock:
             return self.vschemas.get((ns, cluster, ks))
 
-    def add_backup(self, ns: str, cluster: str, record: BackupRecord) -> None:
+    def store_backup(self, ns: str, cluster: str, record: BackupRecord) -> None:
+        """Keep a backup record (operator.record_backup calls this; tests use add_backup)."""
         with self._lock:
             self.backups.setdefault((ns, cluster), []).append(record)
 
-    def list_backups(self, ns: str, cluster: str, ks: str, shard: str) -> list[BackupRecord]:
+    def remove_backup(self, ns: str, cluster: str, ks: str, shard: str, name: str) -> BackupRecord | None:
+        """Drop a backup record; the removed one, or None when there was none of that name."""
         with self._lock:
-            return [b for b in self.backups.get((ns, cluster), []) if b.keyspace == ks and b.shard == shard]
+            items = self.backups.get((ns, cluster), [])
+            for i, b in enumerate(items):
+                if (b.keyspace, b.shard, b.name) == (ks, shard, name):
+                    return items.pop(i)
+        return None
+
+    def list_backups(self, ns: str, cluster: str, ks: str, shard: str) -> list[BackupRecord]:
+        """The shard's backups sorted by name, oldest first, as backup storage lists them."""
+        with self._lock:
+            return sorted((b for b in self.backups.get((ns, cluster), []) if b.keyspace == ks and b.shard == shard),
+                          key=lambda b: b.name)
 
     def is_failing(self, ks: str, shard: str) -> bool:
         with self._lock:

@@ -2,34 +2,72 @@
 
 Registered for pods labelled ``planetscale.com/component=vtctld``; answers
 ``vtctldclient [--server localhost:15999] <Command> [flags] <args>`` for the commands vtflow
-uses: ApplySchema, ApplyVSchema, GetVSchema, GetTablets, BackupShard, GetBackups. Tablets come
-from the double's vttablet pods and VitessShards (state.py), SQL goes to the backend MariaDB
-(database = keyspace), VSchemas and backups live in ``VitessState``. Output and errors are
-worded like the real client's where known; where not, plausibly and marked. Unknown commands
-or flags exit 1 with a usage error. It never changes Kubernetes objects except creating the
-VitessBackup the operator would keep for a backup.
+uses: ApplySchema, ApplyVSchema, GetVSchema, GetTablets, BackupShard, GetBackups, RemoveBackup.
+Tablets come from the double's vttablet pods and VitessShards (state.py), SQL goes to the
+backend MariaDB (database = keyspace), VSchemas and backups live in ``VitessState``. Output and
+errors are worded like the real client's where known; where not, plausibly and marked. Unknown
+commands or flags exit 1 with a usage error. It changes no Kubernetes object except the
+VitessBackups the operator keeps for backups (created with a backup, deleted with RemoveBackup).
+
+Backups, as checked against vitessio/vitess (go/cmd/vtctldclient/command/backups.go,
+grpcvtctldserver/server.go, mysqlctl/mysqlctlproto, mysqlctl/{file,s3}backupstorage,
+cmd/vtctldclient/cli/json.go) and planetscale/vitess-operator (vtctld gets the cluster's
+backup storage flags only when spec.backup has a location):
+- ``GetBackups [--limit|-l N] [--json|-j] <keyspace/shard>``: names oldest first, one a line
+  (none: one empty line); ``--limit`` keeps the newest N; ``--json`` prints the
+  GetBackupsResponse with protojson (proto field names, unpopulated fields included, enums by
+  name): per backup name, directory, keyspace, shard, tablet_alias {cell, uid},
+  time {seconds: "<int64 as string>", nanoseconds}, engine and status. BackupInfo has no size.
+  vtctld never fills engine or status (vitessio/vitess#8321, #8332): always "" and "UNKNOWN".
+- ``RemoveBackup <keyspace/shard> <backup name>`` prints nothing. Backup storage decides what an
+  unknown name does: the file storage (volume locations) removes with os.RemoveAll, so it
+  succeeds silently; S3 sends a DeleteObjects with no keys, which S3 rejects (MalformedXML).
+- Without a backup location vtctld has no storage: GetBackups and RemoveBackup fail with
+  "no registered implementation of BackupStorage".
+- BackupShard prints the tablet's streamed log events as ``<ks>/<shard> (<alias>): <event>``,
+  the event in protobuf text format.
+NOT VERIFIED: the wording of the events BackupShard streams (vttablet's log lines), the exact
+S3 error text (aws-sdk-go-v2's, as printed through gRPC), what GCS/Azure/Ceph storage do with
+an unknown name (taken as success, like the file storage), and the glog prefix of errors.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pymysql
 
 from . import names
-from .operator import record_backup
-from .state import Tablet, VitessState
+from .operator import forget_backup, record_backup
+from .state import BackupRecord, Tablet, VitessState
 
-COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetSchema", "GetTablets", "BackupShard", "GetBackups")
+COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetSchema", "GetTablets", "BackupShard", "GetBackups",
+            "RemoveBackup")
 USAGE = ("Usage:\n  vtctldclient [command]\n\nAvailable Commands:\n" +
          "".join(f"  {c}\n" for c in COMMANDS) + "\nFlags:\n      --server string   server to use for the connection\n")
+# cobra's Use lines (backups.go), printed as the usage of a command whose arguments are wrong
+USES = {"BackupShard": "BackupShard [--concurrency <concurrency>] [--allow-primary] [--upgrade-safe] <keyspace/shard>",
+        "GetBackups": "GetBackups [--limit <limit>] [--json] <keyspace/shard>",
+        "RemoveBackup": "RemoveBackup <keyspace/shard> <backup name>"}
+GLOG_E = "E0000 00:00:00.000000       1 main.go:56] "   # how main.go logs the error a command returns
+NO_STORAGE = "no registered implementation of BackupStorage"
+S3_EMPTY_DELETE = ("operation error S3: DeleteObjects, https response error StatusCode: 400, RequestID: "
+                   "0000000000000000, HostID: kubedouble, api error MalformedXML: The XML you provided was not "
+                   "well-formed or did not validate against our published schema")
 
 
 class UsageError(Exception):
-    pass
+    def __init__(self, message: str, use: str | None = None):
+        super().__init__(message)
+        self.use = use
+
+
+def _rpc_error(code: str, desc: str, out: str = "") -> "Result":
+    return Result(1, out, f"{GLOG_E}rpc error: code = {code} desc = {desc}\n")
 
 
 @dataclass
@@ -39,8 +77,10 @@ class Result:
     err: str = ""
 
 
-def _parse(args: list[str], flags: dict[str, bool], stdin: bytes | None) -> tuple[dict[str, str], list[str]]:
-    """Parse ``--flag=value``/``--flag value``/``--bool``; ``flags`` maps name -> takes a value."""
+def _parse(args: list[str], flags: dict[str, bool], stdin: bytes | None,
+           short: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Parse ``--flag=value``/``--flag value``/``--bool``; ``flags`` maps name -> takes a value.
+    ``short`` maps one-letter shorthands (``-j``, ``-l 5``, ``-l=5``, ``-l5``) to flag names."""
     opts: dict[str, str] = {}
     pos: list[str] = []
     i = 0
@@ -48,6 +88,11 @@ def _parse(args: list[str], flags: dict[str, bool], stdin: bytes | None) -> tupl
         a = args[i]
         if a.startswith("-") and a not in ("-",):
             name, eq, value = a.lstrip("-").partition("=")
+            if short and not a.startswith("--") and name[:1] in short:
+                if len(name) > 1 and flags.get(short[name[0]]) and not eq:
+                    name, eq, value = name[0], "=", name[1:]          # -l5
+                if len(name) == 1:
+                    name = short[name]
             name = name.replace("_", "-")
             if name not in flags:
                 raise UsageError(f"unknown flag: --{name}")
@@ -113,6 +158,7 @@ class Vtctld:
     def __init__(self, double, state: VitessState):
         self.double = double
         self.state = state
+        state.attach(double)   # for VitessState.add_backup, which creates a VitessBackup
 
     def __call__(self, argv: list[str], stdin: bytes | None, pod: dict) -> tuple[int, bytes, bytes]:
         if len(argv) == 3 and argv[0] in ("sh", "/bin/sh", "bash") and argv[1] == "-c":
@@ -124,7 +170,8 @@ class Vtctld:
         try:
             r = self.run(argv[1:], stdin, pod)
         except UsageError as e:
-            r = Result(1, "", f"Error: {e}\n{USAGE}")
+            usage = f"Usage:\n  vtctldclient {e.use}\n" if e.use else USAGE
+            r = Result(1, "", f"Error: {e}\n{usage}")
         return r.code, r.out.encode(), r.err.encode()
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -299,54 +346,100 @@ class Vtctld:
         vc = self.double.get("planetscale.com/vitessclusters", ns, cluster)
         tablets = [t for t in self.state.tablets(self.double, ns, cluster) if t.keyspace == ks and t.shard == shard]
         if vc is None or not tablets:
-            return Result(1, "", f"rpc error: code = NotFound desc = node doesn't exist: keyspaces/{ks}/shards/{shard}/Shard\n")
+            return _rpc_error("NotFound", f"node doesn't exist: keyspaces/{ks}/shards/{shard}/Shard")
         allow_primary = opts.get("allow-primary") == "true"
         candidates = [t for t in tablets if t.serving and (t.type != "PRIMARY" or allow_primary)]
         if not candidates:
-            return Result(1, "", f"rpc error: code = FailedPrecondition desc = no tablet available for backup "
-                                 f"in shard {ks}/{shard}\n")
+            return _rpc_error("FailedPrecondition", f"no tablet available for backup in shard {ks}/{shard}")
         tablet = sorted(candidates, key=lambda t: (t.type == "PRIMARY", t.alias))[0]
         backup = (vc.get("spec") or {}).get("backup") or {}
         if not backup.get("locations"):
             # vttablet runs without --backup_storage_implementation when the cluster has no location
-            return Result(1, "", f"rpc error: code = Unknown desc = TabletManager.Backup on {tablet.alias}: "
-                                 "no registered implementation of BackupStorage (the VitessCluster has no "
-                                 "spec.backup.locations; add one, e.g. a volume or s3 location)\n")
+            return _rpc_error("Unknown", f"TabletManager.Backup on {tablet.alias}: {NO_STORAGE} (the VitessCluster "
+                                         "has no spec.backup.locations; add one, e.g. a volume or s3 location)")
         engine = backup.get("engine", "builtin")
-        log = [f"I0000 backup.go:165] Starting backup of {ks}/{shard} on tablet {tablet.alias} (engine {engine})",
-               f"I0000 backup.go:312] Stopping replication on {tablet.alias}",
-               f"I0000 {engine}engine.go:210] Copying files to backup storage"]
-        if self.state.is_failing(ks, shard):
-            log.append(f"E0000 backup.go:201] backup failed: {engine}: exit status 1")
-            return Result(1, "\n".join(log) + "\n",
-                          f"rpc error: code = Unknown desc = TabletManager.Backup on {tablet.alias} error: "
-                          f"{engine} failed: exit status 1\n")
-        size = self._database_size(ks)
-        rec = record_backup(self.double, self.state, vc, ks, shard, tablet.alias, engine, size)
-        log += [f"I0000 backup.go:250] Backup {rec.name} completed ({size} bytes)",
-                f"I0000 backup.go:320] Restarting replication on {tablet.alias}"]
-        return Result(0, "\n".join(log) + "\n")
+
+        def event(msg: str, file: str, line: int, level: str = "") -> str:
+            now = time.time()
+            lvl = f" level:{level}" if level else ""
+            stamp = f"time:{{seconds:{int(now)} nanoseconds:{int(now % 1 * 1e9)}}}"
+            return f"{ks}/{shard} ({tablet.alias}): {stamp}{lvl} file:\"{file}\" line:{line} value:{json.dumps(msg)}\n"
+
+        with self.state.backup_running(ns, cluster, ks, shard):
+            start = datetime.now(timezone.utc)
+            out = [event(f"Starting backup of {ks}/{shard} on tablet {tablet.alias} (engine {engine})", "backup.go", 165),
+                   event(f"Stopping replication on {tablet.alias}", "backup.go", 312),
+                   event("Copying files to backup storage", f"{engine}engine.go", 210)]
+            delay = self.state.backup_delay_s
+            if delay > 0:
+                time.sleep(delay)   # a worker thread (asgi.py runs execs in asyncio.to_thread)
+            if self.state.is_failing(ks, shard):
+                out.append(event(f"backup failed: {engine}: exit status 1", "backup.go", 201, "ERROR"))
+                return _rpc_error("Unknown", f"TabletManager.Backup on {tablet.alias} error: {engine} failed: "
+                                             "exit status 1", "".join(out))
+            size = self._database_size(ks)
+            rec = record_backup(self.double, self.state, vc, ks, shard, tablet.alias, engine, size, when=start)
+            out += [event(f"Backup {rec.name} completed ({size} bytes)", "backup.go", 250),
+                    event(f"Restarting replication on {tablet.alias}", "backup.go", 320)]
+        return Result(0, "".join(out))
 
     def cmd_GetBackups(self, args, stdin, ns, cluster) -> Result:
-        opts, pos = _parse(args, {"json": False, "limit": True, "detailed": False, "detailed-limit": True}, stdin)
+        opts, pos = _parse(args, {"json": False, "limit": True}, stdin, short={"j": "json", "l": "limit"})
         ks, shard = self._ks_shard(pos, "GetBackups")
+        limit = opts.get("limit", "0")
+        if not limit.isdigit() or int(limit) >= 2 ** 32:
+            raise UsageError(f'invalid argument "{limit}" for "-l, --limit" flag: strconv.ParseUint: parsing '
+                             f'"{limit}": ' + ("value out of range" if limit.isdigit() else "invalid syntax"),
+                             USES["GetBackups"])
+        err = self._storage_error(ns, cluster)
+        if err:
+            return err
         backups = self.state.list_backups(ns, cluster, ks, shard)
-        if opts.get("limit"):
-            backups = backups[-int(opts["limit"]):]
-        if opts.get("json") == "true":
-            return Result(0, json.dumps({"backups": [
-                {"directory": f"{ks}/{shard}", "name": b.name, "keyspace": ks, "shard": shard,
-                 "tablet_alias": dict(zip(("cell", "uid"), (b.tablet.rsplit("-", 1)[0], int(b.tablet.rsplit("-", 1)[1])))),
-                 "time": b.time, "engine": b.engine, "status": "COMPLETE"} for b in backups]}, indent=2) + "\n")
-        return Result(0, "".join(b.name + "\n" for b in backups))
+        if int(limit) > 0:
+            backups = backups[-int(limit):]
+        if opts.get("json", "false") != "false":
+            return Result(0, json.dumps({"backups": [backup_json(ks, shard, b) for b in backups]}, indent=2) + "\n")
+        return Result(0, "\n".join(b.name for b in backups) + "\n")
+
+    def cmd_RemoveBackup(self, args, stdin, ns, cluster) -> Result:
+        _, pos = _parse(args, {}, stdin)
+        if len(pos) != 2:
+            raise UsageError(f"accepts 2 arg(s), received {len(pos)}", USES["RemoveBackup"])
+        ks, shard = self._ks_shard(pos[:1], "RemoveBackup")
+        name = pos[1]
+        err = self._storage_error(ns, cluster)
+        if err:
+            return err
+        vc = self.double.get("planetscale.com/vitessclusters", ns, cluster)
+        if forget_backup(self.double, self.state, vc, ks, shard, name) is None and self._location_kind(vc) == "s3":
+            # S3's RemoveBackup lists the prefix and sends a DeleteObjects without keys
+            return _rpc_error("Unknown", S3_EMPTY_DELETE)
+        return Result(0, "")
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _ks_shard(pos: list[str], cmd: str) -> tuple[str, str]:
-        if len(pos) != 1 or "/" not in pos[0]:
-            raise UsageError(f"{cmd} requires exactly one argument: <keyspace/shard>")
-        ks, shard = pos[0].split("/", 1)
-        return ks, shard
+        """cobra.ExactArgs(1), then topoproto.ParseKeyspaceShard (exactly one '/')."""
+        if len(pos) != 1:
+            raise UsageError(f"accepts 1 arg(s), received {len(pos)}", USES.get(cmd))
+        parts = pos[0].split("/")
+        if len(parts) != 2:
+            raise UsageError(f"invalid shard path: {pos[0]}", USES.get(cmd))
+        return parts[0], parts[1]
+
+    @staticmethod
+    def _location_kind(vc: dict | None) -> str | None:
+        """The kind of the backup location vtctld is given (the first), or None without one."""
+        locations = (((vc or {}).get("spec") or {}).get("backup") or {}).get("locations") or []
+        if not locations:
+            return None
+        return next((k for k in ("volume", "s3", "gcs", "azblob", "ceph") if k in locations[0]), "volume")
+
+    def _storage_error(self, ns: str, cluster: str) -> Result | None:
+        vc = self.double.get("planetscale.com/vitessclusters", ns, cluster)
+        if self._location_kind(vc) is None:
+            return _rpc_error("Unknown", NO_STORAGE)
+        return None
 
     def _keyspace_exists(self, ns: str, cluster: str, ks: str) -> bool:
         vc = self.double.get("planetscale.com/vitessclusters", ns, cluster) or {}
@@ -386,3 +479,16 @@ def tablet_json(t: Tablet) -> dict:
         when = datetime.strptime(t.primary_term_start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         out["primary_term_start_time"] = {"seconds": str(int(when.timestamp())), "nanoseconds": 0}
     return out
+
+
+def backup_json(ks: str, shard: str, b: BackupRecord) -> dict:
+    """One BackupInfo as ``vtctldclient GetBackups --json`` prints it (protojson: proto names,
+    unpopulated fields included; vttime.Time's int64 seconds as a string). vtctld sets keyspace
+    and shard from the request and name, directory, time and tablet alias from the backup's name;
+    engine and status it leaves unset."""
+    cell, _, uid = b.tablet.rpartition("-")
+    when = datetime.strptime(b.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return {"name": b.name, "directory": f"{ks}/{shard}", "keyspace": ks, "shard": shard,
+            "tablet_alias": {"cell": cell, "uid": int(uid)},
+            "time": {"seconds": str(int(when.timestamp())), "nanoseconds": 0},
+            "engine": "", "status": "UNKNOWN"}
