@@ -104,8 +104,11 @@ class ClusterSpec(BaseModel):
     vtadmin: bool = Field(default=True, description="Run vtadmin (read-only) behind NodePorts.")
     vtadmin_web_node_port: int = Field(default=30000, ge=30000, le=32767)
     vtadmin_api_node_port: int = Field(default=30001, ge=30000, le=32767)
-    vtgate_node_port: int | None = Field(default=None, ge=30000, le=32767,
-                                         description="Expose vtgate's MySQL port on this NodePort; empty: no.")
+    vtgate_node_port: int | None = Field(
+        default=30306, ge=30000, le=32767,
+        description="Expose vtgate's MySQL port on this NodePort, so that flows running outside the cluster reach it "
+                    "(data load, verification, health checks); empty: none (then set the target's vtgate_address, "
+                    "or run the flows inside the cluster).")
     keyspaces: list[KeyspaceSpec] = Field(default_factory=lambda: [KeyspaceSpec()], min_length=1)
     backup: BackupSpec = Field(default_factory=BackupSpec)
 
@@ -115,6 +118,34 @@ class ClusterSpec(BaseModel):
 
 def secret_name(cluster: str) -> str:
     return f"{cluster}-cluster-config"
+
+
+def vtadmin_node_port_name(cluster: str) -> str:
+    return f"{cluster}-vtadmin-nodeport"
+
+
+def vtgate_node_port_name(cluster: str) -> str:
+    return f"{cluster}-vtgate-nodeport"
+
+
+def shard_label(shard: str) -> str:
+    """A shard as the operator writes it in label values and names: '-' -> 'x-x', '-80' -> 'x-80'."""
+    start, _, end = shard.partition("-")
+    return f"{start or 'x'}-{end or 'x'}"
+
+
+def shard_from_label(label: str) -> str:
+    start, _, end = label.partition("-")
+    return f"{'' if start == 'x' else start}-{'' if end == 'x' else end}"
+
+
+def shard_names(shards: int) -> list[str]:
+    """The shards of an ``equal`` partitioning, named as Vitess names key ranges: 1 -> ['-'],
+    2 -> ['-80', '80-'], 4 -> ['-40', '40-80', '80-c0', 'c0-']."""
+    if shards <= 1:
+        return ["-"]
+    bounds = [""] + [f"{i * 256 // shards:02x}" for i in range(1, shards)] + [""]
+    return [f"{bounds[i]}-{bounds[i + 1]}" for i in range(shards)]
 
 
 def users_json(user: str, password: str) -> str:
@@ -197,11 +228,11 @@ def render(spec: ClusterSpec, namespace: str, cluster: str, node_address: str | 
     objects.append(vc)
     selector = {"planetscale.com/cluster": cluster}
     if spec.vtadmin:
-        objects.append(_node_port(f"{cluster}-vtadmin-nodeport", namespace, labels,
+        objects.append(_node_port(vtadmin_node_port_name(cluster), namespace, labels,
                                   {**selector, "planetscale.com/component": "vtadmin"},
                                   [("web", 15000, spec.vtadmin_web_node_port), ("api", 15001, spec.vtadmin_api_node_port)]))
     if spec.vtgate_node_port:
-        objects.append(_node_port(f"{cluster}-vtgate-nodeport", namespace, labels,
+        objects.append(_node_port(vtgate_node_port_name(cluster), namespace, labels,
                                   {**selector, "planetscale.com/component": "vtgate", "planetscale.com/cell": spec.cell},
                                   [("mysql", 3306, spec.vtgate_node_port)]))
     return objects

@@ -1,105 +1,204 @@
-"""Deploy step 6 (first part): SQL data files loaded through vtgate, exactly once.
+"""Deploy step 6 (first part): data files loaded through vtgate, exactly once.
 
-vtgate does not accept LOAD DATA, and the upstream files insert one row per statement, so
-consecutive single-table ``INSERT ... VALUES`` statements are joined into multi-row INSERTs
-(``coalesce``, pure). Each batch commits in one transaction together with a checkpoint row
-(table ``_vtflow_load`` in the same keyspace, keyed by the file's SHA-256): a run killed
-half-way and started again skips what was committed and goes on, so every row ends up present
-exactly once, and a file already loaded is not loaded again. Client meta commands are
-interpreted (``use``) or logged (``\\!``), never run. Only ``vtflow.mysql`` talks to the server.
+Two kinds of file: SQL scripts in the mysql client's dialect (``load_sql``) and CSV files, one
+per table (``load_csv``). vtgate does not accept LOAD DATA, so both become multi-row INSERTs:
+
+* SQL: consecutive single-table ``INSERT ... VALUES`` statements (the upstream files insert one
+  row per statement) are joined into multi-row INSERTs (``coalesce``, pure). A statement that
+  is already a large INSERT (a dump's extended INSERT, ``PASS_THROUGH_BYTES`` or more) is sent
+  as it is, grouped with the next ones into the same table up to ``max_bytes`` per batch, and
+  its rows are the count the server reports: scanning its tuples in Python would cost more
+  than the server takes to insert them.
+* CSV: rows are bound as parameters (the driver escapes them) in batches of ``max_rows``.
+
+Both go through one batch loop (``_run``): each batch commits in one transaction together with
+a checkpoint row (table ``_vtflow_load`` in the same keyspace, keyed by the file's SHA-256), so
+a run killed half-way and started again skips what was committed and goes on, every row ends up
+present exactly once, and a file already loaded is not loaded again. A file is read and checked
+whole before the first statement is sent. Client meta commands are interpreted (``use``) or
+logged (``\\!``), never run. ``expected_rows`` and ``csv_rows`` say, without a server, how many
+rows each table receives from a file (for verification). Only ``vtflow.mysql`` knows the driver;
+this module reaches the server through the connection factory it is given.
 """
 
 from __future__ import annotations
 
+import contextvars
+import csv
 import hashlib
+import io
 import re
 import time
-from dataclasses import dataclass
-from typing import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
-from tasks import sqlscript
-from vtflow.errors import ConfigError, PermanentError
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from blocks.mysql import MySQLCredentials
+from tasks import gateway, sqlscript
+from tasks.common import retry_transient
+from tasks.operators import StepReport
+from tasks.schema import read_source
+from vtflow import kube, mysql
+from vtflow.errors import ConfigError, PermanentError, TransientError, VtflowError
 
 CHECKPOINT_TABLE = "_vtflow_load"
-_INSERT = re.compile(r"^(insert\s+(?:ignore\s+)?into\s+[`\w.$]+\s*(?:\([^)]*\))?\s*values)\s*(.*)$", re.I | re.S)
+PASS_THROUGH_BYTES = 32 << 10   # an INSERT this long already fills a round trip: sent as it is
+NULL = "\\N"                     # a CSV field meaning NULL, as in MySQL's LOAD DATA / SELECT ... INTO OUTFILE
+
+_QUOTED = r"`(?:[^`]|``)+`"
+_NAME = rf"(?:{_QUOTED}|[\w$]+)"
+_INSERT = re.compile(
+    rf"insert\s+(?P<ignore>ignore\s+)?into\s+(?P<table>{_NAME}(?:\s*\.\s*{_NAME})?)\s*"
+    rf"(?P<cols>\((?:[^()`]|{_QUOTED})*\))?\s*values?\b\s*", re.I)
+_STRING = re.compile(r"""'(?:[^'\\]++|\\[\s\S]|'')*+'|"(?:[^"\\]++|\\[\s\S]|"")*+"|`(?:[^`]++|``)*+`""")
+_FLAT_TUPLES = re.compile(r"\s*+\([^()]*+\)(?:\s*+,\s*+\([^()]*+\))*+\s*+")
+_TOKEN = re.compile(r"[(),]|[^\s(),]+")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_$]+")
 
 
 @dataclass(frozen=True)
 class Batch:
-    sql: str
-    rows: int        # rows it inserts (0 for other statements)
-    where: str       # file:line of its first statement
+    """Statements sent in one transaction, committed together with the checkpoint row."""
+
+    statements: tuple[str, ...]
+    rows: int | None          # rows it inserts: 0 for other statements, None when the server counts them
+    wheres: tuple[str, ...]   # file:line of each statement (of the first row, for CSV)
+    table: str | None = None                  # the table its INSERTs fill, unquoted
+    params: Sequence[tuple] | None = None     # CSV rows bound to the one statement's %s placeholders
+
+    @property
+    def sql(self) -> str:
+        return ";\n".join(self.statements)
+
+    @property
+    def where(self) -> str:
+        return self.wheres[0]
+
+
+def _unquote(name: str) -> str:
+    """``db . `my``tbl``` -> ``db.my`tbl``: the table name as the server stores it."""
+    parts = re.findall(rf"{_QUOTED}|[\w$]+", name)
+    return ".".join(p[1:-1].replace("``", "`") if p.startswith("`") else p for p in parts)
 
 
 def _tuples(values: str) -> int | None:
-    """How many ``(...)`` tuples ``values`` is made of, or None if it is anything else."""
-    count, depth, i, n = 0, 0, 0, len(values)
-    expect_tuple = True
-    while i < n:
-        ch = values[i]
-        if ch in " \t\r\n":
-            i += 1
-            continue
+    """How many ``(...)`` tuples ``values`` is made of, or None if it is anything else (an
+    ON DUPLICATE KEY UPDATE clause, a SELECT). Linear, and in C for the usual dump: strings are
+    blanked by one substitution, and a list without nested parentheses is counted by one match."""
+    bare = _STRING.sub("0", values)
+    if "'" in bare or '"' in bare or "`" in bare:
+        return None  # a string that never closes
+    if _FLAT_TUPLES.fullmatch(bare):
+        return bare.count("(")
+    count, depth, expect_tuple = 0, 0, True   # nested parentheses: function calls in values
+    for m in _TOKEN.finditer(bare):
+        tok = m.group()
         if depth == 0:
-            if expect_tuple and ch == "(":
+            if expect_tuple and tok == "(":
                 depth, count, expect_tuple = 1, count + 1, False
-            elif not expect_tuple and ch == ",":
+            elif not expect_tuple and tok == ",":
                 expect_tuple = True
             else:
-                return None  # e.g. ON DUPLICATE KEY UPDATE, or a SELECT
-            i += 1
-            continue
-        if ch in ("'", '"', "`"):
-            j = i + 1
-            while j < n:
-                if values[j] == "\\" and ch != "`":
-                    j += 2
-                    continue
-                if values[j] == ch:
-                    if j + 1 < n and values[j + 1] == ch:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            i = j + 1
-            continue
-        if ch == "(":
+                return None
+        elif tok == "(":
             depth += 1
-        elif ch == ")":
+        elif tok == ")":
             depth -= 1
-        i += 1
     return count if depth == 0 and not expect_tuple else None
 
 
-def coalesce(statements: list[sqlscript.Statement], max_rows: int = 1000, max_bytes: int = 1 << 20) -> list[Batch]:
-    """Join consecutive INSERT ... VALUES statements into the same table and columns."""
+@lru_cache(maxsize=256)
+def _target(head: str) -> tuple[bool, str, str]:
+    """(IGNORE?, table unquoted, column list without spacing) of an INSERT's head: statements
+    with the same target join. Cached: a file repeats a handful of heads thousands of times."""
+    m = _INSERT.match(head)
+    cols = m.group("cols")
+    cols = re.sub(r"\s*([(),])\s*", r"\1", " ".join(cols.split())) if cols else ""
+    return bool(m.group("ignore")), _unquote(m.group("table")), cols
+
+
+def coalesce(statements: list[sqlscript.Statement], max_rows: int = 1000, max_bytes: int = 1 << 20,
+             pass_through_bytes: int = PASS_THROUGH_BYTES) -> list[Batch]:
+    """Join consecutive INSERT ... VALUES statements into the same table and columns, up to
+    ``max_rows`` rows and ``max_bytes``. An INSERT of ``pass_through_bytes`` or more is not
+    rewritten: consecutive ones into the same table are sent as they are, up to ``max_bytes``
+    in one batch (fewer commits than the file has statements), rows counted by the server."""
     out: list[Batch] = []
-    prefix: str | None = None
-    parts: list[str] = []
-    rows, size, where = 0, 0, ""
+    key: tuple | None = None     # ("join", IGNORE?, table, columns) or ("pass", table)
+    head, parts, wheres = "", [], []
+    rows, size, table = 0, 0, ""
 
     def flush() -> None:
-        nonlocal prefix, parts, rows, size
-        if prefix is not None:
-            out.append(Batch(f"{prefix} {', '.join(parts)}", rows, where))
-        prefix, parts, rows, size = None, [], 0, 0
+        nonlocal key, parts, wheres, rows, size
+        if key is not None and key[0] == "pass":
+            out.append(Batch(tuple(parts), None, tuple(wheres), table))
+        elif key is not None:
+            out.append(Batch((f"{head} {', '.join(parts)}",), rows, (wheres[0],), table))
+        key, parts, wheres, rows, size = None, [], [], 0, 0
 
     for st in statements:
         m = _INSERT.match(st.sql)
-        count = _tuples(m.group(2)) if m else None
+        if m is not None and len(st.sql) >= pass_through_bytes:
+            this = ("pass", _target(st.sql[:m.end()])[1])
+            if this != key or size + len(st.sql) > max_bytes:
+                flush()
+                key, table = this, this[1]
+            parts.append(st.sql)
+            wheres.append(st.where)
+            size += len(st.sql)
+            continue
+        values = st.sql[m.end():] if m else ""
+        count = _tuples(values) if m else None
         if m is None or count is None:
             flush()
-            out.append(Batch(st.sql, 0, st.where))
+            out.append(Batch((st.sql,), 0, (st.where,)))
             continue
-        head = re.sub(r"\s+", " ", m.group(1)).lower()
-        if head != prefix or rows + count > max_rows or size + len(m.group(2)) > max_bytes:
+        this = ("join", *_target(st.sql[:m.end()]))
+        if this != key or rows + count > max_rows or size + len(values) > max_bytes:
             flush()
-            prefix, where = head, st.where
-        parts.append(m.group(2).strip())
+            key, head, table = this, st.sql[:m.end()].rstrip(), this[2]
+            wheres.append(st.where)
+        parts.append(values.strip())
         rows += count
-        size += len(m.group(2))
+        size += len(values)
     flush()
     return out
+
+
+def _statements(text: str, source: str, keyspace: str | None, log: Callable[[str], None]) -> list[sqlscript.Statement]:
+    statements = []
+    for part in sqlscript.split(text, source):
+        if isinstance(part, sqlscript.Statement):
+            statements.append(part)
+        elif part.name == "use":
+            if keyspace is not None and sqlscript.keyspace_of(part.arg) != keyspace:
+                raise ConfigError(f"{part.source}:{part.line}", f"switches to keyspace {part.arg!r}, not {keyspace!r}.",
+                                  "load each keyspace's data with its own file.")
+        else:
+            log(f"{part.source}:{part.line}: {part.name} {part.arg!r} not run")
+    return statements
+
+
+def expected_rows(text: str, source: str) -> dict[str, int]:
+    """Rows each table receives from an SQL file's ``INSERT ... VALUES`` statements (tuples
+    counted, large statements included), without a server; linear in the file's size. Table
+    names unquoted, case kept (MySQL's are case-sensitive on Linux). Statements whose rows only
+    the server knows (INSERT ... SELECT, ON DUPLICATE KEY UPDATE) are not counted."""
+    counts: dict[str, int] = {}
+    for st in _statements(text, source, None, lambda m: None):
+        m = _INSERT.match(st.sql)
+        count = _tuples(st.sql[m.end():]) if m else None
+        if count is not None:
+            name = _target(st.sql[:m.end()])[1]
+            counts[name] = counts.get(name, 0) + count
+    return counts
 
 
 def file_digest(text: str) -> str:
@@ -108,11 +207,16 @@ def file_digest(text: str) -> str:
 
 @dataclass
 class LoadResult:
+    """What one file's load did. ``rows`` and ``tables`` count the whole file, batches skipped
+    as already loaded included: ``tables`` is rows per table (unquoted name) the file holds, as
+    ``expected_rows`` counts them; for a large INSERT passed through whole, the server's count."""
+
     source: str
     rows: int
     batches: int
     skipped_batches: int
     seconds: float
+    tables: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -120,53 +224,272 @@ class LoadResult:
 
 
 def load_sql(connect: Callable[[str], object], keyspace: str, text: str, source: str,
-             log: Callable[[str], None] = lambda m: None, max_rows: int = 1000, progress_every_s: float = 5.0) -> LoadResult:
+             log: Callable[[str], None] = lambda m: None, max_rows: int = 1000, progress_every_s: float = 5.0,
+             max_bytes: int = 1 << 20) -> LoadResult:
     """Load one SQL file into ``keyspace`` through ``connect(database)`` (a pymysql-like
-    connection factory), batch by batch, each batch committed with its checkpoint."""
-    statements = []
-    for part in sqlscript.split(text, source):
-        if isinstance(part, sqlscript.Statement):
-            statements.append(part)
-        elif part.name == "use" and sqlscript.keyspace_of(part.arg) != keyspace:
-            raise ConfigError(f"{part.source}:{part.line}", f"switches to keyspace {part.arg!r}, not {keyspace!r}.",
-                              "load each keyspace's data with its own file.")
-        elif part.name != "use":
-            log(f"{part.source}:{part.line}: {part.name} {part.arg!r} not run")
-    batches = coalesce(statements, max_rows=max_rows)
-    digest = file_digest(text)
+    connection factory, called in a worker thread), batch by batch, each batch committed with
+    its checkpoint. ``max_rows`` and ``max_bytes`` bound a batch (keep ``max_bytes`` under the
+    server's max_allowed_packet); resume a load with the values it started with. Progress goes
+    to ``log`` at most every ``progress_every_s`` seconds, and a last line per file."""
     started = time.monotonic()
-    conn = connect(keyspace)
+    with _connecting(connect, keyspace) as opening:
+        batches = coalesce(_statements(text, source, keyspace, log), max_rows=max_rows, max_bytes=max_bytes)
+        digest = file_digest(text)
+    return _run(opening, batches, digest, source, log, progress_every_s, started)
+
+
+def _read_csv(text: str, source: str) -> tuple[list[str], list[tuple[int, tuple]]]:
+    """The header's columns and every row with its line, checked whole: identifiers, field counts."""
+    reader = csv.reader(io.StringIO(text[1:] if text.startswith("\ufeff") else text, newline=""))  # a BOM: not a name
+    rows: list[tuple[int, tuple]] = []
+    header: list[str] | None = None
+    line = 1
     try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE IF NOT EXISTS `{CHECKPOINT_TABLE}` (digest CHAR(64) PRIMARY KEY, "
-                        "source VARCHAR(1024) NOT NULL, batches_done INT NOT NULL, rows_done BIGINT NOT NULL, "
-                        "total_batches INT NOT NULL)")
-            cur.execute(f"SELECT batches_done, rows_done FROM `{CHECKPOINT_TABLE}` WHERE digest = %s", (digest,))
-            row = cur.fetchone()
-        conn.commit()
-        done, rows = (int(row[0]), int(row[1])) if row else (0, 0)
-        if done:
-            log(f"{source}: {done} of {len(batches)} batches already loaded; going on from there")
-        last_report = time.monotonic()
-        for index in range(done, len(batches)):
-            batch = batches[index]
+        for record in reader:
+            start, line = line, reader.line_num + 1
+            if not record:
+                continue  # a blank line; write "" for a one-column row holding an empty string
+            if header is None:
+                header = record
+                for name in header:
+                    if not _IDENTIFIER.fullmatch(name):
+                        raise ConfigError(f"{source}:{start}", f"header column {name!r} is not a plain identifier "
+                                          "(letters, digits, _ and $).", "make the first line the table's column names.")
+                if len(set(header)) != len(header):
+                    raise ConfigError(f"{source}:{start}", "the header names a column twice.", "name each column once.")
+                continue
+            if len(record) != len(header):
+                raise ConfigError(f"{source}:{start}", f"the row has {len(record)} fields, the header {len(header)}.",
+                                  "quote fields that contain commas or line breaks, and give every row all the columns.")
+            rows.append((start, tuple(None if f == NULL else f for f in record) if NULL in record else tuple(record)))
+    except csv.Error as e:
+        raise ConfigError(f"{source}:{line}", f"not readable as CSV: {e}.",
+                          f"write it as RFC 4180 CSV, fields up to {csv.field_size_limit()} characters "
+                          "(load larger values with an SQL file).") from e
+    if header is None:
+        raise ConfigError(f"{source}:1", "the file is empty.", "begin the file with a header of column names.")
+    return header, rows
+
+
+def csv_batches(table: str, text: str, source: str, max_rows: int = 1000) -> list[Batch]:
+    """The INSERT batches of a CSV file (pure): placeholders, rows bound as parameters."""
+    if not _IDENTIFIER.fullmatch(table):
+        raise ConfigError(source, f"table name {table!r} is not a plain identifier (letters, digits, _ and $).",
+                          "name the table as the schema creates it.")
+    header, rows = _read_csv(text, source)
+    sql = (f"INSERT INTO `{table}` ({', '.join(f'`{c}`' for c in header)}) "
+           f"VALUES ({', '.join(['%s'] * len(header))})")
+    return [Batch((sql,), len(chunk), (f"{source}:{chunk[0][0]}",), table, [r for _, r in chunk])
+            for chunk in (rows[i:i + max_rows] for i in range(0, len(rows), max_rows))]
+
+
+def csv_rows(text: str, source: str) -> int:
+    """Data rows of a CSV file (header and blank lines not counted), checked as ``load_csv`` checks it."""
+    return len(_read_csv(text, source)[1])
+
+
+def load_csv(connect: Callable[[str], object], keyspace: str, table: str, text: str, source: str,
+             log: Callable[[str], None] = lambda m: None, max_rows: int = 1000, progress_every_s: float = 5.0) -> LoadResult:
+    """Load a CSV file into ``keyspace``.``table``, exactly once, as ``load_sql`` does.
+
+    The first line is the header: the table's column names. Quoting follows RFC 4180 (Python's
+    ``csv`` module): fields with commas, quotes or line breaks are enclosed in double quotes and
+    quotes inside are doubled. Every value is sent as a string (the server converts it to the
+    column's type); a field that is exactly ``\\N`` is NULL, MySQL's convention (an empty field
+    is the empty string). Blank lines are skipped. The whole file is checked (header names,
+    field counts) before anything is sent. ``connect``, ``log`` and ``progress_every_s`` as for
+    ``load_sql``; ``max_rows`` rows per batch."""
+    started = time.monotonic()
+    with _connecting(connect, keyspace) as opening:
+        batches = csv_batches(table, text, source, max_rows=max_rows)
+        digest = file_digest(f"csv {table}\n{text}")
+    return _run(opening, batches, digest, source, log, progress_every_s, started)
+
+
+def _failure(e: Exception, where: str) -> VtflowError:
+    """The driver's error as vtflow's: a lost connection can be retried (the checkpoint resumes),
+    a refused statement cannot."""
+    if mysql.classify(e) is TransientError:
+        return TransientError(f"data {where}", f"the connection to the server failed: {e}",
+                              "re-run: the batches committed so far are skipped and the load goes on from here.")
+    return PermanentError(f"data {where}", f"the server refused the statement: {e}",
+                          "correct the file; the batches before this one stay loaded and are skipped on the next run.")
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - the connection is already broken; the first error is the one to report
+        pass
+
+
+def _close_if_opened(opening: Future) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        _quietly(opening.result().close)
+
+
+@contextmanager
+def _connecting(connect: Callable[[str], object], keyspace: str) -> Iterator[Future]:
+    """Open the connection in a thread while the body reads and checks the file: parsing a
+    large file and a TLS handshake each take tens of milliseconds. Only the handshake happens
+    meanwhile; nothing of the file is sent before the body has returned. If the body fails,
+    the connection is closed as soon as it is open."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="vtflow-connect")
+    opening = pool.submit(contextvars.copy_context().run, connect, keyspace)  # the caller's Prefect run context
+    pool.shutdown(wait=False)
+    try:
+        yield opening
+    except BaseException:
+        opening.add_done_callback(_close_if_opened)
+        raise
+
+
+def _run(opening: Future, batches: list[Batch], digest: str, source: str,
+         log: Callable[[str], None], progress_every_s: float, started: float) -> LoadResult:
+    """Send ``batches`` in order, each committed in one transaction with the checkpoint row
+    that says how many batches are done; resume after the last committed one."""
+    total = len(batches)
+    try:
+        conn = opening.result()
+    except VtflowError:
+        raise
+    except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
+        raise _failure(e, source) from e
+    try:
+        try:
             with conn.cursor() as cur:
-                try:
-                    cur.execute(batch.sql)
-                except Exception as e:  # noqa: BLE001 - the driver's error, named with its place
-                    conn.rollback()
-                    raise PermanentError(f"data {batch.where}", f"the server refused the statement: {e}",
-                                         "correct the file; the batches before this one stay loaded and are "
-                                         "skipped on the next run.") from e
-                rows += batch.rows
-                cur.execute(f"INSERT INTO `{CHECKPOINT_TABLE}` (digest, source, batches_done, rows_done, total_batches) "
-                            "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE batches_done = VALUES(batches_done), "
-                            "rows_done = VALUES(rows_done)", (digest, source[-1024:], index + 1, rows, len(batches)))
+                cur.execute(f"CREATE TABLE IF NOT EXISTS `{CHECKPOINT_TABLE}` (digest CHAR(64) PRIMARY KEY, "
+                            "source VARCHAR(1024) NOT NULL, batches_done INT NOT NULL, rows_done BIGINT NOT NULL, "
+                            "total_batches INT NOT NULL)")
+                cur.execute(f"SELECT batches_done, rows_done, total_batches FROM `{CHECKPOINT_TABLE}` WHERE digest = %s",
+                            (digest,))
+                row = cur.fetchone()
             conn.commit()
-            if time.monotonic() - last_report >= progress_every_s:
-                spent = time.monotonic() - started
-                log(f"{source}: {rows} rows, {index + 1}/{len(batches)} batches, {rows / max(spent, 1e-9):.0f} rows/s")
-                last_report = time.monotonic()
+        except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
+            raise _failure(e, source) from e
+        done, rows = (int(row[0]), int(row[1])) if row else (0, 0)
+        if row and int(row[2]) != total:
+            # the checkpoint counts batches: another max_rows or max_bytes cuts the file elsewhere
+            if done < int(row[2]):
+                raise ConfigError(f"data {source}", f"was partly loaded in {row[2]} batches; this run cuts it into {total}.",
+                                  "re-run with the max_rows and max_bytes of the interrupted run, so that it resumes "
+                                  "where that one stopped.")
+            done = total  # loaded whole before
+        tables: dict[str, int] = {}
+        for batch in batches[:done]:
+            if batch.table is not None:
+                count = batch.rows if batch.rows is not None else sum(
+                    _tuples(sql[_INSERT.match(sql).end():]) or 0 for sql in batch.statements)  # only when resuming
+                tables[batch.table] = tables.get(batch.table, 0) + count
+        if done:
+            log(f"{source}: {done} of {total} batches already loaded" + ("" if done == total else "; going on from there"))
+        rows_before, loop_started = rows, time.monotonic()
+        last_report = loop_started
+        for index in range(done, total):
+            batch = batches[index]
+            where = batch.where
+            try:
+                with conn.cursor() as cur:
+                    counted = 0
+                    for sql, where in zip(batch.statements, batch.wheres):
+                        if batch.params is not None:
+                            cur.executemany(sql, batch.params)
+                        else:
+                            cur.execute(sql)
+                        counted += max(cur.rowcount, 0)
+                    where = batch.where   # the checkpoint and the commit are the batch's
+                    count = batch.rows if batch.rows is not None else counted
+                    cur.execute(f"INSERT INTO `{CHECKPOINT_TABLE}` (digest, source, batches_done, rows_done, total_batches) "
+                                "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE batches_done = VALUES(batches_done), "
+                                "rows_done = VALUES(rows_done)", (digest, source[-1024:], index + 1, rows + count, total))
+                conn.commit()
+            except Exception as e:  # noqa: BLE001 - the driver's error, named with its place
+                _quietly(conn.rollback)
+                raise _failure(e, where) from e
+            rows += count
+            if batch.table is not None:
+                tables[batch.table] = tables.get(batch.table, 0) + count
+            now = time.monotonic()
+            if now - last_report >= progress_every_s:
+                log(f"{source}: {rows} rows, {index + 1}/{total} batches, "
+                    f"{(rows - rows_before) / max(now - loop_started, 1e-9):.0f} rows/s")
+                last_report = now
     finally:
-        conn.close()
-    return LoadResult(source, rows, len(batches), done, time.monotonic() - started)
+        _quietly(conn.close)
+    seconds = time.monotonic() - started
+    loaded = rows - rows_before
+    log(f"{source}: {loaded} rows loaded in {seconds:.2f} s ({loaded / max(seconds, 1e-9):.0f} rows/s)"
+        + (f"; {done} of {total} batches ({rows_before} rows) were already loaded" if done else ""))
+    return LoadResult(source, rows, total, done, seconds, tables)
+
+
+# ---------------------------------------------------------------- the deploy step
+
+
+class DataFile(BaseModel):
+    """One data file of the deploy's data step."""
+
+    keyspace: str = Field(default="commerce", description="Keyspace to load into.")
+    source: str = Field(description="A file path or http(s) URL: .csv (one table, header line of column names) "
+                                    "or SQL in the mysql client's dialect (e.g. insert_commerce_data.sql).")
+    table: str | None = Field(default=None, description="CSV only: the table; empty means the file's name "
+                                                        "without .csv.")
+
+
+def is_csv(f: DataFile) -> bool:
+    return f.source.lower().split("?")[0].endswith(".csv")
+
+
+def planned_rows(files: list[tuple[DataFile, str, str]]) -> dict[str, int]:
+    """``keyspace.table`` -> rows the files hold (pure; what verification expects to find)."""
+    out: dict[str, int] = {}
+    for f, text, source in files:
+        if is_csv(f):
+            table = f.table or Path(source).name.rsplit(".", 1)[0]
+            counts = {table: csv_rows(text, source)}
+        else:
+            counts = expected_rows(text, source)
+        for table, n in counts.items():
+            key = f"{f.keyspace}.{table}"
+            out[key] = out.get(key, 0) + n
+    return out
+
+
+def read_files(files: list[DataFile]) -> tuple[list[tuple[DataFile, str, str]], dict[str, int]]:
+    """Every file's text and name, and the rows they hold per ``keyspace.table``; parsing them
+    all is the check (the deploy does it before step 1, and again in this step)."""
+    texts = [(f, *read_source(f.source, "data file")) for f in files]
+    return texts, planned_rows(texts)
+
+
+@task(name="data-load", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def load_data(k: kube.Kube, namespace: str, cluster: str, node_address: str | None, vtgate_address: str | None,
+              credentials: MySQLCredentials, files: list[DataFile]) -> tuple[StepReport, dict[str, int]]:
+    """Step 6: every file read and checked, then loaded through vtgate, each exactly once (a retry
+    or a re-run resumes from the checkpoints). Returns the report and the rows the files hold."""
+    log = get_run_logger()
+    texts, expected = read_files(files)  # a bad file fails here, before anything is sent
+    report = StepReport(step="data-load")
+    report.findings = [f"{table}: {n} rows in the data files" for table, n in sorted(expected.items())]
+    if k.dry_run:
+        report.findings.insert(0, f"{len(files)} file(s) checked; a dry run loads nothing")
+        return report, expected
+    gw = gateway.discover(k, namespace, cluster, node_address, vtgate_address)
+    log.info("loading %d file(s) through vtgate at %s (from %s)", len(files), gw.address, gw.how)
+
+    def connect(database: str):
+        try:
+            return credentials.connect(gw.host, gw.port, database=database)
+        except TransientError as e:
+            raise TransientError(e.subject, e.problem, gateway.UNREACHABLE_FIX) from e
+
+    for f, text, source in texts:
+        say = (lambda m: log.info("%s", m))
+        if is_csv(f):
+            table = f.table or Path(source).name.rsplit(".", 1)[0]
+            result = load_csv(connect, f.keyspace, table, text, source, log=say)
+        else:
+            result = load_sql(connect, f.keyspace, text, source, log=say)
+        report.objects.append({"object": f"data {f.keyspace}: {source} ({result.rows} rows)",
+                               "action": "created" if result.changed else "unchanged"})
+    return report, expected

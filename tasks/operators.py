@@ -51,6 +51,7 @@ class StepReport(BaseModel):
     skipped: str | None = None
     objects: list[dict] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    findings: list[str] = Field(default_factory=list, description="What the step found (rows loaded, checks passed).")
 
     @property
     def changed(self) -> bool:

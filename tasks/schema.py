@@ -134,6 +134,16 @@ def _apply_statement(k, namespace, cluster, keyspace, stmt: sqlscript.Statement,
         time.sleep(2)
 
 
+def check_inputs(keyspaces: list[KeyspaceSchema]) -> None:
+    """Read and check every schema and VSchema (the deploy does it before step 1, so that a bad
+    file stops the run before anything is changed)."""
+    for ks in keyspaces:
+        if ks.sql:
+            schema_statements(*read_source(ks.sql, "SQL schema"), ks.keyspace)
+        if ks.vschema:
+            vschema.check(*read_source(ks.vschema, "VSchema"))
+
+
 @task(name="schema-apply", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def apply_schemas(k: kube.Kube, namespace: str, cluster: str, keyspaces: list[KeyspaceSchema],
                   wait_s: float = 300) -> StepReport:

@@ -206,6 +206,16 @@ def cmd_deploy(args) -> int:
                               "e.g. --schema commerce:create_commerce_schema.sql:vschema_commerce_initial.json")
         schemas.append({"keyspace": keyspace, "sql": sql or None, "vschema": vs or None})
     fields["schemas"] = schemas
+    data = []
+    for item in args.data:
+        keyspace, _, source = item.partition(":")
+        if not keyspace or not source:
+            raise ConfigError(f"--data {item}", "must be KEYSPACE:FILE (an .sql file, or a .csv file named after its table).",
+                              "e.g. --data commerce:insert_commerce_data.sql or --data commerce:customer.csv")
+        data.append({"keyspace": keyspace, "source": source})
+    fields["data"] = data
+    fields["verify"] = {"enabled": not args.no_verify, "script": args.verify_script,
+                        "expected_output": args.verify_expected}
     params = DeployParameters(**fields)
     if args.vtgate_node_port:
         params.cluster.vtgate_node_port = args.vtgate_node_port
@@ -220,12 +230,17 @@ def cmd_deploy(args) -> int:
             print(f"{r.step}: skipped ({r.skipped})")
             continue
         changed = [o for o in r.objects if o["action"] != "unchanged"]
-        print(f"{r.step}: {len(changed)} of {len(r.objects)} objects {'would change' if args.dry_run else 'changed'}")
+        if r.objects or not r.findings:
+            print(f"{r.step}: {len(changed)} of {len(r.objects)} objects {'would change' if args.dry_run else 'changed'}")
+        else:
+            print(f"{r.step}:")
         for o in r.objects:
             if o["action"] != "unchanged" or args.verbose:
                 print(f"  {o['object']}: {o['action']}{' (' + verb + ')' if verb and o['action'] != 'unchanged' else ''}")
         for w in r.warnings:
             print(f"  warning: {w}")
+        for f in r.findings:
+            print(f"  {f}")
     if not any(r.changed for r in reports):
         print("nothing changed" if not args.dry_run else "nothing would change")
     return 0
@@ -295,14 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--auth-header-env", help="environment variable holding the header value (else prompted)")
     h.set_defaults(func=cmd_block_harbor)
 
-    dp = sub.add_parser("deploy", help="run the deploy flow now (steps 1-4), or show its plan with --dry-run")
+    dp = sub.add_parser("deploy", help="run the deploy flow now (all seven steps), or show its plan with --dry-run")
     dp.add_argument("--target", required=True, help="Vitess target block name")
     dp.add_argument("--nodes", help="SSH nodes block (default: the target's name)")
     dp.add_argument("--no-node-prep", action="store_true", help="skip node prep")
     dp.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
-    dp.add_argument("--until", default="schema", choices=["node-prep", "etcd-operator", "vitess-operator", "cluster", "schema"])
+    dp.add_argument("--until", default="verify", choices=["node-prep", "etcd-operator", "vitess-operator", "cluster",
+                                                          "schema", "data", "verify"])
     dp.add_argument("--schema", action="append", default=[], metavar="KEYSPACE:SQL[:VSCHEMA]",
                     help="a keyspace's SQL schema and VSchema (files or URLs); repeatable")
+    dp.add_argument("--data", action="append", default=[], metavar="KEYSPACE:FILE",
+                    help="a data file loaded through vtgate: SQL (mysql-client dialect) or CSV named TABLE.csv; repeatable")
+    dp.add_argument("--verify-script", help="SQL run through vtgate at the end, its output in the report "
+                                            "(e.g. select_commerce_data.sql)")
+    dp.add_argument("--verify-expected", help="what `mysql -B < script` prints on a good cluster; the output must match")
+    dp.add_argument("--no-verify", action="store_true", help="skip the verify step")
     dp.add_argument("--dry-run", action="store_true", help="validate and print what would change; change nothing")
     dp.add_argument("--operator-manifest", help="operator.yaml file or URL (default: the pinned release URL)")
     dp.add_argument("--etcd-operator", action="store_true", help="also install coreos/etcd-operator v0.9.4")

@@ -24,6 +24,10 @@ class VtflowError(Exception):
             text += f" Fix: {fix}"
         super().__init__(text)
 
+    def __reduce__(self):
+        # pickled with its three parts (Prefect may persist a failed task's exception)
+        return (self.__class__, (self.subject, self.problem, self.fix))
+
 
 class PermanentError(VtflowError):
     """Retrying will not help; a person has to change something first."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pymysql
 from pymysql.constants import ER
 
-from vtflow.errors import AuthError, TransientError, UnreachableError
+from vtflow.errors import AuthError, PermanentError, TransientError, UnreachableError
 
 # Server error codes that a retry can fix (lock waits, deadlocks, vtgate not serving yet).
 _TRANSIENT_CODES = {ER.LOCK_WAIT_TIMEOUT, ER.LOCK_DEADLOCK, 1105}
@@ -35,3 +35,52 @@ def connect(host: str, port: int, user: str, password: str, database: str | None
         if code == 2003:
             raise UnreachableError(subject, "cannot connect.", "check that vtgate runs and that its address and port are right.") from e
         raise TransientError(subject, f"connection failed (MySQL error {code}).", "re-run; if it persists, check vtgate's logs.") from e
+
+
+# decoders dropped, encoders kept: every value comes back as the server's text (bytes for binary
+# columns), as the mysql client prints it; DECIMAL 1.50 stays "1.50", FLOAT 0.1 stays "0.1"
+TEXT_CONVERSIONS = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
+
+
+def run(conn, sql: str, args=None, where: str = "statement") -> tuple[list[str] | None, list[tuple]]:
+    """Execute one statement: its column names (None when it returns no result set) and rows.
+    A lost connection is transient; the server refusing the statement is permanent, named by ``where``."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            if cur.description is None:
+                return None, []
+            return [d[0] for d in cur.description], list(cur.fetchall())
+    except pymysql.err.MySQLError as e:
+        if classify(e) is TransientError:
+            raise TransientError(where, f"the connection failed during the statement ({e.args[-1] if e.args else e}).",
+                                 "re-run; vtflow's steps resume where they stopped.") from e
+        raise PermanentError(where, f"the server refused it: {e.args[-1] if e.args else e}", "correct the statement.") from e
+
+
+def use(conn, target: str, where: str = "use") -> None:
+    """Switch the default database as the mysql client's ``use`` does (COM_INIT_DB): through
+    vtgate the target may name a shard or tablet type, e.g. ``commerce/0`` or ``commerce@replica``."""
+    try:
+        conn.select_db(target)
+    except pymysql.err.MySQLError as e:
+        raise PermanentError(where, f"cannot use {target!r}: {e.args[-1] if e.args else e}",
+                             "name an existing keyspace.") from e
+
+
+# The connection broke or the server could not take the statement now: 2002/2003 cannot connect,
+# 2006 gone away, 2013/2055 lost during a query, 1053 shutting down, 1927 connection killed (MariaDB).
+_RETRYABLE_CODES = {2002, 2003, 2006, 2013, 2055, 1053, 1927} | _TRANSIENT_CODES
+
+
+def classify(exc: BaseException) -> type[TransientError] | type[PermanentError]:
+    """What a driver error means to a step that is retried: ``TransientError`` when the
+    connection was lost or the server asked for a retry (a step that checkpoints resumes),
+    ``PermanentError`` when the server refused the statement. For callers that must not import
+    pymysql and wrap the error with their own subject."""
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return TransientError  # the connection was closed under the driver
+    if isinstance(exc, pymysql.err.MySQLError):
+        code = exc.args[0] if exc.args else None
+        return TransientError if code in _RETRYABLE_CODES else PermanentError
+    return TransientError if isinstance(exc, (ConnectionError, TimeoutError)) else PermanentError

@@ -1,4 +1,4 @@
-"""The deploy flow (steps 1-4) against the Kubernetes API double and this session's Prefect server."""
+"""The deploy flow (steps 1-4; with data and verification: test_deploy_data.py) against the Kubernetes API double and this session's Prefect server."""
 
 import asyncio
 import uuid
@@ -101,7 +101,8 @@ def test_full_cluster_init_reaches_ready_then_a_rerun_changes_nothing(prefect_se
     assert actions == {"Secret example/example-cluster-config": "created",
                        "PersistentVolumeClaim example/vitess-backups": "created",
                        "VitessCluster example/example": "created",
-                       "Service example/example-vtadmin-nodeport": "created"}
+                       "Service example/example-vtadmin-nodeport": "created",
+                       "Service example/example-vtgate-nodeport": "created"}
     state, again = run(params(cluster_double, until="cluster", ready_timeout_s=60))
     assert state.is_completed(), state.message
     assert not any(r.changed for r in again), [o for r in again for o in r.objects if o["action"] != "unchanged"]

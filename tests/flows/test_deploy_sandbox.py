@@ -34,7 +34,9 @@ def sandbox(prefect_server):
 def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
     examples = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
     args = ("deploy", "--target", "sandbox", "--operator-manifest", OPERATOR_YAML, "--schema",
-            f"commerce:{examples / 'create_commerce_schema.sql'}:{examples / 'vschema_commerce_initial.json'}")
+            f"commerce:{examples / 'create_commerce_schema.sql'}:{examples / 'vschema_commerce_initial.json'}",
+            "--data", f"commerce:{examples / 'insert_commerce_data.sql'}",
+            "--verify-script", str(examples / "select_commerce_data.sql"))
     plan = vtflow(*args, "--dry-run", state=sandbox)
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "etcd-operator: skipped (not needed: vitess-operator runs its own etcd" in plan.stdout
@@ -43,13 +45,18 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
 
     first = vtflow(*args, state=sandbox)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "cluster-init: 4 of 4 objects changed" in first.stdout
+    assert "cluster-init: 5 of 5 objects changed" in first.stdout
     assert "VitessCluster example/example: created" in first.stdout
     assert "schema-apply: 4 of 4 objects changed" in first.stdout
     assert "keyspace commerce: VSchema: changed" in first.stdout
+    assert "insert_commerce_data.sql (12 rows): created" in first.stdout
+    assert "tablets commerce/-: ok: 1 PRIMARY, 2 REPLICA serving" in first.stdout
+    assert "rows commerce.customer: ok: 5 rows, as loaded" in first.stdout
+    assert "vtadmin: ok" in first.stdout
 
     again = vtflow(*args, state=sandbox)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing changed" in again.stdout
-    assert "cluster-init: 0 of 4 objects changed" in again.stdout
+    assert "cluster-init: 0 of 5 objects changed" in again.stdout
     assert "schema-apply: 0 of 4 objects changed" in again.stdout
+    assert "data-load: 0 of 1 objects changed" in again.stdout

@@ -1,6 +1,8 @@
-"""tasks/data.py: batching is pure; loading runs against a real MariaDB (vtgate's protocol),
-including a loader killed half-way and started again."""
+"""tasks/data.py: batching and counting are pure; loading runs against a real MariaDB (vtgate's
+protocol), including a loader killed half-way, a connection killed mid-batch, and re-runs."""
 
+import contextvars
+import re
 import signal
 import subprocess
 import sys
@@ -12,19 +14,23 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tasks.data import CHECKPOINT_TABLE, coalesce, load_sql
+from tasks.data import (CHECKPOINT_TABLE, coalesce, csv_batches, csv_rows, expected_rows, load_csv, load_sql)
 from tasks.sqlscript import split
-from vtflow.errors import PermanentError
+from vtflow.errors import ConfigError, PermanentError, TransientError
 from helpers import EXAMPLES
+from testbed import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+UPSTREAM_DATA = EXAMPLES / "insert_commerce_data.sql"
 
+
+# --- pure: batches and counts ---------------------------------------------------------------
 
 def test_upstream_inserts_become_one_batch_per_table():
-    batches = coalesce(split((EXAMPLES / "insert_commerce_data.sql").read_text(), "data.sql"))
-    assert [(b.rows, b.sql.split("(")[0], b.where) for b in batches] == [
-        (5, "insert into customer", "data.sql:1"), (2, "insert into product", "data.sql:6"),
-        (5, "insert into corder", "data.sql:8")]
+    batches = coalesce(split(UPSTREAM_DATA.read_text(), "data.sql"))
+    assert [(b.rows, b.sql.split("(")[0], b.where, b.table) for b in batches] == [
+        (5, "insert into customer", "data.sql:1", "customer"), (2, "insert into product", "data.sql:6", "product"),
+        (5, "insert into corder", "data.sql:8", "corder")]
     assert batches[0].sql.startswith("insert into customer(email) values ('alice@domain.com'), ('bob@domain.com')")
 
 
@@ -43,6 +49,77 @@ def test_batches_respect_limits_and_leave_other_statements_alone():
     ]
 
 
+def test_table_names_keep_their_case_and_quoting_does_not_split_a_table():
+    # MySQL table names are case-sensitive on Linux: T and t are two tables, never one batch
+    text = "insert into T(a) values (1);insert into t(a) values (2);insert into `t` (a) values (3);"
+    batches = coalesce(split(text, "f.sql"))
+    assert [(b.table, b.rows, b.sql) for b in batches] == [
+        ("T", 1, "insert into T(a) values (1)"), ("t", 2, "insert into t(a) values (2), (3)")]
+
+
+def test_large_inserts_pass_through_unscanned_grouped_per_table_up_to_max_bytes():
+    big = [f"insert into t (v) values {','.join(f'({i * 100 + j + 10000})' for j in range(100))}" for i in range(5)]
+    text = ";\n".join(big[:3] + ["insert into t (v) values (7)", big[3], "insert into u (v) values (1),(2)", big[4]]) + ";\n"
+    size = len(big[0])
+    batches = coalesce(split(text, "p.sql"), pass_through_bytes=size - 10, max_bytes=2 * size + 10)
+    assert [(b.rows, b.table, b.wheres) for b in batches] == [
+        (None, "t", ("p.sql:1", "p.sql:2")),   # rows counted by the server; two fit in max_bytes
+        (None, "t", ("p.sql:3",)),
+        (1, "t", ("p.sql:4",)),
+        (None, "t", ("p.sql:5",)),
+        (2, "u", ("p.sql:6",)),
+        (None, "t", ("p.sql:7",)),
+    ]
+    assert batches[0].statements == (big[0], big[1])   # sent exactly as written
+
+
+def test_expected_rows_of_the_upstream_file():
+    assert expected_rows(UPSTREAM_DATA.read_text(), "insert_commerce_data.sql") == {"customer": 5, "product": 2, "corder": 5}
+
+
+def test_expected_rows_counts_tuples_the_way_the_server_receives_them():
+    text = ("insert into `Orders` (a, b) values ('x,(y)', 1), ('it''s', 2),\n('back\\'slash),(', 3);\n"
+            "INSERT IGNORE INTO orders VALUES (concat('a', lower('B')), 1), (now(), 2);\n"
+            "insert into shop.`line items` values (1);\n"
+            "insert into orders values (9) on duplicate key update b = 1;\n"   # only the server knows
+            "insert into orders select * from other;\n"
+            "update orders set b = 2;\n"
+            "insert into Orders (a, b) values " + ",".join(f"('v{i}', {i})" for i in range(5000)) + ";\n")
+    assert expected_rows(text, "f.sql") == {"Orders": 5003, "orders": 2, "shop.line items": 1}
+
+
+def test_csv_rows_and_batches_bind_values_with_null_and_quoting():
+    text = 'id,name,note\n1,"Doe, Jane","line one\nline two"\n\n2,Zoë,\\N\n3,"say ""hi""",\n'
+    assert csv_rows(text, "p.csv") == 3
+    batches = csv_batches("people", text, "p.csv", max_rows=2)
+    assert [(b.rows, b.where) for b in batches] == [(2, "p.csv:2"), (1, "p.csv:6")]
+    assert batches[0].statements == ("INSERT INTO `people` (`id`, `name`, `note`) VALUES (%s, %s, %s)",)
+    assert list(batches[0].params) == [("1", "Doe, Jane", "line one\nline two"), ("2", "Zoë", None)]
+    assert list(batches[1].params) == [("3", 'say "hi"', "")]
+
+
+@pytest.mark.parametrize("text,where,problem", [
+    ("id,full name\n1,a\n", "h.csv:1", "header column 'full name' is not a plain identifier"),
+    ("id,`x`\n1,a\n", "h.csv:1", "header column '`x`' is not a plain identifier"),
+    ("id,id\n1,2\n", "h.csv:1", "names a column twice"),
+    ("", "h.csv:1", "the file is empty"),
+    ('id,v\n1,"two\nlines"\n2,b,extra\n', "h.csv:4", "the row has 3 fields, the header 2"),
+    ("id,v\n1,a\n2\n", "h.csv:3", "the row has 1 fields, the header 2"),
+    ("id,v\n1,a\n2," + "x" * 200_000 + "\n", "h.csv:3", "field larger than field limit"),
+])
+def test_bad_csv_names_file_line_and_the_fix(text, where, problem):
+    with pytest.raises(ConfigError) as e:
+        csv_rows(text, "h.csv")
+    assert str(e.value).startswith(f"{where}: ") and problem in str(e.value) and "Fix:" in str(e.value)
+
+
+def test_csv_table_name_must_be_an_identifier():
+    with pytest.raises(ConfigError, match=r"h.csv: table name 'x; drop table y' is not a plain identifier"):
+        csv_batches("x; drop table y", "id\n1\n", "h.csv")
+
+
+# --- against the session's MariaDB ----------------------------------------------------------
+
 @pytest.fixture
 def database(mariadb):
     name = f"load{uuid.uuid4().hex[:8]}"
@@ -53,7 +130,7 @@ def database(mariadb):
 
     def connect(db=name, autocommit=False):
         return pymysql.connect(host=mariadb.host, port=mariadb.port, user=mariadb.user, password=mariadb.password,
-                               database=db, autocommit=autocommit)
+                               database=db, autocommit=autocommit, charset="utf8mb4")
     connect.name = name
     return connect
 
@@ -68,17 +145,23 @@ def query(connect, sql):
         conn.close()
 
 
-def test_upstream_data_loads_once(database):
+def has_checkpoint(database) -> bool:
+    return bool(query(database, f"SHOW TABLES LIKE '{CHECKPOINT_TABLE}'"))
+
+
+def test_upstream_data_loads_once_with_its_rows_per_table(database):
     conn = database(autocommit=True)
     with conn.cursor() as cur:
         for st in split((EXAMPLES / "create_commerce_schema.sql").read_text(), "schema.sql"):
             cur.execute(st.sql)
     conn.close()
-    text = (EXAMPLES / "insert_commerce_data.sql").read_text()
+    text = UPSTREAM_DATA.read_text()
     first = load_sql(lambda ks: database(ks), database.name, text, "insert_commerce_data.sql")
     assert (first.rows, first.batches, first.skipped_batches, first.changed) == (12, 3, 0, True)
+    assert first.tables == {"customer": 5, "product": 2, "corder": 5} == expected_rows(text, "x.sql")
     again = load_sql(lambda ks: database(ks), database.name, text, "insert_commerce_data.sql")
-    assert (again.skipped_batches, again.changed) == (3, False)
+    assert (again.rows, again.skipped_batches, again.changed) == (12, 3, False)
+    assert again.tables == first.tables, "skipped batches still count: the file holds them"
     assert query(database, "SELECT (SELECT COUNT(*) FROM customer), (SELECT COUNT(*) FROM product), "
                            "(SELECT COUNT(*) FROM corder)") == ((5, 2, 5),)
 
@@ -86,20 +169,190 @@ def test_upstream_data_loads_once(database):
 def test_a_bad_statement_names_its_place_and_keeps_what_came_before(database):
     query(database, "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20))")
     text = "insert into t(v) values ('a');\nupdate nope set x=1;\ninsert into t(v) values ('b');\n"
-    with pytest.raises(PermanentError, match=r"data f.sql:2: the server refused the statement: .*nope"):
+    with pytest.raises(PermanentError, match=r"data f.sql:2: the server refused the statement: .*nope") as e:
         load_sql(lambda ks: database(ks), database.name, text, "f.sql")
+    assert not isinstance(e.value, TransientError)
     assert query(database, "SELECT v FROM t") == (("a",),)
+
+
+def test_the_connection_opens_in_the_callers_context_even_for_a_file_without_rows(database):
+    run = contextvars.ContextVar("run")   # Prefect keeps its run context in context variables
+    run.set("run-1")
+    seen = []
+
+    def connect(ks):
+        seen.append(run.get(None))
+        return database(ks)
+    result = load_sql(connect, database.name, "-- nothing to load\n", "empty.sql")
+    assert seen == ["run-1"] and (result.rows, result.batches, result.changed, result.tables) == (0, 0, False, {})
+
+
+def test_a_switch_to_another_keyspace_is_refused_before_anything_is_sent(database):
+    query(database, "CREATE TABLE t (v INT)")
+    with pytest.raises(ConfigError, match=r"f.sql:2: switches to keyspace 'other/0'"):
+        load_sql(lambda ks: database(ks), database.name, "insert into t values (1);\nuse other/0\n", "f.sql")
+    assert not has_checkpoint(database) and query(database, "SELECT COUNT(*) FROM t") == ((0,),)
+
+
+def test_progress_is_logged_at_most_every_interval_and_once_at_the_end(database):
+    query(database, "CREATE TABLE t (v INT)")
+    text = "".join(f"insert into t values ({i});\n" for i in range(10))
+    lines = []
+    load_sql(lambda ks: database(ks), database.name, text, "f.sql", log=lines.append, max_rows=4, progress_every_s=0)
+    assert [re.sub(r"\d+ rows/s", "R rows/s", m) for m in lines[:3]] == [
+        "f.sql: 4 rows, 1/3 batches, R rows/s", "f.sql: 8 rows, 2/3 batches, R rows/s",
+        "f.sql: 10 rows, 3/3 batches, R rows/s"]
+    assert re.fullmatch(r"f\.sql: 10 rows loaded in \d+\.\d\d s \(\d+ rows/s\)", lines[3]) and len(lines) == 4
+    quiet = []
+    result = load_sql(lambda ks: database(ks), database.name, text + "insert into t values (10);", "g.sql",
+                      log=quiet.append, max_rows=4, progress_every_s=3600)
+    assert result.rows == 11 and len(quiet) == 1 and quiet[0].startswith("g.sql: 11 rows loaded in ")
+
+
+def test_csv_loads_nulls_quoted_commas_newlines_and_unicode_once(database):
+    query(database, "CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(40), note TEXT, score INT) CHARSET utf8mb4")
+    text = ('id,name,note,score\n'
+            '1,"Doe, Jane","first line\nsecond, line",10\n'
+            '2,Zoë 🚀,\\N,\\N\n'
+            '3,"say ""hi""",,30\n'
+            '\n'
+            '4,Łukasz,"ends with a quote """,40\n')
+    result = load_csv(lambda ks: database(ks), database.name, "people", text, "people.csv", max_rows=2)
+    assert (result.rows, result.batches, result.tables, result.changed) == (4, 2, {"people": 4}, True)
+    assert query(database, "SELECT id, name, note, score FROM people ORDER BY id") == (
+        (1, "Doe, Jane", "first line\nsecond, line", 10), (2, "Zoë 🚀", None, None),
+        (3, 'say "hi"', "", 30), (4, "Łukasz", 'ends with a quote "', 40))
+    again = load_csv(lambda ks: database(ks), database.name, "people", text, "people.csv", max_rows=2)
+    assert (again.changed, again.skipped_batches, again.tables) == (False, 2, {"people": 4})
+    assert query(database, "SELECT COUNT(*) FROM people") == ((4,),)
+
+
+def test_the_same_csv_into_two_tables_is_two_loads(database):
+    query(database, "CREATE TABLE a (v INT)")
+    query(database, "CREATE TABLE b (v INT)")
+    for table in ("a", "b"):
+        assert load_csv(lambda ks: database(ks), database.name, table, "v\n1\n2\n", "v.csv").changed
+    assert query(database, "SELECT (SELECT COUNT(*) FROM a), (SELECT COUNT(*) FROM b)") == ((2, 2),)
+
+
+def test_csv_with_a_bad_row_loads_nothing(database):
+    query(database, "CREATE TABLE t (id INT, v VARCHAR(10))")
+    text = "id,v\n" + "".join(f"{i},x{i}\n" for i in range(50)) + "50,x,oops\n"
+    with pytest.raises(ConfigError, match=r"^bad.csv:52: the row has 3 fields, the header 2\..* Fix: quote fields"):
+        load_csv(lambda ks: database(ks), database.name, "t", text, "bad.csv", max_rows=10)
+    assert query(database, "SELECT COUNT(*) FROM t") == ((0,),) and not has_checkpoint(database)
+
+
+def test_csv_refused_by_the_server_names_the_batch_and_keeps_the_batches_before(database):
+    query(database, "CREATE TABLE t (id INT PRIMARY KEY)")
+    with pytest.raises(PermanentError, match=r"data dup.csv:4: the server refused the statement: .*Duplicate entry '1'"):
+        load_csv(lambda ks: database(ks), database.name, "t", "id\n1\n2\n1\n", "dup.csv", max_rows=2)
+    assert query(database, "SELECT id FROM t ORDER BY id") == ((1,), (2,))
+    with pytest.raises(PermanentError, match=r"data col.csv:2: the server refused the statement: .*Unknown column 'nope'"):
+        load_csv(lambda ks: database(ks), database.name, "t", "nope\n5\n", "col.csv")
+
+
+class KilledBeforeCommit:
+    """A real connection that the server kills (KILL CONNECTION from another session) just
+    before its n-th commit: the batch was sent and never committed, as when vtgate restarts."""
+
+    def __init__(self, conn, kill, n):
+        self._conn, self._kill, self._n, self.commits = conn, kill, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def commit(self):
+        self.commits += 1
+        if self.commits == self._n:
+            self._kill(self._conn.thread_id())
+        return self._conn.commit()
+
+
+def kill_connection(database):
+    def kill(thread_id):
+        query(database, f"KILL CONNECTION {thread_id}")
+        deadline = time.monotonic() + 10
+        while query(database, f"SELECT COUNT(*) FROM information_schema.processlist WHERE id = {thread_id}")[0][0]:
+            assert time.monotonic() < deadline, "the server did not end the connection"
+            time.sleep(0.01)
+    return kill
+
+
+def test_large_inserts_pass_through_and_a_lost_connection_resumes_exactly_once(database):
+    query(database, "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, a INT, b INT, v VARCHAR(40))")
+    def values(s):
+        return ",".join(f"({s}, {j}, 'value {s}-{j:04d}')" for j in range(2000))
+    statements = [f"insert into t (a, b, v) values {values(s)}" for s in range(6)]
+    assert all(len(s) > 32 << 10 for s in statements), "each is large enough to pass through"
+    text = ";\n".join(statements) + ";\n"
+    # three batches of two statements; the connection dies after the first batch's commit
+    kill = kill_connection(database)
+    with pytest.raises(TransientError, match=r"data big.sql:3: the connection to the server failed: .*(2013|2006)"):
+        load_sql(lambda ks: KilledBeforeCommit(database(ks), kill, 3), database.name, text, "big.sql", max_bytes=150_000)
+    assert query(database, "SELECT COUNT(*) FROM t") == ((4000,),), "the first batch only: the second never committed"
+    assert query(database, f"SELECT batches_done, rows_done, total_batches FROM `{CHECKPOINT_TABLE}`") == ((1, 4000, 3),)
+
+    result = load_sql(lambda ks: database(ks), database.name, text, "big.sql", max_bytes=150_000)
+    assert (result.rows, result.batches, result.skipped_batches) == (12000, 3, 1)
+    assert result.tables == {"t": 12000} == expected_rows(text, "big.sql")
+    assert query(database, f"SELECT rows_done FROM `{CHECKPOINT_TABLE}`") == ((12000,),), "the server's count"
+    assert query(database, "SELECT COUNT(*), COUNT(DISTINCT v) FROM t") == ((12000, 12000),)
+
+
+def test_an_unreachable_server_is_transient():
+    port = free_port()
+    with pytest.raises(TransientError, match=r"data f.sql: the connection to the server failed: .*2003"):
+        load_sql(lambda ks: pymysql.connect(host="127.0.0.1", port=port, user="u", password="p", database=ks),
+                 "ks", "insert into t values (1);", "f.sql")
+
+
+def test_another_batch_size_cannot_resume_a_partial_load(database):
+    query(database, "CREATE TABLE t (v INT)")
+    text = "".join(f"insert into t values ({i});\n" for i in range(10))
+    kill = kill_connection(database)
+    with pytest.raises(TransientError):
+        load_sql(lambda ks: KilledBeforeCommit(database(ks), kill, 3), database.name, text, "f.sql", max_rows=3)
+    with pytest.raises(ConfigError, match=r"data f.sql: was partly loaded in 4 batches; this run cuts it into 2\. "
+                                          r"Fix: re-run with the max_rows and max_bytes"):
+        load_sql(lambda ks: database(ks), database.name, text, "f.sql", max_rows=5)
+    assert load_sql(lambda ks: database(ks), database.name, text, "f.sql", max_rows=3).skipped_batches == 1
+    assert query(database, "SELECT COUNT(*), SUM(v) FROM t") == ((10, 45),)
 
 
 LOADER = r'''
 import sys, pymysql
 sys.path.insert(0, sys.argv[1])
-from tasks.data import load_sql
-host, port, user, pw, db, path = sys.argv[2:8]
+from tasks.data import load_csv, load_sql
+kind, host, port, user, pw, db, path = sys.argv[2:9]
 connect = lambda ks: pymysql.connect(host=host, port=int(port), user=user, password=pw, database=ks, autocommit=False)
 text = open(path).read()
-load_sql(connect, db, text, path, max_rows=100)
+if kind == "sql":
+    load_sql(connect, db, text, path, max_rows=100)
+else:
+    load_csv(connect, db, "t", text, path, max_rows=100)
 '''
+
+
+def kill_half_way_then_rerun(database, mariadb, kind, path, load):
+    child = subprocess.Popen([sys.executable, "-c", LOADER, str(REPO), kind, mariadb.host, str(mariadb.port), mariadb.user,
+                              mariadb.password, database.name, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        rows = query(database, f"SELECT batches_done FROM `{CHECKPOINT_TABLE}`") if has_checkpoint(database) else ()
+        done = rows[0][0] if rows else 0
+        if done >= 50:
+            break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert 0 < done < 300, "the loader must be killed half-way"
+    partial = query(database, "SELECT COUNT(*) FROM t")[0][0]
+    assert 0 < partial < 30000
+    result = load(path.read_text(), str(path))
+    assert result.skipped_batches * 100 == partial, "the re-run starts exactly where the commits stopped"
+    return result
 
 
 def test_killed_half_way_then_rerun_ends_with_every_row_exactly_once(database, mariadb, tmp_path):
@@ -108,26 +361,26 @@ def test_killed_half_way_then_rerun_ends_with_every_row_exactly_once(database, m
     values = [f"row-{i}-{'x' * (i % 7)}" for i in range(n)]
     path = tmp_path / "big.sql"
     path.write_text("".join(f"insert into t(v) values ('{v}');\n" for v in values))
-    child = subprocess.Popen([sys.executable, "-c", LOADER, str(REPO), mariadb.host, str(mariadb.port), mariadb.user,
-                              mariadb.password, database.name, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and child.poll() is None:
-        rows = query(database, f"SELECT batches_done FROM `{CHECKPOINT_TABLE}`") if query(
-            database, f"SHOW TABLES LIKE '{CHECKPOINT_TABLE}'") else ()
-        done = rows[0][0] if rows else 0
-        if done >= 50:
-            break
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert 0 < done < n // 100, "the loader must be killed half-way"
-    partial = query(database, "SELECT COUNT(*) FROM t")[0][0]
-    assert 0 < partial < n
-
-    result = load_sql(lambda ks: database(ks), database.name, path.read_text(), str(path), max_rows=100)
-    assert result.skipped_batches * 100 == partial, "the re-run starts exactly where the commits stopped"
+    result = kill_half_way_then_rerun(database, mariadb, "sql", path, lambda text, source: load_sql(
+        lambda ks: database(ks), database.name, text, source, max_rows=100))
+    assert result.tables == {"t": n}
     count, checksum = query(database, "SELECT COUNT(*), SUM(CRC32(v)) FROM t")[0]
     assert count == n
     assert int(checksum) == sum(zlib.crc32(v.encode()) for v in values)
     assert query(database, "SELECT COUNT(DISTINCT v) FROM t")[0][0] == n
+
+
+def test_csv_killed_half_way_then_rerun_ends_with_every_row_exactly_once(database, mariadb, tmp_path):
+    query(database, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40), note VARCHAR(20))")
+    n = 30000
+    rows = [(i, f"row {i}, \"q\" {'x' * (i % 7)}", None if i % 5 == 0 else f"n{i}") for i in range(n)]
+    path = tmp_path / "big.csv"
+    path.write_text("id,v,note\n" + "".join(f'{i},"{v.replace(chr(34), chr(34) * 2)}",{note or chr(92) + "N"}\n'
+                                             for i, v, note in rows))
+    result = kill_half_way_then_rerun(database, mariadb, "csv", path, lambda text, source: load_csv(
+        lambda ks: database(ks), database.name, "t", text, source, max_rows=100))
+    assert result.tables == {"t": n} and result.rows == n == csv_rows(path.read_text(), "big.csv")
+    count, distinct, nulls, checksum = query(database, "SELECT COUNT(*), COUNT(DISTINCT id), SUM(note IS NULL), "
+                                                       "SUM(CRC32(v)) FROM t")[0]
+    assert (count, distinct, int(nulls)) == (n, n, n // 5)
+    assert int(checksum) == sum(zlib.crc32(v.encode()) for _, v, _ in rows)

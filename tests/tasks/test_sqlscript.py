@@ -67,3 +67,60 @@ def test_unclosed_string_and_comment_are_errors_with_the_place():
                                              ("commerce@primary", "commerce"), ("customer:-80", "customer")])
 def test_keyspace_of_targets(target, keyspace):
     assert keyspace_of(target) == keyspace
+
+
+def split_or_error(text):
+    try:
+        return split(text, "z.sql")
+    except ConfigError as e:
+        return str(e)
+
+
+def test_fast_paths_split_exactly_as_the_character_rules(monkeypatch):
+    """Random scripts of the characters that matter, split with and without the fast paths
+    (whole statements by string methods, stretches by one regular expression)."""
+    import random
+
+    from tasks import sqlscript
+
+    pieces = ["a", "b1", " ", "\n", "'", '"', "`", ";", "\\", "\\'", "\\\\", "''", '""', "``", "-", "--", "-- ",
+              "--\n", "#", "/", "/*", "*/", "/*!", "(", ")", ",", "\\g", "\\G", "\ndelimiter //\n", "//",
+              "\ndelimiter ;\n", "\nuse ks/0;\n", "\n\\! echo hi\n", "'x;y'", '"--"', "'#'", "insert into t values "]
+    rng = random.Random(20260105)
+    scripts = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))) for _ in range(4000)]
+    fast = [split_or_error(s) for s in scripts]
+    monkeypatch.setattr(sqlscript, "_body", lambda delimiter: None)
+    slow = [split_or_error(s) for s in scripts]
+    assert sum(isinstance(f, list) and len(f) > 1 for f in fast) > 1000, "the scripts must exercise splitting"
+    mismatches = [(s, f, w) for s, f, w in zip(scripts, fast, slow) if f != w]
+    assert not mismatches, mismatches[:3]
+
+
+def test_extended_inserts_split_whole_with_their_lines():
+    rows = ",\n".join(f"({i},'it''s ; {i}','a\\'b','--x',\"q;\")" if i % 2 else f"({i},'plain {i}','SKU-{i}')"
+                      for i in range(2000))
+    text = f"\ninsert into t values {rows};\ninsert into t values (1),(2);\n-- done\nselect 1;\n"
+    parts = split(text, "dump.sql")
+    assert [p.line for p in parts] == [2, 2002, 2003]   # 2000 rows on lines 2-2001; a comment starts a statement
+    assert parts[0].sql == f"insert into t values {rows}" and parts[1].sql == "insert into t values (1),(2)"
+
+
+class ScanCounting(str):
+    """A script that adds up how far the splitter's searches for ``;`` scan."""
+
+    scanned = 0
+
+    def find(self, sub, start=0, end=None):
+        j = super().find(sub, start, end)
+        if sub == ";":
+            ScanCounting.scanned += (len(self) if j == -1 else j) - start
+        return j
+
+
+@pytest.mark.parametrize("script", ["select 'x'\\g\n" * 5000, "# note ; x\n" * 5000 + "select 1;\n",
+                                    "insert into t values ('a\\'b', \"c\");\n" * 5000])
+def test_looking_ahead_for_the_delimiter_scans_each_character_at_most_once(script):
+    ScanCounting.scanned = 0
+    parts = split(ScanCounting(script), "s.sql")
+    assert len(parts) in (1, 5000)
+    assert ScanCounting.scanned <= len(script), "a failed look-ahead must not be repeated over the same text"
