@@ -3,7 +3,6 @@
 import asyncio
 import time
 
-import pytest
 
 from flows.node_prep import artifact_key, node_prep
 from helpers import nodes_block, read_table_artifact, save_nodes_block

@@ -94,6 +94,13 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
         assert status == 200, "the deploy flow is served too"
         form = json.dumps(deploy["parameter_openapi_schema"])
         assert "target_block" in form and "dry_run" in form and "tabletPools" not in form
+        assert "expected_output" in form and "DataFile" in form, "the data and verify steps have their form"
+        status, health = _get(f"{api}/deployments/name/health-check/health-check", auth)
+        assert status == 200 and [s["schedule"].get("interval") for s in health["schedules"]] == [300.0]
+        assert health["concurrency_limit"] == 1 or (health.get("global_concurrency_limit") or {}).get("limit") == 1
+        status, backup = _get(f"{api}/deployments/name/backup/backup", auth)
+        assert status == 200 and [s["schedule"].get("cron") for s in backup["schedules"]] == ["0 3 * * *"]
+        assert (backup["concurrency_options"] or {}).get("collision_strategy") == "ENQUEUE"
 
         spec = tmp_path / "nodes.json"
         block = {**node_bed.inventory(nodes[:2]), "private_key": node_bed.client_key.read_text(),

@@ -1,0 +1,96 @@
+"""tasks/health.py: the judgements are pure and tested on hand-made inputs; the flow test
+(tests/flows/test_health.py) runs them against the double."""
+
+from datetime import datetime, timedelta, timezone
+
+from tasks.cluster import ClusterSpec, KeyspaceSpec, render
+from tasks.health import (backup_checks, backup_time, expected_components, expected_tablets_of, guarded, lag_checks,
+                          pod_checks, restart_check, restart_counts, status_check)
+from tasks.verify import expected_tablets
+from vtflow.errors import UnreachableError
+
+VC = next(o for o in render(ClusterSpec(), "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
+
+
+def _pod(name, component, ready=True, restarts=0, uid=None):
+    return {"metadata": {"name": name, "uid": uid or f"{name}-uid-0000", "labels": {"planetscale.com/component": component}},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                       "containerStatuses": [{"name": "main", "restartCount": restarts}]}}
+
+
+def test_expected_components_follow_the_spec():
+    assert expected_components(VC) == ["etcd", "vtctld", "vtgate", "vttablet", "vtadmin", "vtorc"]
+    bare = {"spec": {"keyspaces": [{"name": "k"}], "globalLockserver": {"external": {"address": "x"}}}}
+    assert expected_components(bare) == ["vtctld", "vtgate", "vttablet"]
+
+
+def test_expected_tablets_from_the_deployed_object_match_the_spec_they_came_from():
+    spec = ClusterSpec(keyspaces=[KeyspaceSpec(), KeyspaceSpec(name="customer", shards=2)])
+    vc = next(o for o in render(spec, "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
+    assert expected_tablets_of(vc) == expected_tablets(spec)
+    assert set(expected_tablets_of(vc)) == {("commerce", "-"), ("customer", "-80"), ("customer", "80-")}
+
+
+def test_pod_checks_levels():
+    pods = [_pod(f"e{i}", "etcd") for i in range(3)] + [_pod("ctld", "vtctld"), _pod("gate", "vtgate", ready=False),
+                                                         _pod("t1", "vttablet"), _pod("t2", "vttablet", ready=False),
+                                                         _pod("adm", "vtadmin")]
+    by = {c.name: c for c in pod_checks(VC, pods)}
+    assert by["pods etcd"].level == "ok" and by["pods etcd"].message == "3 of 3 ready"
+    assert by["pods vtgate"].level == "fail" and "gate" in by["pods vtgate"].message
+    assert by["pods vttablet"].level == "warn" and "not ready: t2" in by["pods vttablet"].message
+    assert by["pods vtorc"].level == "fail" and "no vtorc pod exists" in by["pods vtorc"].message
+
+
+def test_restarts_are_counted_since_the_last_check_and_a_new_pod_starts_from_zero():
+    first, names = restart_counts([_pod("t1", "vttablet", restarts=2, uid="aaaaaaaa-1"), _pod("t2", "vttablet")])
+    assert first == {"aaaaaaaa/main": 2}  # containers that never restarted are not stored
+    assert restart_check(first, None, names).message == "first check: baseline recorded (2 restarts so far)"
+    assert restart_check(first, first, names).level == "ok"
+    later, names = restart_counts([_pod("t1", "vttablet", restarts=3, uid="aaaaaaaa-1"),
+                                   _pod("t2", "vttablet", restarts=1, uid="bbbbbbbb-2")])
+    c = restart_check(later, first, names)
+    assert c.level == "warn" and "t1/main +1" in c.message and "t2/main +1" in c.message and "--previous" in c.message
+    replaced, names = restart_counts([_pod("t1", "vttablet", restarts=0, uid="cccccccc-3")])
+    assert restart_check(replaced, later, names).level == "ok"
+
+
+def test_status_check_uses_the_operators_status():
+    assert status_check(None).level == "fail"
+    vc = {**VC, "metadata": {**VC["metadata"], "generation": 1}, "status": {"observedGeneration": 1}}
+    c = status_check(vc)
+    assert c.level == "fail" and "etcd lockserver" in c.message
+
+
+def test_lag_checks_threshold_and_broken_replication():
+    ok = '{"EventStreamRunning":"Yes","EventApplierRunning":"Yes","LastError":""}'
+    rows = [{"Keyspace": "commerce", "Shard": "-", "Alias": "zone1-1", "ReplicationLag": "3", "ReplicationHealth": ok},
+            {"Keyspace": "commerce", "Shard": "-", "Alias": "zone1-2", "ReplicationLag": "20", "ReplicationHealth": ok},
+            {"Keyspace": "commerce", "Shard": "-", "Alias": "zone1-3", "ReplicationLag": "120", "ReplicationHealth": ok},
+            {"Keyspace": "commerce", "Shard": "-", "Alias": "zone1-4", "ReplicationLag": "0",
+             "ReplicationHealth": '{"EventStreamRunning":"No","EventApplierRunning":"No","LastError":"replication is not running"}'}]
+    checks = lag_checks(rows, 30)
+    assert [c.level for c in checks] == ["ok", "warn", "fail", "fail"]
+    assert "120 s behind its primary (limit 30 s)" in checks[2].message and "not running" in checks[3].message
+
+
+def test_backup_checks():
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    fresh = {"time": (now - timedelta(hours=3)).isoformat(), "status": "COMPLETE"}
+    old = {"time": {"seconds": int((now - timedelta(hours=50)).timestamp())}, "status": "COMPLETE"}
+    incomplete = {"time": now.isoformat(), "status": "INCOMPLETE"}
+    checks = backup_checks(True, {("c", "-"): [old, fresh], ("c", "-80"): [old], ("c", "80-"): [incomplete]}, now, 26)
+    assert [(c.name, c.level) for c in checks] == [("backup c/-", "ok"), ("backup c/-80", "fail"), ("backup c/80-", "fail")]
+    assert "50.0 h old (limit 26 h)" in checks[1].message and "no complete backup" in checks[2].message
+    [c] = backup_checks(False, {}, now, 26)
+    assert c.level == "warn" and "no backup location" in c.message
+    assert backup_time({"time": "2026-11-25T10:00:00Z"}) == datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
+
+
+def test_guarded_turns_an_error_into_a_failed_check_naming_it():
+    def boom():
+        raise UnreachableError("MySQL user@10.0.0.11:30306", "cannot connect.", "check vtgate.")
+    [c] = guarded("vtgate", boom)
+    assert c.level == "fail" and c.message.startswith("could not check: MySQL user@10.0.0.11:30306: cannot connect.")
+    [c] = guarded("x", lambda: 1 / 0)
+    assert c.level == "fail" and "ZeroDivisionError" in c.message
