@@ -183,6 +183,43 @@ def cmd_node_prep(args) -> int:
     return 0
 
 
+def cmd_health(args) -> int:
+    from flows.health import health_check
+    from tasks.health import HealthThresholds
+
+    thresholds = HealthThresholds(**{k: v for k, v in {
+        "max_replication_lag_s": args.max_lag, "max_backup_age_h": args.max_backup_age}.items() if v is not None})
+    state = asyncio.run(health_check(target_block=args.target, mysql_block=args.mysql or args.target,
+                                     nodes_block=args.nodes, thresholds=thresholds, return_state=True))
+    checks = state.result(raise_on_failure=False)
+    if isinstance(checks, list):
+        for c in checks:
+            print(f"{c.level:<4} {c.name}: {c.message}")
+    if not state.is_completed():
+        print(f"health check failed: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_backup(args) -> int:
+    from flows.backup import backup
+    from tasks.backup import Retention
+
+    retention = Retention(**{k: v for k, v in {"keep_count": args.keep, "keep_days": args.keep_days}.items()
+                             if v is not None})
+    state = asyncio.run(backup(target_block=args.target, max_parallel=args.max_parallel, retention=retention,
+                               prune=not args.no_prune, return_state=True))
+    results = state.result(raise_on_failure=False)
+    if isinstance(results, list):
+        for r in results:
+            print(f"{r.keyspace}/{r.shard}: " + (f"backup {r.name} ({r.seconds:.1f} s); pruned {len(r.pruned)}"
+                                                 if r.ok and not r.error else f"failed: {r.error}"))
+    if not state.is_completed():
+        print(f"backup failed: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_deploy(args) -> int:
     from flows.deploy import DeployParameters, deploy
 
@@ -343,6 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
     np.add_argument("--min-memory-gib", type=float)
     np.add_argument("--min-disk-gib", type=float)
     np.set_defaults(func=cmd_node_prep)
+
+    hc = sub.add_parser("health-check", help="run the health-check flow now")
+    hc.add_argument("--target", required=True, help="Vitess target block name")
+    hc.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
+    hc.add_argument("--nodes", help="SSH nodes block: also check the nodes' memory and disk")
+    hc.add_argument("--max-lag", type=float, help="replication lag that fails, seconds (default 30)")
+    hc.add_argument("--max-backup-age", type=float, help="age of the newest backup that fails, hours (default 26)")
+    hc.set_defaults(func=cmd_health)
+
+    bk = sub.add_parser("backup", help="run the backup flow now")
+    bk.add_argument("--target", required=True, help="Vitess target block name")
+    bk.add_argument("--max-parallel", type=int, default=2, help="shards backed up at once")
+    bk.add_argument("--keep", type=int, help="backups kept per shard (default 7)")
+    bk.add_argument("--keep-days", type=float, help="backups older than this are removed (default 14)")
+    bk.add_argument("--no-prune", action="store_true", help="keep every backup")
+    bk.set_defaults(func=cmd_backup)
 
     sb = sub.add_parser("sandbox", help="a SIMULATED local cluster to run every flow against (needs root)")
     sbs = sb.add_subparsers(dest="sandbox", required=True)

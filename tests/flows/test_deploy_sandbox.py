@@ -60,3 +60,13 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
     assert "cluster-init: 0 of 5 objects changed" in again.stdout
     assert "schema-apply: 0 of 4 objects changed" in again.stdout
     assert "data-load: 0 of 1 objects changed" in again.stdout
+
+    # day two against the same sandbox: both scheduled flows, run from the shell
+    health = vtflow("health-check", "--target", "sandbox", state=sandbox)
+    assert health.returncode == 0, health.stdout[-3000:] + health.stderr[-3000:]
+    assert "ok   tablets commerce/-: 1 PRIMARY, 2 REPLICA serving" in health.stdout
+    assert "ok   backup commerce/-" in health.stdout
+    backup = vtflow("backup", "--target", "sandbox", state=sandbox)
+    assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
+    assert backup.stdout.startswith("commerce/-: backup ")
+
