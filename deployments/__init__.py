@@ -26,6 +26,7 @@ def all_deployments() -> list:
     from flows.deploy import deploy
     from flows.health import health_check
     from flows.node_prep import node_prep
+    from flows.redeploy import redeploy
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     return [
@@ -58,6 +59,14 @@ def all_deployments() -> list:
             tags=["vtflow", "day-two"],
             cron=BACKUP_CRON,
             parameters={"target_block": scheduled_blocks()["target_block"]},
+            concurrency_limit=one_at_a_time,
+        ),
+        redeploy.to_deployment(
+            name="redeploy",
+            description="Roll a component (vitess, vtadmin, operator) to an image pushed to Harbor, by digest: backup "
+                        "first, rolling update, verification, rollback on failure. Runs come from the webhook receiver. "
+                        "One at a time: a newer push waits for the running one.",
+            tags=["vtflow", "day-two"],
             concurrency_limit=one_at_a_time,
         ),
     ]

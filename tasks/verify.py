@@ -243,14 +243,19 @@ def run_script(conn, text: str, source: str, log) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def check_vtadmin(node_address: str | None, spec: ClusterSpec, cluster: str) -> list[Check]:
-    if not spec.vtadmin:
+def vtadmin_ports(spec: ClusterSpec) -> tuple[int, int] | None:
+    """(web, API) NodePorts of vtadmin as the deploy renders them; None when the spec has no vtadmin."""
+    return (spec.vtadmin_web_node_port, spec.vtadmin_api_node_port) if spec.vtadmin else None
+
+
+def check_vtadmin(node_address: str | None, ports: tuple[int, int] | None, cluster: str) -> list[Check]:
+    if ports is None:
         return []
     if not node_address:
         return [Check("vtadmin", "fail", "the target block has no node_address to reach vtadmin's NodePorts on. "
                       "Fix: set node_address.")]
-    api = f"http://{node_address}:{spec.vtadmin_api_node_port}"
-    web = f"http://{node_address}:{spec.vtadmin_web_node_port}/"
+    api = f"http://{node_address}:{ports[1]}"
+    web = f"http://{node_address}:{ports[0]}/"
     try:
         status, _ = vtadmin.get(api + "/health")
         if status != 200:
@@ -270,7 +275,8 @@ def check_vtadmin(node_address: str | None, spec: ClusterSpec, cluster: str) -> 
 
 @task(name="verify", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def verify_cluster(k: kube.Kube, namespace: str, cluster: str, node_address: str | None, vtgate_address: str | None,
-                   credentials: MySQLCredentials, spec: ClusterSpec, expected_rows: dict[str, int],
+                   credentials: MySQLCredentials, tablets_wanted: dict[tuple[str, str], dict[str, int]],
+                   vtadmin_at: tuple[int, int] | None, expected_rows: dict[str, int],
                    options: Verification) -> VerifyReport:
     """Step 7: tablets, row counts, the verify script and vtadmin. Every check runs; the report
     is published as the artifact ``verify-<cluster>``; then the task fails if any check failed."""
@@ -285,7 +291,7 @@ def verify_cluster(k: kube.Kube, namespace: str, cluster: str, node_address: str
     except TransientError as e:
         raise TransientError(e.subject, e.problem, gateway.UNREACHABLE_FIX) from e
     try:
-        want = expected_tablets(spec)
+        want = tablets_wanted
         deadline = time.monotonic() + options.wait_s
         while True:  # right after the cluster turns ready, a replica can still be NOT_SERVING for a moment
             columns, tablets = show_tablets(conn)
@@ -308,7 +314,7 @@ def verify_cluster(k: kube.Kube, namespace: str, cluster: str, node_address: str
     finally:
         conn.close()
     if options.vtadmin:
-        report.checks += check_vtadmin(node_address, spec, cluster)
+        report.checks += check_vtadmin(node_address, vtadmin_at, cluster)
     for c in report.checks:
         (log.info if c.level == "ok" else log.warning)("%s: %s: %s", c.name, c.level, c.message)
     create_markdown_artifact(markdown=report.markdown, key=f"verify-{cluster}",

@@ -283,6 +283,17 @@ class Kube:
             action = "unchanged" if same else "changed"
         return Applied(subject, action, after)
 
+    def patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: dict,
+              manager: str = FIELD_MANAGER + "-redeploy") -> dict:
+        """A JSON merge patch as field manager ``manager`` (a change of a few fields, e.g. images,
+        without taking over the whole object as a server-side apply would)."""
+        res = self.resource(api_version, kind)
+        subject = ref({"kind": kind, "metadata": {"name": name, "namespace": namespace}})
+        return self._retry(lambda: res.patch(name=name, namespace=namespace, body=patch, field_manager=manager,
+                                             content_type="application/merge-patch+json",
+                                             dry_run="All" if self.dry_run else None).to_dict(),
+                           subject, "patch", res.name, res.group, namespace)
+
     def _namespace_exists(self, namespace: str | None) -> bool:
         if namespace not in self._namespaces:
             self._namespaces[namespace] = self.get("v1", "Namespace", namespace) is not None

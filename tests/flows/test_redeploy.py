@@ -1,0 +1,138 @@
+"""The redeploy flow against a deployed cluster on the Kubernetes API double (vtgate proxying to a
+MariaDB of this module's own), on this session's Prefect server."""
+
+import asyncio
+import hashlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from prefect.artifacts import Artifact
+
+from blocks.mysql import MySQLCredentials
+from blocks.target import VitessTarget
+from flows.deploy import DeployParameters, deploy
+from flows.redeploy import redeploy
+from helpers import OPERATOR_YAML
+from tasks.redeploy import cluster_images, pushed_at_annotation
+from testbed import MariaDB, free_port
+from vtflow import kube
+from vtflow.kubedouble import DoubleConfig, KubeDouble
+
+NS = "example"
+MIRROR = "harbor.lan/vitess"
+
+
+def digest(seed: str) -> str:
+    return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cluster(prefect_server, tmp_path_factory):
+    db = MariaDB(root=Path(tempfile.mkdtemp(prefix="vtflow-redeploy-")), port=free_port()).start()
+    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.33.5+k3s1", operators=True,
+                                pod_start_delay=0.02, mysql_backend=f"{db.host}:{db.port}", mysql_user=db.user,
+                                mysql_password=db.password))
+    d.start()
+    tag = uuid.uuid4().hex[:6]
+    kubeconfig = d.kubeconfig(tmp_path_factory.mktemp("redeploy") / "kubeconfig").read_text()
+    VitessTarget(kubeconfig=kubeconfig, node_address="127.0.0.1", registry_mirror=MIRROR).save(f"tgt-{tag}")
+    MySQLCredentials(user=db.user, password=db.password).save(f"my-{tag}")
+    state = asyncio.run(deploy(params=DeployParameters(
+        target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", nodes_block=None, operator_manifest=OPERATOR_YAML,
+        until="cluster", ready_timeout_s=60), return_state=True))
+    assert state.is_completed(), state.message
+    d.tag = tag
+    d.k = kube.Kube(kube.api_client(kubeconfig, None, "t"))
+    yield d
+    d.stop()
+    db.stop()
+
+
+def run(d, **kw):
+    kw.setdefault("target_block", f"tgt-{d.tag}")
+    kw.setdefault("mysql_block", f"my-{d.tag}")
+    state = asyncio.run(redeploy(return_state=True, **kw))
+    return state, state.result(raise_on_failure=False)
+
+
+def vc(d):
+    return d.k.get("planetscale.com/v2", "VitessCluster", "example", NS)
+
+
+def pod_images(d, component):
+    return {c["image"] for p in d.k.list("v1", "Pod", NS, label_selector=f"planetscale.com/component={component}")
+            for c in p["spec"]["containers"] if c["name"] == component}
+
+
+def backups(d):
+    return len(d.vitess.list_backups(NS, "example", "commerce", "-"))
+
+
+def test_a_push_rolls_out_by_digest_after_a_backup_and_is_verified(cluster):
+    image = f"{MIRROR}/lite@{digest('v23.0.4')}"
+    before = backups(cluster)
+    state, result = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("v23.0.4"),
+                        tag="v23.0.4-mysql80", pushed_at=1000.0)
+    assert state.is_completed(), state.message
+    assert result.action == "changed" and result.previous["images.vttablet"] == "vitess/lite:v23.0.3-mysql80"
+    assert set(cluster_images(vc(cluster), "vitess").values()) == {image}
+    assert pod_images(cluster, "vttablet") == {image} and pod_images(cluster, "vtgate") == {image}
+    assert vc(cluster)["metadata"]["annotations"][pushed_at_annotation("vitess")] == "1000.0"
+    assert backups(cluster) == before + 1
+    assert "# Redeploy of vitess: changed" in Artifact.get("redeploy-example").data
+
+    state, again = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("v23.0.4"),
+                       pushed_at=1000.0)
+    assert state.is_completed() and again.action == "unchanged" and backups(cluster) == before + 1
+
+
+def test_an_older_push_never_replaces_a_newer_one(cluster):
+    state, _ = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("new"), pushed_at=2000.0)
+    assert state.is_completed(), state.message
+    state, result = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("old"), pushed_at=1500.0)
+    assert state.is_completed() and result.action == "skipped"
+    assert "a newer push (at 2000) is already applied" in result.message
+    assert set(cluster_images(vc(cluster), "vitess").values()) == {f"{MIRROR}/lite@{digest('new')}"}
+
+
+@pytest.mark.parametrize("repository,dig,message", [
+    ("docker.io/vitess/lite", digest("x"), "is not under the target's registry mirror harbor.lan/vitess"),
+    (f"{MIRROR}/lite", "sha256:abc", "is not sha256:<64 hex digits>"),
+    (f"{MIRROR}/Lite", digest("x"), "is not an image repository"),
+])
+def test_image_references_outside_the_mirror_or_malformed_are_refused(cluster, repository, dig, message):
+    before = vc(cluster)["metadata"]["resourceVersion"]
+    state, _ = run(cluster, component="vitess", repository=repository, digest=dig)
+    assert state.is_failed() and message in state.message
+    assert vc(cluster)["metadata"]["resourceVersion"] == before
+
+
+def test_a_failed_verification_rolls_back_and_reports_both_states(cluster, tmp_path):
+    current = cluster_images(vc(cluster), "vitess")
+    expected = tmp_path / "expected.tsv"
+    expected.write_text("1\n")
+    state, _ = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("broken"),
+                   pushed_at=time.time(), backup_first=False,
+                   verify={"script": "select 2 as n;", "expected_output": str(expected)})
+    assert state.is_failed()
+    assert f"redeploy of vitess to {MIRROR}/lite@{digest('broken')}: failed" in state.message
+    assert "output differs" in state.message and "rolled back and the previous images are running again" in state.message
+    assert cluster_images(vc(cluster), "vitess") == current
+    assert pod_images(cluster, "vttablet") == {current["images.vttablet"]}
+    report = Artifact.get("redeploy-example").data
+    assert "# Redeploy of vitess: rolled back" in report and digest("broken") in report
+
+
+def test_vtadmin_and_operator_components(cluster):
+    state, result = run(cluster, component="vtadmin", repository=f"{MIRROR}/vtadmin", digest=digest("adm"),
+                        backup_first=False)
+    assert state.is_completed(), state.message
+    assert vc(cluster)["spec"]["images"]["vtadmin"] == f"{MIRROR}/vtadmin@{digest('adm')}"
+    state, result = run(cluster, component="operator", repository=f"{MIRROR}/vitess-operator", digest=digest("op"),
+                        backup_first=False)
+    assert state.is_completed(), state.message
+    dep = cluster.k.get("apps/v1", "Deployment", "vitess-operator", NS)
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"{MIRROR}/vitess-operator@{digest('op')}"
