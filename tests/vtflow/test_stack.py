@@ -95,6 +95,10 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
         form = json.dumps(deploy["parameter_openapi_schema"])
         assert "target_block" in form and "dry_run" in form and "tabletPools" not in form
         assert "expected_output" in form and "DataFile" in form, "the data and verify steps have their form"
+        deadline = time.monotonic() + 30  # serve registers its deployments one after another
+        while (found := _get(f"{api}/deployments/name/redeploy/redeploy", auth))[0] != 200:
+            assert time.monotonic() < deadline, "the redeploy deployment never appeared"
+            time.sleep(0.5)
         status, health = _get(f"{api}/deployments/name/health-check/health-check", auth)
         assert status == 200 and [s["schedule"].get("interval") for s in health["schedules"]] == [300.0]
         assert health["concurrency_limit"] == 1 or (health.get("global_concurrency_limit") or {}).get("limit") == 1
