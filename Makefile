@@ -21,6 +21,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/deploy_steps.py
 	$(BIN)/python bench/data_load.py
 	$(BIN)/python bench/health_check.py
+	$(BIN)/python bench/webhook.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,27 +1,84 @@
-"""The Harbor webhook block: the shared secret Harbor sends with each delivery."""
+"""The Harbor webhook block: the shared secret Harbor sends with each delivery, and which pushed
+images redeploy which part of the cluster (read by the receiver in ``vtflow/webhook.py``)."""
 
 from __future__ import annotations
 
 import hmac
+import re
+from typing import Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+# Harbor "project/repo" (repositories may nest: "project/team/repo"), lower case as Harbor keeps them
+_REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)+$")
+_DEPLOYMENT = re.compile(r"^[^/\s]+/[^/\s]+$")
+
+Component = Literal["vitess", "vtadmin", "operator"]
+
+
+class ImageRoute(BaseModel):
+    """A Harbor repository (and tag pattern) whose pushes redeploy one component of a cluster."""
+
+    repository: str = Field(
+        description='Harbor repository as "project/repo", without registry host or tag, e.g. "vitess/lite".')
+    tags: str = Field(
+        default="*",
+        description='Tags that trigger a redeploy, an fnmatch glob: "*" any tag, "v23.*", "v*-mysql80". '
+                    "Untagged pushes (digest only) never match.")
+    component: Component = Field(
+        description="What the image is: 'vitess' (vitess/lite: vtgate, vttablet, vtctld, vtorc), "
+                    "'vtadmin', or 'operator' (vitess-operator).")
+    target_block: str = Field(default="default", description="Name of the Vitess target block of the cluster to redeploy.")
+    mysql_block: str = Field(default="default", description="Name of the MySQL credentials block used to verify it.")
+
+    @field_validator("repository")
+    @classmethod
+    def _project_slash_repo(cls, v: str) -> str:
+        first = v.split("/", 1)[0]
+        # as Docker tells a registry host from a path: a dot, a port or localhost
+        if not _REPOSITORY.match(v) or "." in first or first == "localhost":
+            raise ValueError(f'repository {v!r} must be Harbor\'s "project/repo" (lower case, no registry host, '
+                             'no tag or digest), e.g. "vitess/lite"')
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError('the tag pattern is empty: use "*" for any tag')
+        return v.strip()
 
 
 class HarborWebhook(Block):
-    """The value Harbor's webhook policy sends verbatim in the ``Authorization`` header."""
+    """What the Harbor webhook receiver needs: the value Harbor's policy sends verbatim in the
+    ``Authorization`` header, the repositories it acts on, and the deployment whose runs it creates."""
 
     _block_type_name = "vtflow Harbor webhook"
     _block_type_slug = "vtflow-harbor-webhook"
-    _description = "Shared secret of the Harbor webhook policy (its auth_header)."
+    _description = ("Harbor webhook receiver: the policy's auth header, which pushed images redeploy which "
+                    "component, and the redeploy deployment.")
 
     auth_header: SecretStr = Field(description="Exact Authorization header value set in the Harbor policy; at least 16 characters.")
+    routes: list[ImageRoute] = Field(
+        default_factory=list,
+        description="Pushed images that trigger a redeploy; the first route matching a push wins. "
+                    "Pushes of other repositories or tags are acknowledged and ignored.")
+    deployment: str = Field(default="redeploy/redeploy",
+                            description='The deployment ("flow/deployment") whose runs the receiver creates.')
 
     @field_validator("auth_header")
     @classmethod
     def _long_enough(cls, v: SecretStr) -> SecretStr:
         if len(v.get_secret_value()) < 16:
             raise ValueError("the auth header must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return v
+
+    @field_validator("deployment")
+    @classmethod
+    def _flow_slash_deployment(cls, v: str) -> str:
+        if not _DEPLOYMENT.match(v):
+            raise ValueError(f'deployment {v!r} must be "flow-name/deployment-name", e.g. "redeploy/redeploy"')
         return v
 
     def accepts(self, header: str | None) -> bool:

@@ -152,14 +152,59 @@ def cmd_block_mysql(args) -> int:
     return 0
 
 
+def parse_route(spec: str, target_block: str, mysql_block: str) -> dict:
+    """``PROJECT/REPO[:TAGS]=COMPONENT`` (``vitess/lite:v23.*=vitess``) as an ImageRoute's fields."""
+    image, sep, component = spec.rpartition("=")
+    repository, _, tags = image.partition(":")
+    if not sep or not repository or not component:
+        raise ConfigError(f"--route {spec}", "must be PROJECT/REPO[:TAG_GLOB]=COMPONENT.",
+                          "e.g. --route vitess/lite:v23.*=vitess --route vitess/vtadmin=vtadmin "
+                          "--route planetscale/vitess-operator=operator")
+    return {"repository": repository, "tags": tags or "*", "component": component,
+            "target_block": target_block, "mysql_block": mysql_block}
+
+
 def cmd_block_harbor(args) -> int:
+    from pydantic import ValidationError
+
     from blocks.harbor import HarborWebhook
 
+    routes = [parse_route(r, args.target, args.mysql or args.target) for r in args.route]
     header = _secret_from_env(args.auth_header_env, "Harbor auth header", prompt=True)
     if not header:
         raise ConfigError("Harbor webhook block", "has no auth header.",
                           "pass --auth-header-env VAR with VAR exported (e.g. VAR=$(openssl rand -hex 24)).")
-    _save(HarborWebhook(auth_header=header), args.name, args.overwrite)
+    fields = {"routes": routes} | ({"deployment": args.deployment} if args.deployment else {})
+    try:
+        block = HarborWebhook(auth_header=header, **fields)
+    except ValidationError as e:
+        # pydantic's text would quote the input, secret included: name the fields only
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"Harbor webhook block {args.name!r}", f"is not valid: {problems}.",
+                          "fix the options named above.") from e
+    _save(block, args.name, args.overwrite)
+    if not routes:
+        print("note: no --route given, so the receiver acknowledges every push and redeploys nothing")
+    return 0
+
+
+def cmd_webhook_serve(args) -> int:
+    from prefect.settings import get_current_settings
+
+    from vtflow.stack import StackSettings, port_is_free
+    from vtflow.webhook import ReceiverSettings, serve
+
+    stack = StackSettings.from_env()
+    host = args.host or stack.webhook_host
+    port = args.port if args.port is not None else stack.webhook_port
+    if not port:
+        raise ConfigError("Harbor webhook receiver", "has no port (VTFLOW_WEBHOOK_PORT=0).", "pass --port PORT.")
+    if not port_is_free(host, port):
+        raise ConfigError(f"{host}:{port}", "is already in use.",
+                          "stop what listens there, or choose another port with --port (VTFLOW_WEBHOOK_PORT).")
+    api = get_current_settings().api
+    serve(host, port, ReceiverSettings(block=args.block, api_url=api.url,
+                                       auth_string=api.auth_string.get_secret_value() if api.auth_string else None))
     return 0
 
 
@@ -342,10 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--password-env", help="environment variable holding the password (else prompted)")
     m.set_defaults(func=cmd_block_mysql)
 
-    h = create.add_parser("harbor", help="the Harbor webhook's auth header")
+    h = create.add_parser("harbor", help="the Harbor webhook receiver: auth header, and which pushes redeploy what")
     common(h)
     h.add_argument("--auth-header-env", help="environment variable holding the header value (else prompted)")
+    h.add_argument("--route", action="append", default=[], metavar="PROJECT/REPO[:TAG_GLOB]=COMPONENT",
+                   help="pushes that redeploy a component (vitess, vtadmin, operator), e.g. vitess/lite:v23.*=vitess; "
+                        "repeatable, the first match wins")
+    h.add_argument("--target", default="default", help="Vitess target block the routes redeploy (default: default)")
+    h.add_argument("--mysql", help="MySQL credentials block the routes verify with (default: the target's name)")
+    h.add_argument("--deployment", help="deployment whose runs the receiver creates (default: redeploy/redeploy)")
     h.set_defaults(func=cmd_block_harbor)
+
+    wh = sub.add_parser("webhook", help="the Harbor webhook receiver").add_subparsers(dest="webhook", required=True)
+    ws = wh.add_parser("serve", help="receive Harbor's webhooks on POST /harbor and create redeploy runs (make up starts it)")
+    ws.add_argument("--host", help="address to listen on (default VTFLOW_WEBHOOK_HOST, else VTFLOW_HOST, else 127.0.0.1)")
+    ws.add_argument("--port", type=int, help="port (default VTFLOW_WEBHOOK_PORT, else 8088)")
+    ws.add_argument("--block", default="default", help="Harbor webhook block name (default: default)")
+    ws.set_defaults(func=cmd_webhook_serve)
 
     dp = sub.add_parser("deploy", help="run the deploy flow now (all seven steps), or show its plan with --dry-run")
     dp.add_argument("--target", required=True, help="Vitess target block name")

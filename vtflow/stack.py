@@ -3,8 +3,9 @@
 ``up()`` is a small supervisor: it starts the Prefect server as a child process (SQLite under
 the state folder, or PostgreSQL when ``PREFECT_API_DATABASE_CONNECTION_URL`` is set), waits
 until it answers, registers vtflow's block types, starts a second child that serves the
-deployments, prints the UI address, and on Ctrl-C (or SIGTERM) stops both children, serve
-first so that it can pause its deployments. It must not hold flow logic.
+deployments and a third, the Harbor webhook receiver (``vtflow webhook serve``), prints the
+addresses, and on Ctrl-C (or SIGTERM) stops the children: the receiver, then serve (so that it
+can pause its deployments), then the server. It must not hold flow logic.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def _port_from_env(var: str, default: int) -> int:
+    try:
+        return int(os.environ.get(var) or default)
+    except ValueError as e:
+        raise ConfigError(var, f"{os.environ[var]!r} is not a port number.", f"set it to e.g. {default}.") from e
+
+
 @dataclass
 class StackSettings:
     host: str
@@ -49,20 +57,29 @@ class StackSettings:
     home: Path
     auth_string: str | None
     database_url: str | None
+    # the Harbor webhook receiver; port 0 leaves it out of `make up`
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8088
 
     @classmethod
     def from_env(cls) -> "StackSettings":
-        try:
-            port = int(os.environ.get("VTFLOW_PORT", "4200"))
-        except ValueError as e:
-            raise ConfigError("VTFLOW_PORT", f"{os.environ['VTFLOW_PORT']!r} is not a port number.", "set it to e.g. 4200.") from e
+        host = os.environ.get("VTFLOW_HOST", "127.0.0.1")
         return cls(
-            host=os.environ.get("VTFLOW_HOST", "127.0.0.1"),
-            port=port,
+            host=host,
+            port=_port_from_env("VTFLOW_PORT", 4200),
             home=state_dir() / "prefect",
             auth_string=os.environ.get("PREFECT_SERVER_API_AUTH_STRING") or None,
             database_url=os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or None,
+            # Harbor must reach the receiver, not necessarily the Prefect API (which hands block
+            # secrets to whoever reaches it): VTFLOW_WEBHOOK_HOST can expose the receiver alone
+            webhook_host=os.environ.get("VTFLOW_WEBHOOK_HOST") or host,
+            webhook_port=_port_from_env("VTFLOW_WEBHOOK_PORT", 8088),
         )
+
+    @property
+    def webhook_url(self) -> str:
+        host = "127.0.0.1" if self.webhook_host in ("0.0.0.0", "::") else self.webhook_host
+        return f"http://{host}:{self.webhook_port}/harbor"
 
     @property
     def client_host(self) -> str:
@@ -193,6 +210,7 @@ def up(out=print) -> int:
         out(warning)
     server = PrefectServer(s)
     serve_proc: subprocess.Popen | None = None
+    webhook_proc: subprocess.Popen | None = None
     stopping = False
 
     def _stop(signum, frame):
@@ -202,6 +220,10 @@ def up(out=print) -> int:
 
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
+        if s.webhook_port and not port_is_free(s.webhook_host, s.webhook_port):
+            raise ConfigError(f"{s.webhook_host}:{s.webhook_port}", "is already in use (the Harbor webhook receiver's port).",
+                              "stop what listens there, or choose another port with VTFLOW_WEBHOOK_PORT=PORT "
+                              "(0 leaves the receiver out).")
         db = "PostgreSQL/other (PREFECT_API_DATABASE_CONNECTION_URL)" if s.database_url else f"SQLite in {s.home}"
         out(f"Starting the Prefect server on {s.host}:{s.port} ({db}) ...")
         server.start()
@@ -212,7 +234,17 @@ def up(out=print) -> int:
             serve_proc = subprocess.Popen([sys.executable, "-m", "vtflow.stack", "serve"], env=env,
                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
+        webhook_log = s.home / "webhook.log"
+        if s.webhook_port:
+            # it starts without a Harbor webhook block too: it answers 503 until one exists
+            with open(webhook_log, "ab") as log:
+                webhook_proc = subprocess.Popen(
+                    [sys.executable, "-m", "vtflow.cli", "webhook", "serve", "--host", s.webhook_host,
+                     "--port", str(s.webhook_port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True)
         out(f"vtflow is up. Prefect UI: {s.ui_url}  (API {s.api_url})")
+        if webhook_proc is not None:
+            out(f"Harbor webhook receiver: {s.webhook_url} (log: {webhook_log})")
         out(f"Blocks registered; deployments served (log: {serve_log}). Press Ctrl-C to stop.")
         while True:
             if server.proc.poll() is not None:
@@ -221,11 +253,15 @@ def up(out=print) -> int:
             if serve_proc.poll() is not None:
                 out(f"Serving the deployments stopped (status {serve_proc.returncode}); see {serve_log}.")
                 return 1
+            if webhook_proc is not None and webhook_proc.poll() is not None:
+                out(f"The Harbor webhook receiver stopped (status {webhook_proc.returncode}); see {webhook_log}.")
+                return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     finally:
         out("Stopping ...")
+        stop_process(webhook_proc, timeout=10)
         # serve first, with SIGINT: it pauses its deployments on the way out
         stop_process(serve_proc, timeout=20, sig=signal.SIGINT)
         server.stop()

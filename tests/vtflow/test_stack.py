@@ -59,11 +59,12 @@ print("STATE", run.state.type.value)
 
 
 def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, nodes, tmp_path):
-    port = free_port()
+    port, webhook_port = free_port(), free_port()
     auth = "admin:up-test-secret"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(VTFLOW_PORT=str(port), VTFLOW_STATE_DIR=str(tmp_path / "state"), PREFECT_SERVER_API_AUTH_STRING=auth,
-               PREFECT_RUNNER_POLL_FREQUENCY="1", PYTHONUNBUFFERED="1")
+               PREFECT_RUNNER_POLL_FREQUENCY="1", PYTHONUNBUFFERED="1",
+               VTFLOW_WEBHOOK_PORT=str(webhook_port))
     up = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "up"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output = []
@@ -99,6 +100,7 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
         while (found := _get(f"{api}/deployments/name/redeploy/redeploy", auth))[0] != 200:
             assert time.monotonic() < deadline, "the redeploy deployment never appeared"
             time.sleep(0.5)
+        assert _get(f"http://127.0.0.1:{webhook_port}/healthz")[0] == 200, "make up starts the Harbor receiver"
         status, health = _get(f"{api}/deployments/name/health-check/health-check", auth)
         assert status == 200 and [s["schedule"].get("interval") for s in health["schedules"]] == [300.0]
         assert health["concurrency_limit"] == 1 or (health.get("global_concurrency_limit") or {}).get("limit") == 1
