@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -38,3 +39,41 @@ def read_table_artifact(key: str) -> list[dict]:
 UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[2] / "shared" / "upstream"))
 EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
 OPERATOR_YAML = str(EXAMPLES / "operator.yaml")  # a path string, as flows and the CLI take it
+
+
+@contextlib.contextmanager
+def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = None, until: str = "cluster"):
+    """A VitessCluster deployed by the deploy flow onto the API double, whose vtgate proxies to a
+    MariaDB of its own (the session's is shared; these use upstream's keyspace names). Yields
+    the double with ``tag`` (blocks ``tgt-<tag>``, ``my-<tag>``), ``db``, ``kubeconfig_text``, ``k``."""
+    import asyncio
+    import tempfile
+
+    from blocks.mysql import MySQLCredentials
+    from blocks.target import VitessTarget
+    from flows.deploy import DeployParameters, deploy
+    from testbed import MariaDB, free_port
+    from vtflow import kube
+    from vtflow.kubedouble import DoubleConfig, KubeDouble
+
+    db = MariaDB(root=Path(tempfile.mkdtemp(prefix="vtflow-cluster-")), port=free_port()).start()
+    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.33.5+k3s1", operators=True,
+                                pod_start_delay=0.02, mysql_backend=f"{db.host}:{db.port}", mysql_user=db.user,
+                                mysql_password=db.password))
+    d.start()
+    try:
+        tag = uuid.uuid4().hex[:6]
+        kubeconfig = d.kubeconfig(folder / "kubeconfig").read_text()
+        VitessTarget(kubeconfig=kubeconfig, node_address="127.0.0.1", registry_mirror=registry_mirror).save(f"tgt-{tag}")
+        MySQLCredentials(user=db.user, password=db.password).save(f"my-{tag}")
+        extra = {"cluster": spec} if spec is not None else {}
+        state = asyncio.run(deploy(params=DeployParameters(
+            target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", nodes_block=None, operator_manifest=OPERATOR_YAML,
+            until=until, ready_timeout_s=60, **extra), return_state=True))
+        assert state.is_completed(), state.message
+        d.tag, d.db, d.kubeconfig_text = tag, db, kubeconfig
+        d.k = kube.Kube(kube.api_client(kubeconfig, None, "t"))
+        yield d
+    finally:
+        d.stop()
+        db.stop()

@@ -5,9 +5,7 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,16 +13,11 @@ import pytest
 from kubernetes import client as k8s
 from prefect.artifacts import Artifact
 
-from blocks.mysql import MySQLCredentials
-from blocks.target import VitessTarget
 from flows.backup import backup
-from flows.deploy import DeployParameters, deploy
-from helpers import OPERATOR_YAML
+from helpers import deployed_cluster
 from tasks.backup import Retention
 from tasks.cluster import ClusterSpec, KeyspaceSpec
-from testbed import MariaDB, free_port
 from vtflow import kube
-from vtflow.kubedouble import DoubleConfig, KubeDouble
 
 NS = "example"
 REPO = Path(__file__).resolve().parents[2]
@@ -33,25 +26,9 @@ SHARDS = ["commerce/-", "customer/-80", "customer/80-"]
 
 @pytest.fixture(scope="module")
 def cluster(prefect_server, tmp_path_factory):
-    db = MariaDB(root=Path(tempfile.mkdtemp(prefix="vtflow-backup-")), port=free_port()).start()
-    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.33.5+k3s1", operators=True,
-                                pod_start_delay=0.02, mysql_backend=f"{db.host}:{db.port}", mysql_user=db.user,
-                                mysql_password=db.password))
-    d.start()
-    tag = uuid.uuid4().hex[:6]
-    kubeconfig = d.kubeconfig(tmp_path_factory.mktemp("backup") / "kubeconfig").read_text()
-    VitessTarget(kubeconfig=kubeconfig, node_address="127.0.0.1").save(f"tgt-{tag}")
-    MySQLCredentials(user=db.user, password=db.password).save(f"my-{tag}")
     spec = ClusterSpec(keyspaces=[KeyspaceSpec(), KeyspaceSpec(name="customer", shards=2)])
-    state = asyncio.run(deploy(params=DeployParameters(
-        target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", nodes_block=None, operator_manifest=OPERATOR_YAML,
-        until="cluster", ready_timeout_s=60, cluster=spec), return_state=True))
-    assert state.is_completed(), state.message
-    d.tag, d.kubeconfig_text = tag, kubeconfig
-    d.k = kube.Kube(kube.api_client(kubeconfig, None, "t"))
-    yield d
-    d.stop()
-    db.stop()
+    with deployed_cluster(tmp_path_factory.mktemp("backup"), spec=spec) as d:
+        yield d
 
 
 def run(d, **kw):

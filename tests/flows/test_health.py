@@ -3,24 +3,15 @@ to a MariaDB of this module's own), on this session's Prefect server: healthy, t
 the issue names, each undone after its test."""
 
 import asyncio
-import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from prefect.artifacts import Artifact
 
-from blocks.mysql import MySQLCredentials
-from blocks.target import VitessTarget
-from flows.deploy import DeployParameters, deploy
 from flows.health import health_check
-from helpers import OPERATOR_YAML
+from helpers import deployed_cluster
 from tasks.health import HealthThresholds
-from testbed import MariaDB, free_port
-from vtflow import kube
-from vtflow.kubedouble import DoubleConfig, KubeDouble
 
 NS = "example"
 
@@ -36,24 +27,8 @@ def wait_for(fn, what: str, timeout: float = 15):
 
 @pytest.fixture(scope="module")
 def cluster(prefect_server, tmp_path_factory):
-    db = MariaDB(root=Path(tempfile.mkdtemp(prefix="vtflow-health-")), port=free_port()).start()
-    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.33.5+k3s1", operators=True,
-                                pod_start_delay=0.02, mysql_backend=f"{db.host}:{db.port}", mysql_user=db.user,
-                                mysql_password=db.password))
-    d.start()
-    tag = uuid.uuid4().hex[:6]
-    kubeconfig = d.kubeconfig(tmp_path_factory.mktemp("health") / "kubeconfig").read_text()
-    VitessTarget(kubeconfig=kubeconfig, node_address="127.0.0.1").save(f"tgt-{tag}")
-    MySQLCredentials(user=db.user, password=db.password).save(f"my-{tag}")
-    state = asyncio.run(deploy(params=DeployParameters(
-        target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", nodes_block=None, operator_manifest=OPERATOR_YAML,
-        until="cluster", ready_timeout_s=60), return_state=True))
-    assert state.is_completed(), state.message
-    d.tag = tag
-    d.k = kube.Kube(kube.api_client(kubeconfig, None, "t"))
-    yield d
-    d.stop()
-    db.stop()
+    with deployed_cluster(tmp_path_factory.mktemp("health")) as d:
+        yield d
 
 
 def check(d, **thresholds):

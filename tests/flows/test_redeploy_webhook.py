@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -18,14 +17,9 @@ from pathlib import Path
 import pytest
 
 from blocks.harbor import HarborWebhook, ImageRoute
-from blocks.mysql import MySQLCredentials
-from blocks.target import VitessTarget
-from flows.deploy import DeployParameters, deploy
-from helpers import OPERATOR_YAML
+from helpers import deployed_cluster
 from tasks.redeploy import cluster_images
-from testbed import MariaDB, free_port, wait_port
-from vtflow import kube
-from vtflow.kubedouble import DoubleConfig, KubeDouble
+from testbed import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "example"
@@ -61,40 +55,28 @@ def post(port: int, body: dict, content_type: str) -> dict:
 
 @pytest.fixture(scope="module")
 def stack(prefect_server, tmp_path_factory):
-    db = MariaDB(root=Path(tempfile.mkdtemp(prefix="vtflow-webhook-e2e-")), port=free_port()).start()
-    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.33.5+k3s1", operators=True,
-                                pod_start_delay=0.02, mysql_backend=f"{db.host}:{db.port}", mysql_user=db.user,
-                                mysql_password=db.password))
-    d.start()
-    tag = uuid.uuid4().hex[:6]
-    kubeconfig = d.kubeconfig(tmp_path_factory.mktemp("e2e") / "kubeconfig").read_text()
-    VitessTarget(kubeconfig=kubeconfig, node_address="127.0.0.1", registry_mirror="harbor.lan/vitess").save(f"tgt-{tag}")
-    MySQLCredentials(user=db.user, password=db.password).save(f"my-{tag}")
-    HarborWebhook(auth_header=AUTH, routes=[ImageRoute(repository="vitess/lite", tags="v23.*", component="vitess",
-                                                       target_block=f"tgt-{tag}", mysql_block=f"my-{tag}")],
-                  ).save(f"harbor-{tag}")
-    state = asyncio.run(deploy(params=DeployParameters(
-        target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", nodes_block=None, operator_manifest=OPERATOR_YAML,
-        until="cluster", ready_timeout_s=60), return_state=True))
-    assert state.is_completed(), state.message
-
-    env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(REPO)}
-    serve = subprocess.Popen(
-        [sys.executable, "-c", "from prefect import serve; from deployments import all_deployments; "
-                               "serve(*[d for d in all_deployments() if d.name == 'redeploy'], print_starting_message=False)"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    port = free_port()
-    receiver = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "webhook", "serve", "--host", "127.0.0.1",
-                                 "--port", str(port), "--block", f"harbor-{tag}"],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port("127.0.0.1", port, 30, receiver, "webhook receiver")
-    d.port, d.k = port, kube.Kube(kube.api_client(kubeconfig, None, "t"))
-    yield d
-    for p in (receiver, serve):
-        p.terminate()
-        p.wait(30)
-    d.stop()
-    db.stop()
+    with deployed_cluster(tmp_path_factory.mktemp("e2e"), registry_mirror="harbor.lan/vitess") as d:
+        tag = d.tag
+        HarborWebhook(auth_header=AUTH, routes=[ImageRoute(repository="vitess/lite", tags="v23.*", component="vitess",
+                                                           target_block=f"tgt-{tag}", mysql_block=f"my-{tag}")],
+                      ).save(f"harbor-{tag}")
+        env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(REPO)}
+        serve = subprocess.Popen(
+            [sys.executable, "-c", "from prefect import serve; from deployments import all_deployments; "
+                                   "serve(*[d for d in all_deployments() if d.name == 'redeploy'], print_starting_message=False)"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = free_port()
+        receiver = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "webhook", "serve", "--host", "127.0.0.1",
+                                     "--port", str(port), "--block", f"harbor-{tag}"],
+                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port("127.0.0.1", port, 30, receiver, "webhook receiver")
+            d.port = port
+            yield d
+        finally:
+            for p in (receiver, serve):
+                p.terminate()
+                p.wait(30)
 
 
 def finished(run_id: str, timeout: float = 180):
