@@ -28,7 +28,7 @@ from tasks.operators import (DEFAULT_OPERATOR_VERSION, OPERATOR_URL, StepReport,
                              install_vitess_operator, load_manifest)
 from tasks.schema import KeyspaceSchema, apply_schemas
 from tasks.schema import check_inputs as check_schema_inputs
-from tasks.verify import Verification, expected_tablets, verify_cluster, vtadmin_ports
+from tasks.verify import Verification, expected_tablets_of, verify_cluster, vtadmin_ports
 from tasks.verify import read_inputs as read_verify_inputs
 from vtflow import kube
 
@@ -168,6 +168,7 @@ async def _steps(params: DeployParameters, target: VitessTarget, credentials: My
         reports.append(StepReport(step="verify", skipped="turned off in the parameters"))
     else:
         result = verify_cluster(k, namespace, cluster, target.node_address, target.vtgate_address, credentials,
-                                expected_tablets(params.cluster), vtadmin_ports(params.cluster), loaded, params.verify)
+                                expected_tablets_of(k.get("planetscale.com/v2", "VitessCluster", cluster, namespace) or {}),
+                                vtadmin_ports(params.cluster), loaded, params.verify)
         reports.append(StepReport(step="verify", findings=[f"{c.name}: {c.level}: {c.message}" for c in result.checks]))
         sections.append(result.markdown)

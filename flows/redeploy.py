@@ -23,8 +23,7 @@ from flows.common import load_block
 from tasks import redeploy as rd
 from tasks.cluster import vtadmin_node_port_name
 from tasks.common import retry_transient
-from tasks.health import expected_tablets_of
-from tasks.verify import Verification, verify_cluster
+from tasks.verify import Verification, expected_tablets_of, verify_cluster
 from vtflow import kube
 from vtflow.errors import PermanentError, VtflowError
 

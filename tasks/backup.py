@@ -17,7 +17,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.health import backup_time, expected_tablets_of, is_complete
+from tasks.health import backup_time, is_complete
+from tasks.verify import expected_tablets_of
 from tasks.schema import vtctldclient
 from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError

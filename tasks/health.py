@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from blocks.mysql import MySQLCredentials
 from tasks import gateway
-from tasks.cluster import not_ready, shard_from_label, shard_names
-from tasks.verify import Check, show_tablets, tablet_checks
+from tasks.cluster import not_ready, shard_from_label
+from tasks.verify import Check, expected_tablets_of, show_tablets, tablet_checks
 from vtflow import kube, mysql
 from vtflow.errors import VtflowError
 
@@ -110,33 +110,6 @@ def status_check(vc: dict | None) -> Check:
 
 
 # ---------------------------------------------------------------- pure: Vitess
-
-
-def expected_tablets_of(vc: dict) -> dict[tuple[str, str], dict[str, int]]:
-    """(keyspace, shard) -> tablets per type, from the VitessCluster object as deployed."""
-    out = {}
-    for ks in (vc.get("spec") or {}).get("keyspaces") or []:
-        for part in ks.get("partitionings") or []:
-            if "equal" in part:
-                pools = (part["equal"].get("shardTemplate") or {}).get("tabletPools") or []
-                shards = [(s, pools) for s in shard_names(int(part["equal"].get("parts", 1)))]
-            else:
-                shards = [(f"{(s.get('keyRange') or {}).get('start', '')}-{(s.get('keyRange') or {}).get('end', '')}"
-                           if s.get("keyRange") else s.get("name", "-"), s.get("tabletPools") or [])
-                          for s in (part.get("custom") or {}).get("shards") or []]
-            for shard, pools in shards:
-                want = {"PRIMARY": 0, "REPLICA": 0, "RDONLY": 0}
-                for pool in pools:
-                    n = int(pool.get("replicas", 0))
-                    if pool.get("type", "replica") == "replica" and n:
-                        want["PRIMARY"] = 1
-                        want["REPLICA"] += n - 1
-                    elif pool.get("type") == "rdonly":
-                        want["RDONLY"] += n
-                    elif pool.get("type") == "externalmaster":
-                        want["PRIMARY"] = 1
-                out[(ks["name"], shard)] = want
-    return out
 
 
 def lag_checks(rows: list[dict], max_lag_s: float) -> list[Check]:

@@ -76,15 +76,32 @@ class VerifyReport:
 # ---------------------------------------------------------------- pure: expectations and judgement
 
 
-def expected_tablets(spec: ClusterSpec) -> dict[tuple[str, str], dict[str, int]]:
-    """(keyspace, shard) -> tablets per type: a replica pool of n is 1 PRIMARY and n-1 REPLICAs."""
+def expected_tablets_of(vc: dict) -> dict[tuple[str, str], dict[str, int]]:
+    """(keyspace, shard) -> tablets per type, from the VitessCluster object as deployed (the one
+    source for the deploy's verification, the health check and the redeploy): a replica pool of n
+    is 1 PRIMARY and n-1 REPLICAs."""
     out = {}
-    for ks in spec.keyspaces:
-        pool = ks.tablets
-        want = {"PRIMARY": 1, "REPLICA": pool.replicas - 1, "RDONLY": 0} if pool.type == "replica" else \
-            {"PRIMARY": 0, "REPLICA": 0, "RDONLY": pool.replicas}
-        for shard in shard_names(ks.shards):
-            out[(ks.name, shard)] = dict(want)
+    for ks in (vc.get("spec") or {}).get("keyspaces") or []:
+        for part in ks.get("partitionings") or []:
+            if "equal" in part:
+                pools = (part["equal"].get("shardTemplate") or {}).get("tabletPools") or []
+                shards = [(s, pools) for s in shard_names(int(part["equal"].get("parts", 1)))]
+            else:
+                shards = [(f"{(s.get('keyRange') or {}).get('start', '')}-{(s.get('keyRange') or {}).get('end', '')}"
+                           if s.get("keyRange") else s.get("name", "-"), s.get("tabletPools") or [])
+                          for s in (part.get("custom") or {}).get("shards") or []]
+            for shard, pools in shards:
+                want = {"PRIMARY": 0, "REPLICA": 0, "RDONLY": 0}
+                for pool in pools:
+                    n = int(pool.get("replicas", 0))
+                    if pool.get("type", "replica") == "replica" and n:
+                        want["PRIMARY"] = 1
+                        want["REPLICA"] += n - 1
+                    elif pool.get("type") == "rdonly":
+                        want["RDONLY"] += n
+                    elif pool.get("type") == "externalmaster":
+                        want["PRIMARY"] = 1
+                out[(ks["name"], shard)] = want
     return out
 
 

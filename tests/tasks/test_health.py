@@ -3,10 +3,9 @@
 
 from datetime import datetime, timedelta, timezone
 
-from tasks.cluster import ClusterSpec, KeyspaceSpec, render
-from tasks.health import (backup_checks, backup_time, expected_components, expected_tablets_of, guarded, lag_checks,
+from tasks.cluster import ClusterSpec, render
+from tasks.health import (backup_checks, backup_time, expected_components, guarded, lag_checks,
                           pod_checks, restart_check, restart_counts, status_check)
-from tasks.verify import expected_tablets
 from vtflow.errors import UnreachableError
 
 VC = next(o for o in render(ClusterSpec(), "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
@@ -22,13 +21,6 @@ def test_expected_components_follow_the_spec():
     assert expected_components(VC) == ["etcd", "vtctld", "vtgate", "vttablet", "vtadmin", "vtorc"]
     bare = {"spec": {"keyspaces": [{"name": "k"}], "globalLockserver": {"external": {"address": "x"}}}}
     assert expected_components(bare) == ["vtctld", "vtgate", "vttablet"]
-
-
-def test_expected_tablets_from_the_deployed_object_match_the_spec_they_came_from():
-    spec = ClusterSpec(keyspaces=[KeyspaceSpec(), KeyspaceSpec(name="customer", shards=2)])
-    vc = next(o for o in render(spec, "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
-    assert expected_tablets_of(vc) == expected_tablets(spec)
-    assert set(expected_tablets_of(vc)) == {("commerce", "-"), ("customer", "-80"), ("customer", "80-")}
 
 
 def test_pod_checks_levels():

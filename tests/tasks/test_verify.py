@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from blocks.mysql import MySQLCredentials
-from tasks.cluster import ClusterSpec, KeyspaceSpec, TabletPool
-from tasks.verify import (Check, VerifyReport, batch_result, echo_line, expected_tablets, markdown, output_check,
+from tasks.cluster import ClusterSpec, KeyspaceSpec, TabletPool, render
+from tasks.verify import (Check, VerifyReport, batch_result, echo_line, expected_tablets_of, markdown, output_check,
                           row_checks, run_script, tablet_checks)
 from vtflow import mysql
 from vtflow.errors import PermanentError
@@ -18,11 +18,19 @@ def _tablet(ks, shard, kind, state="SERVING", alias="zone1-1"):
     return {"Cell": "zone1", "Keyspace": ks, "Shard": shard, "TabletType": kind, "State": state, "Alias": alias}
 
 
+def expected_tablets(spec: ClusterSpec) -> dict:
+    """What the verify step expects of the VitessCluster the deploy renders from ``spec``."""
+    vc = next(o for o in render(spec, "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
+    return expected_tablets_of(vc)
+
+
 def test_expected_tablets_of_the_default_and_of_a_sharded_rdonly_spec():
     assert expected_tablets(ClusterSpec()) == {("commerce", "-"): {"PRIMARY": 1, "REPLICA": 2, "RDONLY": 0}}
     spec = ClusterSpec(keyspaces=[KeyspaceSpec(name="customer", shards=2, tablets=TabletPool(type="rdonly", replicas=2))])
     assert expected_tablets(spec) == {("customer", "-80"): {"PRIMARY": 0, "REPLICA": 0, "RDONLY": 2},
                                       ("customer", "80-"): {"PRIMARY": 0, "REPLICA": 0, "RDONLY": 2}}
+    spec = ClusterSpec(keyspaces=[KeyspaceSpec(), KeyspaceSpec(name="customer", shards=2)])
+    assert set(expected_tablets(spec)) == {("commerce", "-"), ("customer", "-80"), ("customer", "80-")}
 
 
 def test_tablet_checks_pass_a_healthy_shard_and_name_what_is_wrong_otherwise():

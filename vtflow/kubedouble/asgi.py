@@ -24,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .api import Call
-from .auth import Attributes, User, authorize
+from .auth import Attributes, authorize
 from .resources import ResourceType
 from .status import ApiError, bad_request, status_body
 

@@ -82,7 +82,7 @@ def metadata_causes(rt: ResourceType, obj: dict) -> list[Cause]:
             causes.append(invalid_value("metadata.name", name, _SUBDOMAIN_MSG))
     for k, v in (meta.get("labels") or {}).items():
         if not isinstance(v, str) or len(v) > 63 or (v and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", v)):
-            causes.append(invalid_value(f"metadata.labels", v,
+            causes.append(invalid_value("metadata.labels", v,
                                         "a valid label must be an empty string or consist of alphanumeric "
                                         "characters, '-', '_' or '.', and must start and end with an "
                                         "alphanumeric character"))

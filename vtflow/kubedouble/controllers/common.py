@@ -82,3 +82,18 @@ def set_condition(conditions: list, type_: str, status: str, reason: str = "", m
         cond = prev
     out.append(cond)
     return sorted(out, key=lambda c: c["type"])
+
+
+def has_ready_endpoints(double, namespace: str, service: str) -> bool:
+    """Whether the Service has a Ready endpoint (what kube-proxy forwards to)."""
+    ep = double.get("endpoints", namespace, service) or {}
+    return any(s.get("addresses") for s in ep.get("subsets") or [])
+
+
+def reset(sock) -> None:
+    """Close a connection with a TCP reset, as kube-proxy answers a Service without endpoints."""
+    import socket
+    import struct
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()

@@ -35,13 +35,13 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import struct
 import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..controllers import Controller
+from ..controllers.common import has_ready_endpoints, reset
 from . import names
 from .desired import VTADMIN_API, WEB
 from .state import Tablet, VitessState
@@ -242,10 +242,9 @@ class VtadminListeners(Controller):
                 conn, addr = lst.sock.accept()
             except OSError:
                 return
-            if not self._has_ready_endpoints(ctx.namespace, ctx.service):
+            if not has_ready_endpoints(self.double, ctx.namespace, ctx.service):
                 # no vtadmin pod behind the Service: reset, as kube-proxy rejects it
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                conn.close()
+                reset(conn)
                 continue
             with lst.lock:
                 lst.conns.add(conn)
@@ -263,10 +262,6 @@ class VtadminListeners(Controller):
             with lst.lock:
                 lst.conns.discard(conn)
             _close_socket(conn)
-
-    def _has_ready_endpoints(self, ns: str, name: str) -> bool:
-        ep = self.double.get("endpoints", ns, name) or {}
-        return any(s.get("addresses") for s in ep.get("subsets") or [])
 
     def _clusters(self, ns: str, service: str) -> list[str]:
         """The vtadmin's clusters: the VitessCluster the Service selects, else every one in the namespace."""

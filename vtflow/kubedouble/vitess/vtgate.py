@@ -19,10 +19,10 @@ import logging
 import re
 import select
 import socket
-import struct
 import threading
 
 from ..controllers import Controller
+from ..controllers.common import has_ready_endpoints, reset
 from . import mysqlwire as w
 from .state import VitessState
 
@@ -245,17 +245,12 @@ class VtgateListeners(Controller):
                 client, _ = sock.accept()
             except OSError:
                 return
-            if self.state.backend is None or not self._has_ready_endpoints(*key):
+            if self.state.backend is None or not has_ready_endpoints(self.double, *key):
                 # no vtgate behind the Service: reset, as kube-proxy rejects it
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                client.close()
+                reset(client)
                 continue
             conn = _Conn(client, (self.state.backend.host, self.state.backend.port), key, self)
             threading.Thread(target=conn.run, daemon=True, name="vtgate-conn").start()
-
-    def _has_ready_endpoints(self, ns: str, name: str) -> bool:
-        ep = self.double.get("endpoints", ns, name) or {}
-        return any(s.get("addresses") for s in ep.get("subsets") or [])
 
     def show(self, what: str, like: str | None, svc: tuple[str, str], deprecate_eof: bool) -> bytes:
         ns, name = svc
