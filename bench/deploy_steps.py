@@ -35,7 +35,7 @@ def main() -> None:
     from flows.deploy import DeployParameters, deploy
     from tasks.cluster import not_ready
     from vtflow import kube
-    from vtflow.kubedouble import DoubleConfig, KubeDouble
+    from kubedouble import DoubleConfig, KubeDouble
     from vtflow.stack import PrefectServer, StackSettings
 
     server = PrefectServer(StackSettings.from_env()).start()

@@ -43,7 +43,7 @@ def main() -> None:
     kube_port = free_port()
     kubeconfig = STATE / "kubeconfig"
     double = subprocess.Popen(
-        [sys.executable, "-m", "vtflow.kubedouble", "--port", str(kube_port), "--kubeconfig", str(kubeconfig),
+        [sys.executable, "-m", "kubedouble", "--port", str(kube_port), "--kubeconfig", str(kubeconfig),
          "--nodes", "3", "--node-cpu", "8", "--node-memory", "16Gi", "--mysql-backend", f"{db.host}:{db.port}",
          "--mysql-user", db.user, "--pod-start-delay", "0.02"],
         env={**os.environ, "KUBEDOUBLE_MYSQL_PASSWORD": db.password}, cwd=REPO,

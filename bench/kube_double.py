@@ -27,7 +27,7 @@ from kubernetes import client, config, watch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vtflow.kubedouble import DoubleConfig, KubeDouble  # noqa: E402
+from kubedouble import DoubleConfig, KubeDouble  # noqa: E402
 
 SECONDS = 3.0
 N_WATCH = 50

@@ -24,8 +24,9 @@ from tasks.cluster import ClusterSpec, init_cluster
 from tasks.data import DataFile, load_data
 from tasks.data import read_files as read_data_files
 from tasks.node_prep import NodeRequirements
-from tasks.operators import (DEFAULT_OPERATOR_VERSION, OPERATOR_URL, StepReport, install_etcd_operator,
-                             install_vitess_operator, load_manifest)
+from tasks.operators import (DEFAULT_OPERATOR_VERSION, OPERATOR_URL, install_etcd_operator, install_vitess_operator,
+                             load_manifest)
+from tasks.report import Finding, StepReport
 from tasks.schema import KeyspaceSchema, apply_schemas
 from tasks.schema import check_inputs as check_schema_inputs
 from tasks.verify import Verification, expected_tablets_of, verify_cluster, vtadmin_ports
@@ -76,7 +77,7 @@ def summary_markdown(reports: list[StepReport], dry_run: bool, failure: str | No
             lines.append(f"- **{r.step}**:")
         lines += [f"  - {o['object']}: {o['action']}" for o in changed]
         lines += [f"  - warning: {w}" for w in r.warnings]
-        lines += [f"  - {f}" for f in r.findings]
+        lines += [f"  - {f.line}" for f in r.findings]
     for section in sections:
         lines += ["", section]
     return "\n".join(lines)
@@ -170,5 +171,6 @@ async def _steps(params: DeployParameters, target: VitessTarget, credentials: My
         result = verify_cluster(k, namespace, cluster, target.node_address, target.vtgate_address, credentials,
                                 expected_tablets_of(k.get("planetscale.com/v2", "VitessCluster", cluster, namespace) or {}),
                                 vtadmin_ports(params.cluster), loaded, params.verify)
-        reports.append(StepReport(step="verify", findings=[f"{c.name}: {c.level}: {c.message}" for c in result.checks]))
+        reports.append(StepReport(step="verify", findings=[Finding(name=c.name, level=c.level, problem=c.message)
+                                                           for c in result.checks]))
         sections.append(result.markdown)

@@ -19,15 +19,14 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import jsonschema
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.mysql import MySQLCredentials
 from tasks.common import retry_transient
-from tasks.operators import StepReport, apply_all
-from vtflow import kube
+from tasks.report import StepReport, apply_all
+from vtflow import crdschema, kube
 from vtflow.errors import ConfigError, PermanentError
 from vtflow.quantity import cpu_millis, memory_bytes
 
@@ -266,24 +265,20 @@ def _node_port(name: str, namespace: str, labels: dict, selector: dict, ports: l
 
 
 def validate_cluster(obj: dict, operator_docs: list[dict]) -> None:
-    """Check the VitessCluster against the CRD schema of the operator manifest being applied."""
-    # the CRD-schema dialect (defaults, int-or-string, ...), shared with the API double
-    from vtflow.kubedouble.validation import prune_and_default, to_json_schema
-
+    """Check the VitessCluster against the CRD schema of the operator manifest being applied,
+    pruned and defaulted first as the API server does."""
     crd = next((d for d in operator_docs if d.get("kind") == "CustomResourceDefinition"
                 and d["metadata"]["name"] == "vitessclusters.planetscale.com"), None)
     if crd is None:
         raise ConfigError("operator manifest", "has no vitessclusters.planetscale.com CRD.", "give the operator.yaml of a release.")
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == obj["apiVersion"].split("/")[1])
-    schema = version["schema"]["openAPIV3Schema"]
-    validator = jsonschema.Draft7Validator(to_json_schema(schema))
-    defaulted = prune_and_default(json.loads(json.dumps(obj)), schema, root=True)  # as the server does first
-    errors = sorted(validator.iter_errors(defaulted), key=lambda e: list(e.absolute_path))
+    version = obj["apiVersion"].split("/")[1]
+    schema = crdschema.crd_schema(crd, version)
+    if schema is None:
+        raise ConfigError("operator manifest", f"has no VitessCluster version {version} with a schema.",
+                          "give the operator.yaml of a v2 release.")
+    _, errors = crdschema.validate(obj, schema)
     if errors:
-        lines = []
-        for e in errors[:10]:
-            path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e.absolute_path).replace(".[", "[")
-            lines.append(f"{path or '(root)'}: {e.message}")
+        lines = [f"{crdschema.field_path(e.absolute_path) or '(root)'}: {e.message}" for e in errors[:10]]
         raise ConfigError(kube.ref(obj), "does not match the VitessCluster CRD schema: " + "; ".join(lines),
                           "correct the cluster spec fields named above.")
 

@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field
 from blocks.mysql import MySQLCredentials
 from tasks import gateway, sqlscript
 from tasks.common import retry_transient
-from tasks.operators import StepReport
+from tasks.report import Finding, StepReport
 from tasks.schema import read_source
 from vtflow import kube, mysql
 from vtflow.errors import ConfigError, PermanentError, TransientError, VtflowError
@@ -470,9 +470,11 @@ def load_data(k: kube.Kube, namespace: str, cluster: str, node_address: str | No
     log = get_run_logger()
     texts, expected = read_files(files)  # a bad file fails here, before anything is sent
     report = StepReport(step="data-load")
-    report.findings = [f"{table}: {n} rows in the data files" for table, n in sorted(expected.items())]
+    report.findings = [Finding(name=table, level="ok", problem=f"{n} rows in the data files")
+                       for table, n in sorted(expected.items())]
     if k.dry_run:
-        report.findings.insert(0, f"{len(files)} file(s) checked; a dry run loads nothing")
+        report.findings.insert(0, Finding(name="data files", level="ok",
+                                           problem=f"{len(files)} file(s) checked; a dry run loads nothing"))
         return report, expected
     gw = gateway.discover(k, namespace, cluster, node_address, vtgate_address)
     log.info("loading %d file(s) through vtgate at %s (from %s)", len(files), gw.address, gw.how)

@@ -16,9 +16,9 @@ from pathlib import Path
 import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from tasks.common import retry_transient
+from tasks.report import StepReport, apply_all
 from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError
 
@@ -42,20 +42,6 @@ CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding
 # Apply order: what others refer to goes first.
 _ORDER = ["Namespace", "CustomResourceDefinition", "PriorityClass", "ServiceAccount", "ClusterRole", "Role",
           "ClusterRoleBinding", "RoleBinding", "ConfigMap", "Secret", "Service", "Deployment"]
-
-
-class StepReport(BaseModel):
-    """What one deploy step did: each object's action, or why the step was skipped."""
-
-    step: str
-    skipped: str | None = None
-    objects: list[dict] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-    findings: list[str] = Field(default_factory=list, description="What the step found (rows loaded, checks passed).")
-
-    @property
-    def changed(self) -> bool:
-        return any(o["action"] != "unchanged" for o in self.objects)
 
 
 # ---------------------------------------------------------------- pure: manifests
@@ -238,16 +224,6 @@ def deployment_not_available(obj: dict | None) -> str | None:
 
 
 # ---------------------------------------------------------------- applying
-
-
-def apply_all(k: kube.Kube, objects: list[dict], step: str, log) -> StepReport:
-    report = StepReport(step=step)
-    for obj in objects:
-        done = k.apply(obj)
-        report.objects.append({"object": done.ref, "action": done.action})
-        if done.changed:
-            log.info("%s %s%s", done.ref, done.action, " (dry run)" if k.dry_run else "")
-    return report
 
 
 def wait_operator(k: kube.Kube, objects: list[dict], timeout_s: float, log) -> None:

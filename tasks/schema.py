@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from tasks import sqlscript, vschema
 from tasks.common import retry_transient
-from tasks.operators import StepReport
+from tasks.report import StepReport
 from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError, TransientError
 

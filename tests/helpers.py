@@ -54,7 +54,7 @@ def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = N
     from flows.deploy import DeployParameters, deploy
     from testbed import MariaDB, free_port
     from vtflow import kube
-    from vtflow.kubedouble import DoubleConfig, KubeDouble
+    from kubedouble import DoubleConfig, KubeDouble
 
     db = MariaDB(root=Path(tempfile.mkdtemp(prefix="vtflow-cluster-")), port=free_port()).start()
     d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.33.5+k3s1", operators=True,

@@ -322,7 +322,7 @@ def cmd_deploy(args) -> int:
         for w in r.warnings:
             print(f"  warning: {w}")
         for f in r.findings:
-            print(f"  {f}")
+            print(f"  {f.line}")
     if not any(r.changed for r in reports):
         print("nothing changed" if not args.dry_run else "nothing would change")
     return 0

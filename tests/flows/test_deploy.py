@@ -9,7 +9,7 @@ from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
 from flows.deploy import DeployParameters, deploy
 from vtflow import kube
-from vtflow.kubedouble import DoubleConfig, KubeDouble
+from kubedouble import DoubleConfig, KubeDouble
 from helpers import OPERATOR_YAML
 
 

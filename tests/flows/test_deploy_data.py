@@ -18,7 +18,7 @@ from flows.deploy import DeployParameters, deploy
 from helpers import EXAMPLES, OPERATOR_YAML
 from testbed import MariaDB, free_port
 from vtflow import kube
-from vtflow.kubedouble import DoubleConfig, KubeDouble
+from kubedouble import DoubleConfig, KubeDouble
 
 SCHEMA = {"keyspace": "commerce", "sql": str(EXAMPLES / "create_commerce_schema.sql"),
           "vschema": str(EXAMPLES / "vschema_commerce_initial.json")}
@@ -110,7 +110,7 @@ def test_deploy_loads_verifies_and_reports_then_a_rerun_changes_nothing(stack, t
     assert [o["action"] for o in data.objects] == ["created"]
     assert "insert_commerce_data.sql (12 rows)" in data.objects[0]["object"]
     assert rows(stack, "SELECT COUNT(*), SUM(price) FROM corder") == ((5, 220),)
-    checks = {f.split(": ")[0]: f.split(": ")[1] for f in reports[6].findings}
+    checks = {f.name: f.level for f in reports[6].findings}
     assert checks == {"tablets commerce/-": "ok", "rows commerce.corder": "ok", "rows commerce.customer": "ok",
                       "rows commerce.product": "ok", "verify script": "ok", "vtadmin": "ok"}
 
@@ -135,7 +135,7 @@ def test_a_csv_file_loads_into_its_table(stack, tmp_path):
     assert state.is_completed(), state.message
     assert rows(stack, "SELECT customer_id, email FROM customer WHERE customer_id >= 10") == (
         (10, b"x,y@domain.com"), (11, None))
-    assert "rows commerce.customer: ok: 7 rows, as loaded" in reports[6].findings
+    assert "rows commerce.customer: ok: 7 rows, as loaded." in [f.line for f in reports[6].findings]
 
 
 def test_verification_failure_fails_the_run_and_says_what_failed(stack, tmp_path):

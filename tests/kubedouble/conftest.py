@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kubedouble_helpers import api_client_for  # noqa: E402
 
-from vtflow.kubedouble import DoubleConfig, KubeDouble  # noqa: E402
+from kubedouble import DoubleConfig, KubeDouble  # noqa: E402
 
 
 @pytest.fixture(scope="session")

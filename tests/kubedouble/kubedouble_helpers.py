@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from vtflow.kubedouble import KubeDouble
+from kubedouble import KubeDouble
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", REPO.parent / "shared" / "upstream"))

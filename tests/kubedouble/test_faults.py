@@ -7,7 +7,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from vtflow.kubedouble import Faults
+from kubedouble import Faults
 
 from kubedouble_helpers import api_client_for
 

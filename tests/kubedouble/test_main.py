@@ -13,7 +13,7 @@ from testbed import free_port
 def test_module_runs_until_sigterm(tmp_path):
     kc = tmp_path / "kubeconfig"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vtflow.kubedouble", "--port", str(port), "--kubeconfig", str(kc),
+    proc = subprocess.Popen([sys.executable, "-m", "kubedouble", "--port", str(port), "--kubeconfig", str(kc),
                              "--nodes", "2", "--node-memory", "8Gi", "--version", "v1.32.1+k3s1"],
                             stdout=subprocess.PIPE, text=True)
     try:

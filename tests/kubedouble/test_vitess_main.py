@@ -1,4 +1,4 @@
-"""`python -m vtflow.kubedouble --mysql-backend ...`: the sandbox's way in, end to end."""
+"""`python -m kubedouble --mysql-backend ...`: the sandbox's way in, end to end."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from vitess_helpers import NS, apply_file, cluster_ready, cluster_status, make_n
 def test_operators_vtctld_and_vtgate_from_the_command_line(tmp_path, kd_mariadb):
     kc = tmp_path / "kubeconfig"
     env = {**os.environ, "KUBEDOUBLE_MYSQL_PASSWORD": kd_mariadb.password}
-    proc = subprocess.Popen([sys.executable, "-m", "vtflow.kubedouble", "--port", str(free_port()), "--kubeconfig",
+    proc = subprocess.Popen([sys.executable, "-m", "kubedouble", "--port", str(free_port()), "--kubeconfig",
                              str(kc), "--nodes", "3", "--node-cpu", "8", "--node-memory", "16Gi",
                              "--pod-start-delay", "0.02", "--mysql-backend", f"{kd_mariadb.host}:{kd_mariadb.port}",
                              "--mysql-user", kd_mariadb.user], stdout=subprocess.PIPE, text=True, env=env)

@@ -14,7 +14,7 @@ from kubernetes import client, dynamic
 
 from kubedouble_helpers import OPERATOR_DIR, api_client_for
 
-from vtflow.kubedouble import DoubleConfig, KubeDouble
+from kubedouble import DoubleConfig, KubeDouble
 
 NS = "example"
 

@@ -82,11 +82,8 @@ def test_up_then_down_twice_leaves_nothing_behind(prefect_server, state_dir):
         assert len(client.CoreV1Api(target.api_client()).list_node().items) == 3
         double_pid = (root / "run" / "kubedouble.pid").read_text().strip()
         double_argv = Path(f"/proc/{double_pid}/cmdline").read_bytes().decode().split("\0")
-        if "--mysql-backend" in cluster.double_options():  # detected, as up detects it
-            assert double_argv[double_argv.index("--mysql-backend") + 1] == f"127.0.0.1:{info['mysql_port']}"
-            assert target.vtgate_address is None, "flows find vtgate's NodePort, which the double proxies"
-        else:
-            assert target.vtgate_address == f"127.0.0.1:{info['mysql_port']}"
+        assert double_argv[double_argv.index("--mysql-backend") + 1] == f"127.0.0.1:{info['mysql_port']}"
+        assert target.vtgate_address is None, "flows find vtgate's NodePort, which the double proxies"
 
         creds = MySQLCredentials.load("sandbox")
         assert creds.user == "user" and creds.password.get_secret_value()

@@ -8,7 +8,7 @@ from tasks.operators import (check_compatibility, etcd_operator_objects, install
                              rewrite_image)
 from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError
-from vtflow.kubedouble import DoubleConfig, Faults, KubeDouble
+from kubedouble import DoubleConfig, Faults, KubeDouble
 from helpers import OPERATOR_YAML
 
 

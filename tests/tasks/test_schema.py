@@ -11,7 +11,7 @@ from tasks.schema import (KeyspaceSchema, apply_schemas, created_table, existing
                           read_source, schema_statements, sql_error)
 from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError
-from vtflow.kubedouble import DoubleConfig, KubeDouble
+from kubedouble import DoubleConfig, KubeDouble
 from helpers import EXAMPLES
 
 

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from vtflow import kube
 from vtflow.errors import AuthError, ConfigError, TransientError
-from vtflow.kubedouble import DoubleConfig, Faults, KubeDouble
+from kubedouble import DoubleConfig, Faults, KubeDouble
 
 
 @pytest.fixture(scope="module")

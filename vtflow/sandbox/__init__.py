@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from vtflow.errors import ConfigError, TransientError, VtflowError
@@ -31,7 +31,7 @@ from vtflow.sandbox.nodes import NODE_USER, SSHNodeBed, ensure_node_user
 from vtflow.stack import port_is_free, state_dir
 
 MYSQL_USER = "user"  # the upstream example's gateway user
-SIMULATED = ("This is a SIMULATED cluster: no containers run. Kubernetes is an API double (vtflow/kubedouble), "
+SIMULATED = ("This is a SIMULATED cluster: no containers run. Kubernetes is an API double (kubedouble), "
              "MySQL is a local MariaDB, and the nodes are sshd servers on loopback with stand-in node tools.")
 TOOLS = ("mariadbd", "mariadb-install-db", "mariadb", "sshd", "ssh-keygen", "ping")
 
@@ -49,7 +49,6 @@ class SandboxState:
     node_ports: list[int]
     node_cpu: str
     node_memory: str
-    mysql_backend: bool = False
     created: float = field(default_factory=time.time)
 
     @classmethod
@@ -75,7 +74,9 @@ class Sandbox:
 
     def load(self) -> SandboxState | None:
         try:
-            return SandboxState(**json.loads(self.state_file.read_text()))
+            saved = json.loads(self.state_file.read_text())
+            known = {f.name for f in fields(SandboxState)}  # an older vtflow's file may carry more
+            return SandboxState(**{k: v for k, v in saved.items() if k in known})
         except (OSError, ValueError, TypeError):
             return None
 
@@ -122,10 +123,10 @@ class Part:
     log: Path
 
 
-def _parts(sb: Sandbox, state: SandboxState, db: MariaDB, bed: SSHNodeBed, options: frozenset[str]) -> list[Part]:
+def _parts(sb: Sandbox, state: SandboxState, db: MariaDB, bed: SSHNodeBed) -> list[Part]:
     # MariaDB first: the double's vtgate proxy connects to it
     parts = [Part("mariadb", db.command(), db.host, db.port, sb.logs / "mariadb.log")]
-    parts.append(Part("kubedouble", cluster.command(sb.cluster(state), options), "127.0.0.1",
+    parts.append(Part("kubedouble", cluster.command(sb.cluster(state)), "127.0.0.1",
                       state.kube_port, sb.logs / "kubedouble.log"))
     parts += [Part(n.name, n.command(), n.address, n.port, sb.logs / f"{n.name}-sshd.log") for n in bed.nodes]
     return parts
@@ -136,6 +137,10 @@ def _preflight() -> None:
         raise ConfigError("vtflow sandbox up", f"needs root: its nodes are real sshd servers (privilege separation "
                           f"needs root) that log in the system user {NODE_USER}, which root creates.",
                           "run it as root, e.g. `sudo .venv/bin/vtflow sandbox up` (and `... sandbox down`).")
+    if module := cluster.missing_extra():
+        raise ConfigError("vtflow sandbox up", f"needs the Kubernetes API double and its dependencies (the `sandbox` "
+                          f"extra); this Python environment has no module {module!r}.",
+                          "install them: `.venv/bin/pip install -e '.[sandbox]'` (`make test` does).")
     procs.require_tools(*TOOLS, fix="install them: apt-get install mariadb-server mariadb-client openssh-server "
                                     "openssh-client iputils-ping (or `make test` as root, which installs them).")
 
@@ -188,13 +193,7 @@ def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
     bed = sb.nodes(state).prepare()
     db.install()
     running = sb.running()
-    options = frozenset()
-    if "kubedouble" not in running:
-        # asked of the double that is about to start: a running one keeps what it started with
-        options = cluster.double_options()
-        state.mysql_backend = "--mysql-backend" in options
-        sb.save(state)
-    for part in _parts(sb, state, db, bed, options):
+    for part in _parts(sb, state, db, bed):
         if part.name in running:
             continue
         if not port_is_free(part.host, part.port):
@@ -203,11 +202,10 @@ def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
         env = None
         if part.name == "kubedouble":
             sb.kubeconfig.unlink(missing_ok=True)  # the double writes a fresh one once it listens
-            if cluster.needs_dba_account(options):
-                # a fresh password each start: kept nowhere but in the double's environment
-                dba_password = secrets.token_urlsafe(18)
-                db.run_sql(user_sql(cluster.MYSQL_DBA_USER, dba_password))
-                env = {**os.environ, cluster.PASSWORD_VAR: dba_password}
+            # a fresh password each start: kept nowhere but in the double's environment
+            dba_password = secrets.token_urlsafe(18)
+            db.run_sql(user_sql(cluster.MYSQL_DBA_USER, dba_password))
+            env = {**os.environ, cluster.PASSWORD_VAR: dba_password}
         pid = procs.spawn(part.argv, sb.pid_file(part.name), part.log, sb.root, env=env)
         started.append(pid)
         procs.wait_port(part.host, part.port, 60, pid=pid, what=f"sandbox {part.name}", log=part.log)
@@ -215,8 +213,8 @@ def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
     _wait_file(sb.kubeconfig, 15, "sandbox kubedouble")
     # blocks: each saved only when missing or different
     kubeconfig = sb.kubeconfig.read_text()
-    vtgate = None if state.mysql_backend else f"127.0.0.1:{state.mysql_port}"
-    if pb.ensure(pb.target_block(kubeconfig, vtgate)):
+    # no vtgate_address: flows find vtgate's NodePort, which the double proxies to MariaDB
+    if pb.ensure(pb.target_block(kubeconfig, None)):
         changes.append("saved block vtflow-vitess-target/sandbox")
     if pb.ensure(pb.nodes_block(bed.inventory(), bed.client_key.read_text(), bed.known_hosts())):
         changes.append("saved block vtflow-ssh-nodes/sandbox")
@@ -263,9 +261,7 @@ def _report(sb: Sandbox, state: SandboxState, url: str, changes: list[str], out)
     out(SIMULATED)
     bed_root = sb.root / "nodes"
     vtgate = ("vtgate's MySQL port (NodePort on 127.0.0.1 once the cluster is deployed) proxies to it; "
-              f"the simulated tablets use its account {cluster.MYSQL_DBA_USER!r}"
-              if state.mysql_backend else
-              "this API double has no --mysql-backend yet: the target block points vtgate_address at MariaDB directly")
+              f"the simulated tablets use its account {cluster.MYSQL_DBA_USER!r}")
     lines = [
         ("Kubernetes API", f"http://127.0.0.1:{state.kube_port}  ({cluster.NODE_COUNT} nodes of {state.node_cpu} CPU / "
                            f"{state.node_memory}, {cluster.K3S_VERSION}); kubeconfig {sb.kubeconfig}"),

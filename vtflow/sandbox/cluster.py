@@ -1,17 +1,15 @@
-"""The sandbox's Kubernetes: the command line of the API double (``python -m vtflow.kubedouble``).
+"""The sandbox's Kubernetes: the command line of the API double (``python -m kubedouble``).
 
-The double runs as its own detached process; this module only builds its command line, from
-the node size asked for and the options the installed double supports (``--mysql-backend`` and
-``--mysql-user`` arrived later than the double itself, so they are detected, not assumed). The
-MySQL account's password goes to the double in its environment (``PASSWORD_VAR``), never on
-its command line. It must not import the double: the sandbox talks to it like any cluster,
-through the kubeconfig it writes.
+The double is a package of its own beside vtflow (``kubedouble/``, with the ``sandbox`` extra's
+dependencies) and runs as its own detached process; this module only builds its command line
+from the node size asked for. The MySQL account's password goes to the double in its
+environment (``PASSWORD_VAR``), never on its command line. It must not import the double: the
+sandbox talks to it like any cluster, through the kubeconfig it writes.
 """
 
 from __future__ import annotations
 
-import functools
-import subprocess
+import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,23 +37,18 @@ class ClusterSpec:
         return f"http://127.0.0.1:{self.port}"
 
 
-@functools.lru_cache(maxsize=1)
-def double_options() -> frozenset[str]:
-    """The long options ``python -m vtflow.kubedouble`` accepts (from its ``--help``)."""
-    r = subprocess.run([sys.executable, "-m", "vtflow.kubedouble", "--help"], capture_output=True, text=True, timeout=60)
-    return frozenset(w.strip("[],") for w in r.stdout.split() if w.startswith(("--", "[--")))
-
-
-def command(spec: ClusterSpec, options: frozenset[str]) -> list[str]:
-    argv = [sys.executable, "-m", "vtflow.kubedouble", "--host", "127.0.0.1", "--port", str(spec.port),
+def command(spec: ClusterSpec) -> list[str]:
+    argv = [sys.executable, "-m", "kubedouble", "--host", "127.0.0.1", "--port", str(spec.port),
             "--kubeconfig", str(spec.kubeconfig), "--nodes", str(NODE_COUNT), "--node-cpu", spec.node_cpu,
             "--node-memory", spec.node_memory, "--version", K3S_VERSION]
-    if spec.mysql_backend and "--mysql-backend" in options:
-        argv += ["--mysql-backend", spec.mysql_backend]
-        if "--mysql-user" in options:
-            argv += ["--mysql-user", MYSQL_DBA_USER]
+    if spec.mysql_backend:
+        argv += ["--mysql-backend", spec.mysql_backend, "--mysql-user", MYSQL_DBA_USER]
     return argv
 
 
-def needs_dba_account(options: frozenset[str]) -> bool:
-    return {"--mysql-backend", "--mysql-user"} <= options
+def missing_extra() -> str | None:
+    """The module the double needs that this environment lacks (the ``sandbox`` extra), or None."""
+    for module in ("kubedouble", "kubernetes_validate"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None

@@ -5,10 +5,8 @@
 - Built-in kinds: the OpenAPI schemas of the configured server version shipped by
   ``kubernetes_validate`` (loaded once per version and kind, then cached). An apiVersion the
   server version does not serve (``SchemaNotFoundError``) is refused.
-- Custom kinds: the ``openAPIV3Schema`` of the CRD version, after pruning unknown fields and
-  applying ``default``s the way a structural schema does, then checked with jsonschema
-  (``x-kubernetes-int-or-string``, ``nullable``, ``x-kubernetes-preserve-unknown-fields`` and
-  ``x-kubernetes-embedded-resource`` understood).
+- Custom kinds: the ``openAPIV3Schema`` of the CRD version, pruned, defaulted and checked by
+  ``vtflow.crdschema`` (product code: the deploy checks its VitessCluster with the same module).
 
 Errors become 422 ``Invalid`` with one cause per problem and the field path in each message.
 DIFFERENCE from the real server: a wrong JSON type in a built-in kind is a 400 decode error
@@ -18,7 +16,6 @@ not touch the store or HTTP; semantic admission (namespaces exist, ports free) i
 
 from __future__ import annotations
 
-import copy
 import re
 import threading
 from typing import Any
@@ -27,6 +24,9 @@ import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils as kv_utils
 from referencing import Registry, Resource
+
+from vtflow import crdschema
+from vtflow.crdschema import field_path
 
 from .resources import ResourceType
 from .status import (ApiError, Cause, bad_request, invalid, invalid_value, required_value,
@@ -48,13 +48,6 @@ _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", 
 
 def json_type(value: Any) -> str:
     return _JSON_TYPES.get(type(value), "object")
-
-
-def field_path(parts) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (("." if out else "") + str(p))
-    return out
 
 
 # -- metadata ------------------------------------------------------------------------------
@@ -206,83 +199,10 @@ def empty_status(rt: ResourceType, server_version: str) -> dict:
 
 # -- custom kinds --------------------------------------------------------------------------
 
-def _is_object(schema: dict) -> bool:
-    return schema.get("type") == "object" or "properties" in schema or "additionalProperties" in schema
-
-
-def prune_and_default(value: Any, schema: dict | None, root: bool = False) -> Any:
-    """Drop fields the structural schema does not declare, fill ``default``s; returns the value."""
-    if schema is None or not isinstance(schema, dict):
-        return value
-    if schema.get("x-kubernetes-int-or-string"):
-        return value
-    if isinstance(value, dict) and _is_object(schema):
-        props = schema.get("properties")
-        addl = schema.get("additionalProperties")
-        preserve = schema.get("x-kubernetes-preserve-unknown-fields", False)
-        embedded = schema.get("x-kubernetes-embedded-resource", False)
-        if props:
-            for k, sub in props.items():
-                if k not in value and isinstance(sub, dict) and "default" in sub:
-                    value[k] = copy.deepcopy(sub["default"])
-        for k in list(value):
-            if root and k in ("apiVersion", "kind", "metadata"):
-                continue
-            if embedded and k in ("apiVersion", "kind", "metadata"):
-                continue
-            if props and k in props:
-                value[k] = prune_and_default(value[k], props[k])
-            elif isinstance(addl, dict):
-                value[k] = prune_and_default(value[k], addl)
-            elif addl is True or preserve:
-                continue
-            else:
-                del value[k]
-        return value
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [prune_and_default(v, schema["items"]) for v in value]
-    return value
-
-
-def to_json_schema(schema: Any) -> Any:
-    """openAPIV3Schema -> a Draft 4 JSON Schema jsonschema can check."""
-    if isinstance(schema, list):
-        return [to_json_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {}
-    for k, v in schema.items():
-        if k in ("properties", "patternProperties", "definitions"):
-            out[k] = {pk: to_json_schema(pv) for pk, pv in v.items()}
-        elif k in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
-            out[k] = to_json_schema(v)
-        elif k in ("default", "example", "description", "format") or k.startswith("x-kubernetes"):
-            continue
-        else:
-            out[k] = v
-    if schema.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        if "anyOf" not in out:
-            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if out.pop("nullable", False) and "type" in out:
-        out["type"] = [out["type"], "null"]
-    return out
-
-
-_crd_validators: dict[int, tuple[dict, Any]] = {}
-
-
 def validate_custom(rt: ResourceType, obj: dict) -> tuple[dict, list[Cause]]:
-    schema = rt.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    obj = prune_and_default(obj, schema, root=True)
-    cached = _crd_validators.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        js = to_json_schema(schema)
-        # metadata is ObjectMeta, checked above; CRD schemas may only narrow name/namespace
-        js.get("properties", {}).pop("metadata", None)
-        cached = (schema, jsonschema.Draft4Validator(js))
-        _crd_validators[id(schema)] = cached
-    return obj, [_error_cause(e) for e in _sorted_errors(cached[1], obj)]
+    """Pruned, defaulted and checked by vtflow's own CRD-schema module (the deploy uses it too)."""
+    stored, errors = crdschema.validate(obj, rt.schema)
+    return stored, [_error_cause(e) for e in errors]
 
 
 # -- entry point ---------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class DoubleConfig:
     # users besides the admin: token -> (name, groups)
     users: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     # the simulated vitess-operator and etcd-operator (vitess/, controllers/etcd_operator.py);
-    # off by default here so plain API tests see a bare cluster; `python -m vtflow.kubedouble` turns them on
+    # off by default here so plain API tests see a bare cluster; `python -m kubedouble` turns them on
     operators: bool = False
     # HOST:PORT of the MariaDB that plays the tablets' mysqld: enables the vtgate proxy's backend
     # and the SQL of the vtctld exec handler (user/password: an account there that may CREATE DATABASE)

@@ -26,7 +26,7 @@ from ..controllers.common import has_ready_endpoints, reset
 from . import mysqlwire as w
 from .state import VitessState
 
-log = logging.getLogger("vtflow.kubedouble.vtgate")
+log = logging.getLogger("kubedouble.vtgate")
 
 TABLET_COLUMNS = [("Cell", False), ("Keyspace", False), ("Shard", False), ("TabletType", False), ("State", False),
                   ("Alias", False), ("Hostname", False), ("PrimaryTermStartTime", False)]

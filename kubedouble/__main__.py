@@ -1,4 +1,4 @@
-"""Run a kubedouble in the foreground: ``python -m vtflow.kubedouble --port 6443 --kubeconfig PATH``.
+"""Run a kubedouble in the foreground: ``python -m kubedouble --port 6443 --kubeconfig PATH``.
 
 Parses the command line, starts the double, writes the kubeconfig and waits for SIGTERM or
 SIGINT. The simulated vitess-operator and etcd-operator run unless ``--no-operators``;
@@ -17,8 +17,8 @@ import threading
 from .server import DoubleConfig, KubeDouble
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vtflow.kubedouble", description=__doc__.splitlines()[0])
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kubedouble", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--kubeconfig", required=True, help="where to write the admin kubeconfig")
@@ -39,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vtgate-host", default="127.0.0.1",
                    help="address the vtgate proxy listens on for NodePort Services (port = the nodePort)")
     p.add_argument("--pod-start-delay", type=float, default=0.05, help="seconds from bound pod to Running")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     double = KubeDouble(DoubleConfig(git_version=args.version, nodes=args.nodes, node_cpu=args.node_cpu,
                                      node_memory=args.node_memory, local_path_storage=not args.no_local_path,
                                      operators=not args.no_operators, mysql_backend=args.mysql_backend,

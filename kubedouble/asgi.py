@@ -31,7 +31,7 @@ from .status import ApiError, bad_request, status_body
 if TYPE_CHECKING:  # pragma: no cover
     from .server import KubeDouble
 
-log = logging.getLogger("vtflow.kubedouble")
+log = logging.getLogger("kubedouble")
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource", {})
 _EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 

@@ -46,7 +46,7 @@ from . import names
 from .desired import VTADMIN_API, WEB
 from .state import Tablet, VitessState
 
-log = logging.getLogger("vtflow.kubedouble.vtadmin")
+log = logging.getLogger("kubedouble.vtadmin")
 
 # topodata.TabletType and vtadmin.Tablet.ServingState, as numbers (encoding/json writes enums so)
 TABLET_TYPES = {"UNKNOWN": 0, "PRIMARY": 1, "MASTER": 1, "REPLICA": 2, "RDONLY": 3, "BATCH": 3, "SPARE": 4,

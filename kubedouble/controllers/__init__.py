@@ -28,7 +28,7 @@ from ..store import Change
 if TYPE_CHECKING:  # pragma: no cover
     from ..server import KubeDouble
 
-log = logging.getLogger("vtflow.kubedouble.controllers")
+log = logging.getLogger("kubedouble.controllers")
 
 
 class Controller:
