@@ -18,6 +18,9 @@ class VitessTarget(Block):
 
     The kubeconfig is a secret: it usually carries a client key or token with cluster-admin
     rights (the stock prefect-kubernetes block keeps it as a plain dict, readable in the UI).
+    vtctld is always reached by exec in its pod through the Kubernetes API (no vtctld address:
+    the flows' machine needs no Vitess binaries and no route to the pod network). Blocks saved
+    with the former ``vtctld_address`` still load; the field is ignored.
     """
 
     _block_type_name = "vtflow Vitess target"
@@ -30,9 +33,6 @@ class VitessTarget(Block):
     cluster_name: str = Field(default="example", description="metadata.name of the VitessCluster.")
     vtgate_address: str | None = Field(
         default=None, description="host:port where vtgate's MySQL port is reachable; empty means discover the gateway Service.",
-    )
-    vtctld_address: str | None = Field(
-        default=None, description="host:port of vtctld's gRPC port, if reachable from where flows run; empty means exec in the vtctld pod.",
     )
     node_address: str | None = Field(
         default=None, description="A node address that NodePort Services are reached on (vtadmin's web and API).",
@@ -48,7 +48,7 @@ class VitessTarget(Block):
             raise ValueError(f"{v!r} must be a DNS-1123 label (lower-case letters, digits, '-', at most 63)")
         return v
 
-    @field_validator("vtgate_address", "vtctld_address")
+    @field_validator("vtgate_address")
     @classmethod
     def _hostport(cls, v: str | None) -> str | None:
         if v and not _HOSTPORT.match(v):

@@ -6,11 +6,17 @@ already loaded. ``until`` stops after a step; ``dry_run`` sends every write as a
 and changes nothing (the data step then only reads its files, and verification is skipped).
 The report artifact ``deploy-<cluster>`` is written whether the run succeeds or fails, so a
 failed run says in the UI which step failed and what the steps before it did.
+
+Data flows down once: every input (operator manifest, schemas, VSchemas, data files, verify
+script) is read into one plan (``tasks/plan.py``) before step 1, and every step takes that plan's
+part and one target context (``tasks/context.py``) whole. The step runner records which step is
+running, so a failure is named by the step's own name. This module holds no step logic.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from typing import Literal, get_args
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
@@ -21,19 +27,20 @@ from blocks.target import VitessTarget
 from flows.common import load_block
 from flows.node_prep import node_prep
 from tasks.cluster import ClusterSpec, init_cluster
+from tasks.context import TargetContext
 from tasks.data import DataFile, load_data
-from tasks.data import read_files as read_data_files
 from tasks.node_prep import NodeRequirements
-from tasks.operators import (DEFAULT_OPERATOR_VERSION, OPERATOR_URL, install_etcd_operator, install_vitess_operator,
-                             load_manifest)
-from tasks.report import Finding, StepReport
+from tasks.operators import DEFAULT_OPERATOR_VERSION, OPERATOR_URL, install_etcd_operator, install_vitess_operator
+from tasks.plan import DeployPlan, build_plan
+from tasks.report import StepReport
 from tasks.schema import KeyspaceSchema, apply_schemas
-from tasks.schema import check_inputs as check_schema_inputs
 from tasks.verify import Verification, expected_tablets_of, verify_cluster, vtadmin_ports
-from tasks.verify import read_inputs as read_verify_inputs
 from vtflow import kube
 
-STEPS = ("node-prep", "etcd-operator", "vitess-operator", "cluster", "schema", "data", "verify")
+# The one list of step names: ``until`` takes them, each step's StepReport carries its name,
+# and a failed run's report names the step that was running.
+Step = Literal["node-prep", "etcd-operator", "vitess-operator", "cluster", "schema", "data", "verify"]
+STEPS: tuple[Step, ...] = get_args(Step)
 
 
 class DeployParameters(BaseModel):
@@ -46,15 +53,18 @@ class DeployParameters(BaseModel):
     etcd_operator: bool = Field(default=False, description="Install coreos/etcd-operator v0.9.4 (not needed by vitess-operator).")
     operator_manifest: str = Field(default=OPERATOR_URL.format(version=DEFAULT_OPERATOR_VERSION),
                                    description="operator.yaml: a release URL, or a local file for clusters without internet.")
-    force: bool = Field(default=False, description="Go on when the operator does not support the cluster's Kubernetes version.")
+    force: bool = Field(default=False, description="Go on when the operator does not support the cluster's Kubernetes "
+                                                             "version (field conflicts: force_conflicts).")
+    force_conflicts: bool = Field(
+        default=False, description="Take over fields another field manager set (a redeploy's image, a kubectl edit): "
+                                   "the deploy's spec wins. Without it such a conflict fails the run and names them.")
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The VitessCluster; defaults are upstream's 101 example.")
     allow_memory_overcommit: bool = Field(default=False, description="Accept memory limits beyond the nodes' free memory.")
     ready_timeout_s: float = Field(default=900, gt=0, description="How long to wait for the cluster to be ready.")
     schemas: list[KeyspaceSchema] = Field(default_factory=list, description="SQL schema and VSchema per keyspace.")
     data: list[DataFile] = Field(default_factory=list, description="Data files (SQL or CSV) loaded through vtgate.")
     verify: Verification = Field(default_factory=Verification, description="What the verify step checks.")
-    until: Literal["node-prep", "etcd-operator", "vitess-operator", "cluster", "schema", "data", "verify"] = Field(
-        default="verify", description="Stop after this step.")
+    until: Step = Field(default="verify", description="Stop after this step.")
     dry_run: bool = Field(default=False, description="Validate and report what would change; change nothing.")
 
 
@@ -90,27 +100,23 @@ async def deploy(params: DeployParameters = DeployParameters()) -> list[StepRepo
     log = get_run_logger()
     target = await load_block(VitessTarget, params.target_block, "target")
     credentials = await load_block(MySQLCredentials, params.mysql_block, "mysql credentials")
-    reports: list[StepReport] = []
+    run = StepRunner(params.until)
     sections: list[str] = []
-    inputs_checked = False
     try:
-        # every input file read and checked first: a bad one stops the run before anything changes
-        check_schema_inputs(params.schemas)
-        read_data_files(params.data)
-        if params.verify.enabled:
-            read_verify_inputs(params.verify)
-        inputs_checked = True
-        await _steps(params, target, credentials, reports, sections)
+        # every input read and checked once, first: a bad one stops the run before anything changes
+        plan = build_plan(params.operator_manifest, params.schemas, params.data, params.verify)
+        ctx = TargetContext.of(target, kube.Kube(target.api_client(), dry_run=params.dry_run,
+                                                 force_conflicts=params.force_conflicts))
+        await _steps(run, params, plan, ctx, credentials, sections)
     except Exception as e:
-        # one report per step that finished: the failed step is the next one
-        where = f"step {STEPS[min(len(reports), len(STEPS) - 1)]}" if inputs_checked else "input check"
-        await _publish(target.cluster_name, summary_markdown(reports, params.dry_run, f"{where}: {e}", sections))
+        where = f"step {run.current}" if run.current else "input check"
+        await _publish(target.cluster_name, summary_markdown(run.reports, params.dry_run, f"{where}: {e}", sections))
         raise
-    text = summary_markdown(reports, params.dry_run, None, sections)
+    text = summary_markdown(run.reports, params.dry_run, None, sections)
     await _publish(target.cluster_name, text)
-    changed = any(r.changed for r in reports)
+    changed = any(r.changed for r in run.reports)
     log.info("%s", "nothing changed: the cluster already matched" if not changed and not params.dry_run else text)
-    return reports
+    return run.reports
 
 
 async def _publish(cluster: str, text: str) -> None:
@@ -118,59 +124,72 @@ async def _publish(cluster: str, text: str) -> None:
                                     description="What the deploy changed, step by step, and what verification found")
 
 
-async def _steps(params: DeployParameters, target: VitessTarget, credentials: MySQLCredentials,
-                 reports: list[StepReport], sections: list[str]) -> None:
-    stop = STEPS.index(params.until)
+class StepRunner:
+    """Runs the steps in order up to ``until``, keeps their reports, and knows which step is
+    running: when one raises, ``current`` is its name."""
+
+    def __init__(self, until: Step):
+        self.last = STEPS.index(until)
+        self.reports: list[StepReport] = []
+        self.current: Step | None = None
+
+    def wants(self, step: Step) -> bool:
+        return STEPS.index(step) <= self.last
+
+    async def __call__(self, step: Step, call) -> None:
+        """Run ``call`` (returning the step's report, or an awaitable of it) as ``step``."""
+        if not self.wants(step):
+            return
+        self.current = step
+        report = call()
+        if inspect.isawaitable(report):  # node prep is a subflow; the other steps are sync tasks
+            report = await report
+        if report.step != step:
+            raise AssertionError(f"step {step} reported as {report.step}")
+        self.reports.append(report)
+        self.current = None
+
+
+def _skipped(step: Step, why: str):
+    return lambda: StepReport(step=step, skipped=why)
+
+
+async def _steps(run: StepRunner, params: DeployParameters, plan: DeployPlan, ctx: TargetContext,
+                 credentials: MySQLCredentials, sections: list[str]) -> None:
     # 1. nodes first: a node short of memory is cheaper to find before anything is applied
-    if params.nodes_block:
-        await node_prep(nodes_block=params.nodes_block, requirements=params.node_requirements)
-        reports.append(StepReport(step="node-prep", objects=[]))
-    else:
-        reports.append(StepReport(step="node-prep", skipped="no nodes block given"))
-    if stop < 1:
-        return
-    k = kube.Kube(target.api_client(), dry_run=params.dry_run)
-    namespace, cluster, mirror = target.namespace, target.cluster_name, target.registry_mirror
+    await run("node-prep", (lambda: _node_prep(params)) if params.nodes_block else _skipped("node-prep", "no nodes block given"))
     # 2. before the vitess-operator: nothing depends on it, and it is off by default
-    reports.append(install_etcd_operator(k, params.etcd_operator, namespace, mirror))
-    if stop < 2:
-        return
+    await run("etcd-operator", lambda: install_etcd_operator(ctx, params.etcd_operator))
     # 3. the operator (and its CRDs) before any VitessCluster can be accepted
-    reports.append(install_vitess_operator(k, params.operator_manifest, namespace, mirror, params.force))
-    if stop < 3:
-        return
+    await run("vitess-operator", lambda: install_vitess_operator(ctx, plan.operator_docs, plan.operator_source,
+                                                                 params.force))
     # 4. the cluster, refused by the preflight when the nodes are too small
-    docs = load_manifest(params.operator_manifest)
-    reports.append(init_cluster(k, params.cluster, namespace, cluster, target.node_address,
-                                credentials, docs, params.allow_memory_overcommit, params.ready_timeout_s))
-    if stop < 4:
-        return
+    await run("cluster", lambda: init_cluster(ctx, params.cluster, credentials, plan.operator_docs,
+                                              params.allow_memory_overcommit, params.ready_timeout_s))
     # 5. schema once the tablets serve (the cluster step waited for that)
-    if params.schemas:
-        reports.append(apply_schemas(k, namespace, cluster, params.schemas))
-    else:
-        reports.append(StepReport(step="schema-apply", skipped="no schemas given"))
-    if stop < 5:
-        return
+    await run("schema", (lambda: apply_schemas(ctx, plan.schemas)) if plan.schemas else
+              _skipped("schema", "no schemas given"))
     # 6. data into the tables the schema step made, through vtgate
-    loaded: dict[str, int] = {}
-    if params.data:
-        report, loaded = load_data(k, namespace, cluster, target.node_address, target.vtgate_address,
-                                   credentials, params.data)
-        reports.append(report)
-    else:
-        reports.append(StepReport(step="data-load", skipped="no data files given"))
-    if stop < 6:
-        return
+    await run("data", (lambda: load_data(ctx, credentials, plan.data)) if plan.data.files else
+              _skipped("data", "no data files given"))
     # 7. last: it reads what every step before it made
     if params.dry_run:
-        reports.append(StepReport(step="verify", skipped="a dry run deploys nothing to verify"))
+        await run("verify", _skipped("verify", "a dry run deploys nothing to verify"))
     elif not params.verify.enabled:
-        reports.append(StepReport(step="verify", skipped="turned off in the parameters"))
+        await run("verify", _skipped("verify", "turned off in the parameters"))
     else:
-        result = verify_cluster(k, namespace, cluster, target.node_address, target.vtgate_address, credentials,
-                                expected_tablets_of(k.get("planetscale.com/v2", "VitessCluster", cluster, namespace) or {}),
-                                vtadmin_ports(params.cluster), loaded, params.verify)
-        reports.append(StepReport(step="verify", findings=[Finding(name=c.name, level=c.level, problem=c.message)
-                                                           for c in result.checks]))
-        sections.append(result.markdown)
+        await run("verify", lambda: _verify(ctx, credentials, params, plan, sections))
+
+
+async def _node_prep(params: DeployParameters) -> StepReport:
+    await node_prep(nodes_block=params.nodes_block, requirements=params.node_requirements)
+    return StepReport(step="node-prep", objects=[])
+
+
+def _verify(ctx: TargetContext, credentials: MySQLCredentials, params: DeployParameters, plan: DeployPlan,
+            sections: list[str]) -> StepReport:
+    vc = ctx.k.get("planetscale.com/v2", "VitessCluster", ctx.cluster, ctx.namespace) or {}
+    result = verify_cluster(ctx, credentials, expected_tablets_of(vc), vtadmin_ports(params.cluster), plan.data.rows,
+                            params.verify, plan.verify_inputs)
+    sections.append(result.markdown)
+    return StepReport(step="verify", findings=result.findings)

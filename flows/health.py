@@ -2,10 +2,12 @@
 
 Kubernetes (pods ready per component, restarts since the last check, the VitessCluster's
 status), Vitess through vtgate (a query, tablets, replication lag), backups (age of the newest
-complete one per shard), and optionally the nodes over SSH (memory and disk headroom). The
-groups run at once; a group that cannot run reports that as a failed check and the others still
-run. The run fails when any check fails, so that a Prefect automation on failed runs notifies
-someone; the markdown artifact ``health-<cluster>`` keeps one version per run (the trend).
+complete one per shard), and optionally the nodes over SSH (memory and disk headroom, read by
+health's own probe). The groups run at once, their results keyed by group; a group that cannot
+run reports that as a failed finding and the others still run. The run fails when any check
+fails, so that a Prefect automation on failed runs notifies someone; the markdown artifact
+``health-<cluster>`` keeps one version per run (the trend). The flow judges nothing itself
+(tasks/health.py does).
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from blocks.mysql import MySQLCredentials
 from blocks.nodes import SSHNodes
 from blocks.target import VitessTarget
 from flows.common import load_block
-from tasks.health import HealthThresholds, check_backups, check_kubernetes, check_vitess, node_checks
-from tasks.node_prep import NodeRequirements, prep_node
-from tasks.verify import Check
+from tasks.health import HealthThresholds, check_backups, check_kubernetes, check_node, check_vitess
+from tasks.report import LEVELS, Finding, error_finding, failed, worst
 from vtflow import kube
 from vtflow.errors import PermanentError
 
@@ -34,21 +35,28 @@ def restarts_variable(cluster: str) -> str:
     return f"vtflow-health-restarts-{cluster}"
 
 
-def summary_markdown(cluster: str, checks: list[Check]) -> str:
-    worst = "fail" if any(c.level == "fail" for c in checks) else ("warn" if any(c.level == "warn" for c in checks) else "ok")
-    counts = {lvl: sum(1 for c in checks if c.level == lvl) for lvl in ("ok", "warn", "fail")}
-    lines = [f"# Health of {cluster}: {ICON[worst]}", "",
+def _cell(text: str) -> str:
+    return text.replace("|", "/")
+
+
+def summary_markdown(cluster: str, findings: list[Finding]) -> str:
+    counts = {lvl: sum(1 for f in findings if f.level == lvl) for lvl in LEVELS}
+    lines = [f"# Health of {cluster}: {ICON[worst(findings)]}", "",
              f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed", "",
-             "| check | level | what to know / do |", "|---|---|---|"]
-    order = {"fail": 0, "warn": 1, "ok": 2}
-    lines += [f"| {c.name} | {ICON[c.level]} | {c.message.replace('|', '/')} |"
-              for c in sorted(checks, key=lambda c: order[c.level])]
+             "| check | level | problem | fix |", "|---|---|---|---|"]
+    lines += [f"| {f.name} | {ICON[f.level]} | {_cell(f.problem)} | {_cell(f.fix)} |"
+              for f in sorted(findings, key=lambda f: -LEVELS.index(f.level))]
     return "\n".join(lines)
+
+
+def group_findings(group: str, result) -> list[Finding]:
+    """A group's findings, or one failed finding named after the group when it raised."""
+    return [error_finding(group, result, "could not check: ")] if isinstance(result, BaseException) else list(result)
 
 
 @flow(name="health-check", log_prints=False)
 async def health_check(target_block: str = "default", mysql_block: str = "default", nodes_block: str | None = None,
-                       thresholds: HealthThresholds = HealthThresholds()) -> list[Check]:
+                       thresholds: HealthThresholds = HealthThresholds()) -> list[Finding]:
     """Check the cluster, Vitess, backups and (with a nodes block) the nodes; fail if any check fails."""
     log = get_run_logger()
     target = await load_block(VitessTarget, target_block, "target")
@@ -58,50 +66,30 @@ async def health_check(target_block: str = "default", mysql_block: str = "defaul
     k = kube.Kube(target.api_client(), attempts=2, backoff_s=0.2)
     previous = await Variable.aget(restarts_variable(cluster), default=None)
 
-    groups = [
-        check_kubernetes(k, namespace, cluster, previous),
-        check_vitess(k, namespace, cluster, target.node_address, target.vtgate_address, credentials,
-                     thresholds.max_replication_lag_s),
-        check_backups(k, namespace, cluster, thresholds.max_backup_age_h),
-    ]
-    if nodes is not None:
-        req = NodeRequirements(min_cpus=1, min_memory_gib=0.001, min_available_memory_gib=thresholds.min_free_memory_gib,
-                               min_disk_gib=thresholds.min_free_disk_gib)
-        groups += [prep_node(nodes, n.name, req, return_state=True) for n in nodes.nodes]
-    results = await asyncio.gather(*groups, return_exceptions=True)
+    groups = {
+        "kubernetes": check_kubernetes(k, namespace, cluster, previous),
+        "vitess": check_vitess(k, namespace, cluster, target.node_address, target.vtgate_address, credentials,
+                               thresholds.max_replication_lag_s),
+        "backups": check_backups(k, namespace, cluster, thresholds.max_backup_age_h),
+    }
+    for n in nodes.nodes if nodes is not None else []:
+        groups[f"node {n.name}"] = check_node(nodes, n.name, thresholds)
+    results = dict(zip(groups, await asyncio.gather(*groups.values(), return_exceptions=True)))
 
-    checks: list[Check] = []
-    restarts = None
-    node_reports = []
-    for i, result in enumerate(results):
-        if i >= 3:  # a node: its state
-            outcome = await result.aresult(raise_on_failure=False)
-            if isinstance(outcome, BaseException):
-                name = nodes.nodes[i - 3].name
-                checks.append(Check(f"node {name}", "fail", f"could not check: {outcome}"))
-            else:
-                node_reports.append(outcome)
-            continue
-        if isinstance(result, BaseException):
-            checks.append(Check(("kubernetes", "vitess", "backups")[i], "fail", f"could not check: {result}"))
-        elif i == 0:
-            group, restarts = result
-            checks += group
-        else:
-            checks += result
-    checks += node_checks(node_reports, thresholds)
+    kubernetes = results.pop("kubernetes")
+    restarts = None if isinstance(kubernetes, BaseException) else kubernetes.restarts
+    findings = group_findings("kubernetes", kubernetes if isinstance(kubernetes, BaseException) else kubernetes.findings)
+    for group, result in results.items():  # in the order above: vitess, backups, then each node
+        findings += group_findings(group, result)
 
     if restarts is not None:
         await Variable.aset(restarts_variable(cluster), restarts, overwrite=True)
-    text = summary_markdown(cluster, checks)
-    await acreate_markdown_artifact(markdown=text, key=f"health-{cluster}",
+    await acreate_markdown_artifact(markdown=summary_markdown(cluster, findings), key=f"health-{cluster}",
                                     description=f"Health of VitessCluster {namespace}/{cluster}, one version per check")
-    failed = [c for c in checks if c.level == "fail"]
-    for c in checks:
-        (log.info if c.level == "ok" else log.warning)("%s: %s: %s", c.name, c.level, c.message)
-    if failed:
+    for f in findings:
+        (log.info if f.level == "ok" else log.warning)("%s", f.line)
+    if bad := failed(findings):
         raise PermanentError(f"VitessCluster {namespace}/{cluster}",
-                             f"{len(failed)} health check(s) failed: "
-                             + "; ".join(f"{c.name}: {c.message.split(' Fix: ')[0].rstrip('.')}" for c in failed),
+                             f"{len(bad)} health check(s) failed: " + "; ".join(f.short for f in bad),
                              f"see the artifact health-{cluster}.")
-    return checks
+    return findings

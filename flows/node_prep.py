@@ -1,7 +1,10 @@
 """The node-prep flow: every node checked at once over SSH, one table in the Prefect UI.
 
 Step 1 of the deploy chain. The deploy flow calls it first; it also runs on its own from
-the UI (deployment ``node-prep``).
+the UI (deployment ``node-prep``). Every judgement is a ``tasks.report.Finding``: logged with
+``Finding.line``, summed up in the run's state message with ``Finding.short``, and shown in the
+table with its problem and its fix in columns of their own. It judges nothing itself
+(tasks/node_prep.py does).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from prefect.artifacts import acreate_table_artifact
 
 from blocks.nodes import SSHNodes
 from tasks.node_prep import NodeReport, NodeRequirements, prep_node
-from vtflow.errors import ConfigError, PermanentError
-
+from tasks.report import Finding, failed
+from vtflow.errors import ConfigError, PermanentError, VtflowError
 
 
 async def load_nodes_block(name: str) -> SSHNodes:
@@ -27,19 +30,40 @@ async def load_nodes_block(name: str) -> SSHNodes:
 
 
 def report_rows(reports: list[NodeReport]) -> list[dict]:
-    """One table row per node: each check's level and value, then what to do."""
+    """One table row per node: each check's level and what it measured, then the problems and,
+    in a column of their own, their fixes (each prefixed with its check's name)."""
     rows = []
     for r in reports:
         row = {"node": r.node, "address": r.address, "result": r.worst}
-        if not r.reachable:
-            row["problems"] = r.error or "unreachable"
-        for c in r.checks:
-            row[c.check] = f"{c.level}: {c.value}" + (" (changed)" if c.changed else "")
-        problems = [f"{c.check}: {c.message}" for c in r.checks if c.level != "ok" and c.message]
-        if problems:
+        for f in r.findings:
+            row[f.name] = (f"{f.level}: {r.values[f.name]}" if f.name in r.values else f.level) + (
+                " (changed)" if f.name in r.changed_checks else "")
+        wrong = [f for f in r.findings if f.level != "ok"]
+        if problems := [f"{f.name}: {f.problem}" for f in wrong if f.problem]:
             row["problems"] = " | ".join(problems)
+        if fixes := [f"{f.name}: {f.fix}" for f in wrong if f.fix]:
+            row["fixes"] = " | ".join(fixes)
         rows.append(row)
     return rows
+
+
+def unreachable_report(spec, outcome) -> NodeReport:
+    """A node that could not be probed: the error kept whole, and as the finding ``probe``."""
+    if isinstance(outcome, VtflowError):
+        finding = Finding(name="probe", level="fail", problem=f"{outcome.subject}: {outcome.problem}", fix=outcome.fix or "")
+    else:
+        finding = Finding(name="probe", level="fail", problem=str(outcome) if isinstance(outcome, BaseException) else "failed",
+                          fix="read the prep-node task's log")
+    return NodeReport(node=spec.name, address=spec.address, reachable=False,
+                      error=str(outcome) if isinstance(outcome, BaseException) else "failed",
+                      findings=[finding], values={"probe": "unreachable"})
+
+
+def failure_summary(reports: list[NodeReport], most: int = 5) -> str:
+    """The failed findings of the given nodes as one line, at most ``most`` of them."""
+    shorts = [f"{r.node} {f.short}" for r in reports for f in failed(r.findings)]
+    more = f"; and {len(shorts) - most} more" if len(shorts) > most else ""
+    return "; ".join(shorts[:most]) + more
 
 
 def artifact_key(block_name: str) -> str:
@@ -74,17 +98,13 @@ async def node_prep(
     reports: list[NodeReport] = []
     for spec in nodes.nodes:
         outcome = await states[spec.name].aresult(raise_on_failure=False)
-        if isinstance(outcome, NodeReport):
-            report = outcome
-        else:  # reported per node; the others are kept
-            error = str(outcome) if isinstance(outcome, BaseException) else "failed"
-            report = NodeReport(node=spec.name, address=spec.address, reachable=False, error=error)
-            log.error("%s", error)
+        # reported per node; the others are kept
+        report = outcome if isinstance(outcome, NodeReport) else unreachable_report(spec, outcome)
         reports.append(report)
         log.info("node %s: %s%s", report.node, report.worst, " (changed)" if report.changed else "")
-        for c in report.checks:
-            if c.level != "ok" and c.message:
-                (log.warning if c.level == "warn" else log.error)("node %s %s: %s", report.node, c.check, c.message)
+        for f in report.findings:
+            if f.level != "ok":
+                (log.warning if f.level == "warn" else log.error)("node %s %s", report.node, f.line)
 
     unreachable = [r for r in reports if not r.reachable]
     failing = [r for r in reports if r.reachable and r.worst == "fail"]
@@ -98,6 +118,7 @@ async def node_prep(
         raise PermanentError("node prep", f"not checked (unreachable or refused): {', '.join(r.node for r in unreachable)}.",
                              "see each node's error above; re-run with fail_on_unreachable=false to go on without them.")
     if failing and fail_on_check:
-        raise PermanentError("node prep", f"checks failed on {', '.join(r.node for r in failing)}.",
+        raise PermanentError("node prep", f"checks failed on {', '.join(r.node for r in failing)}: "
+                             f"{failure_summary(failing)}.",
                              "see the node-prep table artifact for each problem and its fix.")
     return reports

@@ -1,14 +1,15 @@
 """The backup flow's steps: one ``vtctldclient BackupShard`` per shard, confirmation through
-``GetBackups``, and retention (``RemoveBackup``), all run in the vtctld pod through the exec API.
+``GetBackups``, and retention (``RemoveBackup``), all through ``vtflow.vtctld`` (in the vtctld pod).
 
 Which backups to prune is a pure decision (``to_prune``): beyond ``keep_count`` or older than
 ``keep_days``, and never the newest complete backup of a shard, whatever the settings say.
+The backup-age helpers (a backup's time, whether it is complete, VitessBackup objects as
+backups) live here too; the health check imports them to judge backup ages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,11 +18,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.health import backup_time, is_complete
 from tasks.verify import expected_tablets_of
-from tasks.schema import vtctldclient
-from vtflow import kube
-from vtflow.errors import ConfigError, PermanentError
+from vtflow import kube, names
+from vtflow.errors import ConfigError
+from vtflow.vtctld import CommandFailed, Vtctld
 
 
 class Retention(BaseModel):
@@ -39,6 +39,38 @@ class BackupResult:
     seconds: float = 0.0
     error: str = ""
     pruned: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- pure: backup ages (the health check's too)
+
+
+def backup_time(b: dict) -> datetime | None:
+    """A GetBackups --json entry's time (protojson Timestamp: RFC 3339 text or {seconds, nanoseconds})."""
+    t = b.get("time")
+    if isinstance(t, dict) and "seconds" in t:
+        return datetime.fromtimestamp(int(t["seconds"]) + int(t.get("nanoseconds", 0)) / 1e9, timezone.utc)
+    if isinstance(t, str) and t:
+        return datetime.fromisoformat(t.replace("Z", "+00:00"))
+    return None
+
+
+def is_complete(b: dict) -> bool:
+    """vtctld's GetBackups leaves ``status`` UNKNOWN (vitessio/vitess#8332): only an explicit
+    INCOMPLETE or INVALID counts against a backup there. VitessBackup objects say ``complete``."""
+    return str(b.get("status", "UNKNOWN")).upper() not in ("INCOMPLETE", "INVALID")
+
+
+def backups_from_objects(objects: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """VitessBackup objects (the operator's view of backup storage, ``status.complete`` read from
+    each backup's MANIFEST) as GetBackups-like entries, per (keyspace, shard)."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for o in objects:
+        labels, st = o["metadata"].get("labels") or {}, o.get("status") or {}
+        key = (labels.get(names.KEYSPACE, ""), names.shard_from_label(labels.get(names.SHARD, "x-x")))
+        out.setdefault(key, []).append({"name": st.get("storageName") or o["metadata"]["name"],
+                                        "time": st.get("finishedTime") or st.get("startTime"),
+                                        "status": "COMPLETE" if st.get("complete") else "INCOMPLETE"})
+    return out
 
 
 # ---------------------------------------------------------------- pure
@@ -74,26 +106,20 @@ def to_prune(backups: list[dict], retention: Retention, now: datetime) -> list[s
 # ---------------------------------------------------------------- I/O
 
 
-def get_backups(k: kube.Kube, namespace: str, cluster: str, ks: str, shard: str) -> list[dict]:
-    rc, out, err = vtctldclient(k, namespace, cluster, ["GetBackups", "--json", f"{ks}/{shard}"])
-    if rc != 0:
-        raise PermanentError(f"shard {ks}/{shard}", f"GetBackups failed: {err.strip()[-300:]}",
-                             "check vtctld's log and the backup location.")
-    return json.loads(out or "{}").get("backups") or []
-
-
 def back_up_shard(k: kube.Kube, namespace: str, cluster: str, ks: str, shard: str,
                   retention: Retention | None, now: datetime | None = None) -> BackupResult:
     """BackupShard, then confirm the new backup is listed as complete, then prune. Never raises
     for the shard's own failure: the result says what went wrong, so other shards go on."""
+    vt = Vtctld(k, namespace, cluster)
     started = time.monotonic()
-    before = {b["name"] for b in get_backups(k, namespace, cluster, ks, shard)}
-    rc, out, err = vtctldclient(k, namespace, cluster, ["BackupShard", f"{ks}/{shard}"])
+    before = {b["name"] for b in vt.get_backups(ks, shard)}
+    try:
+        vt.backup_shard(ks, shard)
+    except CommandFailed as e:
+        return BackupResult(ks, shard, False, seconds=time.monotonic() - started,
+                            error=f"BackupShard exited {e.rc}: {e.detail}")
     seconds = time.monotonic() - started
-    if rc != 0:
-        last = (err.strip() or out.strip()).splitlines()[-1:] or ["(no output)"]
-        return BackupResult(ks, shard, False, seconds=seconds, error=f"BackupShard exited {rc}: {last[0][-400:]}")
-    after = get_backups(k, namespace, cluster, ks, shard)
+    after = vt.get_backups(ks, shard)
     new = [b for b in after if b["name"] not in before]
     if not new or not any(is_complete(b) for b in new):
         return BackupResult(ks, shard, False, seconds=seconds,
@@ -104,9 +130,10 @@ def back_up_shard(k: kube.Kube, namespace: str, cluster: str, ks: str, shard: st
     if retention is not None:
         pruned = []
         for name in to_prune(after, retention, now or datetime.now(timezone.utc)):
-            rc, _, err = vtctldclient(k, namespace, cluster, ["RemoveBackup", f"{ks}/{shard}", name])
-            if rc != 0:
-                result.error = f"RemoveBackup {name} failed: {err.strip()[-300:]}"
+            try:
+                vt.remove_backup(ks, shard, name)
+            except CommandFailed as e:
+                result.error = f"RemoveBackup {name} failed: {e.detail}"
                 break
             pruned.append(name)
         result.pruned = tuple(pruned)

@@ -4,7 +4,8 @@
 zone1, keyspace commerce, one shard, the same images and resources). ``render`` turns a spec
 into the objects vtflow applies, ``preflight`` adds up every request the cluster will make
 and compares it with the nodes, ``not_ready``/``diagnose`` read the operator's status and the
-pods. The task applies, then waits. Differences from upstream's 101 file, all on purpose:
+pods. The task applies, then waits once: a cluster not ready after the whole timeout fails at
+once with the diagnosis, never retried. Differences from upstream's 101 file, all on purpose:
 - the gateway users Secret holds the MySQL credentials block's user and password (never the
   example's empty password), and init_db.sql is vtflow's own;
 - vtadmin is on, read-only, its ``apiAddresses`` pointing at a node address and NodePort,
@@ -25,8 +26,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from blocks.mysql import MySQLCredentials
 from tasks.common import retry_transient
+from tasks.context import TargetContext
 from tasks.report import StepReport, apply_all
-from vtflow import crdschema, kube
+from vtflow import crdschema, kube, names
 from vtflow.errors import ConfigError, PermanentError
 from vtflow.quantity import cpu_millis, memory_bytes
 
@@ -112,39 +114,7 @@ class ClusterSpec(BaseModel):
     backup: BackupSpec = Field(default_factory=BackupSpec)
 
 
-# ---------------------------------------------------------------- pure: names and rendering
-
-
-def secret_name(cluster: str) -> str:
-    return f"{cluster}-cluster-config"
-
-
-def vtadmin_node_port_name(cluster: str) -> str:
-    return f"{cluster}-vtadmin-nodeport"
-
-
-def vtgate_node_port_name(cluster: str) -> str:
-    return f"{cluster}-vtgate-nodeport"
-
-
-def shard_label(shard: str) -> str:
-    """A shard as the operator writes it in label values and names: '-' -> 'x-x', '-80' -> 'x-80'."""
-    start, _, end = shard.partition("-")
-    return f"{start or 'x'}-{end or 'x'}"
-
-
-def shard_from_label(label: str) -> str:
-    start, _, end = label.partition("-")
-    return f"{'' if start == 'x' else start}-{'' if end == 'x' else end}"
-
-
-def shard_names(shards: int) -> list[str]:
-    """The shards of an ``equal`` partitioning, named as Vitess names key ranges: 1 -> ['-'],
-    2 -> ['-80', '80-'], 4 -> ['-40', '40-80', '80-c0', 'c0-']."""
-    if shards <= 1:
-        return ["-"]
-    bounds = [""] + [f"{i * 256 // shards:02x}" for i in range(1, shards)] + [""]
-    return [f"{bounds[i]}-{bounds[i + 1]}" for i in range(shards)]
+# ---------------------------------------------------------------- pure: rendering (names: vtflow/names.py)
 
 
 def users_json(user: str, password: str) -> str:
@@ -172,8 +142,8 @@ def render(spec: ClusterSpec, namespace: str, cluster: str, node_address: str | 
     if spec.vtadmin and not node_address:
         raise ConfigError("Vitess target block", "has no node_address, which vtadmin's apiAddresses need.",
                           "set node_address to an address of a node (vtflow block create target --node-address IP).")
-    secret = secret_name(cluster)
-    labels = {"app.kubernetes.io/managed-by": "vtflow", "planetscale.com/cluster": cluster}
+    secret = names.secret_name(cluster)
+    labels = names.managed_labels(cluster)
     objects: list[dict] = [{
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": secret, "namespace": namespace, "labels": labels},
@@ -187,7 +157,7 @@ def render(spec: ClusterSpec, namespace: str, cluster: str, node_address: str | 
                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": b.volume_size}}}})
     vc: dict = {
         "apiVersion": "planetscale.com/v2", "kind": "VitessCluster",
-        "metadata": {"name": cluster, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "vtflow"}},
+        "metadata": {"name": cluster, "namespace": namespace, "labels": {names.MANAGED_BY: names.MANAGER}},
         "spec": {
             "images": {"vtctld": spec.vitess_image, "vtgate": spec.vitess_image, "vttablet": spec.vitess_image,
                        "vtorc": spec.vitess_image, "vtbackup": spec.vitess_image,
@@ -225,14 +195,13 @@ def render(spec: ClusterSpec, namespace: str, cluster: str, node_address: str | 
             "webResources": Resources(memory="128Mi", memory_limit="128Mi").k8s(),
         }
     objects.append(vc)
-    selector = {"planetscale.com/cluster": cluster}
     if spec.vtadmin:
-        objects.append(_node_port(vtadmin_node_port_name(cluster), namespace, labels,
-                                  {**selector, "planetscale.com/component": "vtadmin"},
+        objects.append(_node_port(names.vtadmin_node_port_name(cluster), namespace, labels,
+                                  names.cluster_labels(cluster, names.VTADMIN),
                                   [("web", 15000, spec.vtadmin_web_node_port), ("api", 15001, spec.vtadmin_api_node_port)]))
     if spec.vtgate_node_port:
-        objects.append(_node_port(vtgate_node_port_name(cluster), namespace, labels,
-                                  {**selector, "planetscale.com/component": "vtgate", "planetscale.com/cell": spec.cell},
+        objects.append(_node_port(names.vtgate_node_port_name(cluster), namespace, labels,
+                                  names.cluster_labels(cluster, names.VTGATE, spec.cell),
                                   [("mysql", 3306, spec.vtgate_node_port)]))
     return objects
 
@@ -417,7 +386,7 @@ def node_room(nodes: list[dict], pods: list[dict], cluster: str) -> list[NodeRoo
             if (p.get("spec") or {}).get("nodeName") != name or (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
             plabels = p["metadata"].get("labels") or {}
-            if plabels.get("planetscale.com/cluster") == cluster or plabels.get("app") == "vitess-operator":
+            if plabels.get(names.CLUSTER) == cluster or names.OPERATOR_POD_LABELS.items() <= plabels.items():
                 continue
             c, m = _pod_requests(p)
             used_cpu, used_mem = used_cpu + c, used_mem + m
@@ -520,13 +489,18 @@ def diagnose(pods: list[dict], events: list[dict], claims: list[dict]) -> list[s
 # ---------------------------------------------------------------- the task
 
 
-@task(name="cluster-init", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def init_cluster(k: kube.Kube, spec: ClusterSpec, namespace: str, cluster: str, node_address: str | None,
-                 credentials: MySQLCredentials, operator_docs: list[dict],
+@task(name="cluster", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def init_cluster(target: TargetContext, spec: ClusterSpec, credentials: MySQLCredentials, operator_docs: list[dict],
                  allow_memory_overcommit: bool = False, timeout_s: float = 900) -> StepReport:
-    """Step 4: preflight, apply, then wait for the operator to report the cluster ready."""
+    """Step 4: preflight, apply, then wait for the operator to report the cluster ready.
+
+    A cluster not ready after the whole ``timeout_s`` fails the step at once (a ReadyTimeout,
+    permanent) with the diagnosis: a retry would wait as long again for the same crash loop.
+    ``retries`` is for API errors that outlast the client's own retries."""
     log = get_run_logger()
-    objects = render(spec, namespace, cluster, node_address, credentials.user, credentials.password.get_secret_value())
+    k, namespace, cluster = target.k, target.namespace, target.cluster
+    objects = render(spec, namespace, cluster, target.node_address, credentials.user,
+                     credentials.password.get_secret_value())
     validate_cluster(next(o for o in objects if o["kind"] == "VitessCluster"), operator_docs)
     if not k.dry_run:  # a plan may add the CRD itself; a real run needs the operator's CRDs before anything
         k.resource("planetscale.com/v2", "VitessCluster")
@@ -536,14 +510,14 @@ def init_cluster(k: kube.Kube, spec: ClusterSpec, namespace: str, cluster: str, 
     if check.problems:
         raise PermanentError(f"VitessCluster {namespace}/{cluster}", "preflight refused it before anything was applied:\n"
                              + check.table() + "\n- " + "\n- ".join(check.problems))
-    report = apply_all(k, objects, "cluster-init", log)
+    report = apply_all(k, objects, "cluster", log)
     if k.dry_run:
         return report
     try:
         k.wait("planetscale.com/v2", "VitessCluster", cluster, namespace, not_ready, timeout_s,
                progress=_throttled(lambda m: log.info("%s", m)))
     except kube.WaitTimeout as e:
-        selector = f"planetscale.com/cluster={cluster}"
+        selector = names.cluster_selector(cluster)
         findings = diagnose(k.list("v1", "Pod", namespace, label_selector=selector), k.list("v1", "Event", namespace),
                             k.list("v1", "PersistentVolumeClaim", namespace))
         raise kube.WaitTimeout(e.subject, e.problem + ("\n- " + "\n- ".join(findings) if findings else ""),

@@ -11,10 +11,10 @@ per table (``load_csv``). vtgate does not accept LOAD DATA, so both become multi
   than the server takes to insert them.
 * CSV: rows are bound as parameters (the driver escapes them) in batches of ``max_rows``.
 
-Both go through one batch loop (``_run``): each batch commits in one transaction together with
-a checkpoint row (table ``_vtflow_load`` in the same keyspace, keyed by the file's SHA-256), so
-a run killed half-way and started again skips what was committed and goes on, every row ends up
-present exactly once, and a file already loaded is not loaded again. A file is read and checked
+Both go through one batch loop (``_run``: ``_read_checkpoint``, then ``_send_batch`` per batch):
+each batch commits in one transaction together with a checkpoint row (table ``_vtflow_load``
+in the same keyspace, keyed by the file's SHA-256), so a run killed half-way and started again
+skips what was committed and goes on, every row ends up present exactly once, and a file already loaded is not loaded again. A file is read and checked
 whole before the first statement is sent. Client meta commands are interpreted (``use``) or
 logged (``\\!``), never run. ``expected_rows`` and ``csv_rows`` say, without a server, how many
 rows each table receives from a file (for verification). Only ``vtflow.mysql`` knows the driver;
@@ -43,10 +43,11 @@ from pydantic import BaseModel, Field
 from blocks.mysql import MySQLCredentials
 from tasks import gateway, sqlscript
 from tasks.common import retry_transient
+from tasks.context import TargetContext
 from tasks.report import Finding, StepReport
-from tasks.schema import read_source
-from vtflow import kube, mysql
+from vtflow import mysql
 from vtflow.errors import ConfigError, PermanentError, TransientError, VtflowError
+from vtflow.sources import read_source
 
 CHECKPOINT_TABLE = "_vtflow_load"
 PASS_THROUGH_BYTES = 32 << 10   # an INSERT this long already fills a round trip: sent as it is
@@ -356,25 +357,7 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
     except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
         raise _failure(e, source) from e
     try:
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE TABLE IF NOT EXISTS `{CHECKPOINT_TABLE}` (digest CHAR(64) PRIMARY KEY, "
-                            "source VARCHAR(1024) NOT NULL, batches_done INT NOT NULL, rows_done BIGINT NOT NULL, "
-                            "total_batches INT NOT NULL)")
-                cur.execute(f"SELECT batches_done, rows_done, total_batches FROM `{CHECKPOINT_TABLE}` WHERE digest = %s",
-                            (digest,))
-                row = cur.fetchone()
-            conn.commit()
-        except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
-            raise _failure(e, source) from e
-        done, rows = (int(row[0]), int(row[1])) if row else (0, 0)
-        if row and int(row[2]) != total:
-            # the checkpoint counts batches: another max_rows or max_bytes cuts the file elsewhere
-            if done < int(row[2]):
-                raise ConfigError(f"data {source}", f"was partly loaded in {row[2]} batches; this run cuts it into {total}.",
-                                  "re-run with the max_rows and max_bytes of the interrupted run, so that it resumes "
-                                  "where that one stopped.")
-            done = total  # loaded whole before
+        done, rows = _read_checkpoint(conn, digest, source, total)
         tables: dict[str, int] = {}
         for batch in batches[:done]:
             if batch.table is not None:
@@ -387,25 +370,7 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
         last_report = loop_started
         for index in range(done, total):
             batch = batches[index]
-            where = batch.where
-            try:
-                with conn.cursor() as cur:
-                    counted = 0
-                    for sql, where in zip(batch.statements, batch.wheres):
-                        if batch.params is not None:
-                            cur.executemany(sql, batch.params)
-                        else:
-                            cur.execute(sql)
-                        counted += max(cur.rowcount, 0)
-                    where = batch.where   # the checkpoint and the commit are the batch's
-                    count = batch.rows if batch.rows is not None else counted
-                    cur.execute(f"INSERT INTO `{CHECKPOINT_TABLE}` (digest, source, batches_done, rows_done, total_batches) "
-                                "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE batches_done = VALUES(batches_done), "
-                                "rows_done = VALUES(rows_done)", (digest, source[-1024:], index + 1, rows + count, total))
-                conn.commit()
-            except Exception as e:  # noqa: BLE001 - the driver's error, named with its place
-                _quietly(conn.rollback)
-                raise _failure(e, where) from e
+            count = _send_batch(conn, batch, digest, source, index, rows, total)
             rows += count
             if batch.table is not None:
                 tables[batch.table] = tables.get(batch.table, 0) + count
@@ -421,6 +386,58 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
     log(f"{source}: {loaded} rows loaded in {seconds:.2f} s ({loaded / max(seconds, 1e-9):.0f} rows/s)"
         + (f"; {done} of {total} batches ({rows_before} rows) were already loaded" if done else ""))
     return LoadResult(source, rows, total, done, seconds, tables)
+
+
+def _read_checkpoint(conn, digest: str, source: str, total: int) -> tuple[int, int]:
+    """(batches done, rows done) of the file with ``digest``, from its checkpoint row (made
+    here, with its table, when absent). A checkpoint of another cut of the file is refused
+    unless that load had finished."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE TABLE IF NOT EXISTS `{CHECKPOINT_TABLE}` (digest CHAR(64) PRIMARY KEY, "
+                        "source VARCHAR(1024) NOT NULL, batches_done INT NOT NULL, rows_done BIGINT NOT NULL, "
+                        "total_batches INT NOT NULL)")
+            cur.execute(f"SELECT batches_done, rows_done, total_batches FROM `{CHECKPOINT_TABLE}` WHERE digest = %s",
+                        (digest,))
+            row = cur.fetchone()
+        conn.commit()
+    except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
+        raise _failure(e, source) from e
+    done, rows = (int(row[0]), int(row[1])) if row else (0, 0)
+    if row and int(row[2]) != total:
+        # the checkpoint counts batches: another max_rows or max_bytes cuts the file elsewhere
+        if done < int(row[2]):
+            raise ConfigError(f"data {source}", f"was partly loaded in {row[2]} batches; this run cuts it into {total}.",
+                              "re-run with the max_rows and max_bytes of the interrupted run, so that it resumes "
+                              "where that one stopped.")
+        done = total  # loaded whole before
+    return done, rows
+
+
+def _send_batch(conn, batch: Batch, digest: str, source: str, index: int, rows_before: int, total: int) -> int:
+    """Send batch number ``index`` and its checkpoint row (``index + 1`` batches done) in one
+    transaction; the rows it inserted. On any error the transaction is rolled back, so the
+    checkpoint never counts a batch that is not in the tables."""
+    where = batch.where
+    try:
+        with conn.cursor() as cur:
+            counted = 0
+            for sql, where in zip(batch.statements, batch.wheres):
+                if batch.params is not None:
+                    cur.executemany(sql, batch.params)
+                else:
+                    cur.execute(sql)
+                counted += max(cur.rowcount, 0)
+            where = batch.where   # the checkpoint and the commit are the batch's
+            count = batch.rows if batch.rows is not None else counted
+            cur.execute(f"INSERT INTO `{CHECKPOINT_TABLE}` (digest, source, batches_done, rows_done, total_batches) "
+                        "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE batches_done = VALUES(batches_done), "
+                        "rows_done = VALUES(rows_done)", (digest, source[-1024:], index + 1, rows_before + count, total))
+        conn.commit()
+    except Exception as e:  # noqa: BLE001 - the driver's error, named with its place
+        _quietly(conn.rollback)
+        raise _failure(e, where) from e
+    return count
 
 
 # ---------------------------------------------------------------- the deploy step
@@ -455,29 +472,36 @@ def planned_rows(files: list[tuple[DataFile, str, str]]) -> dict[str, int]:
     return out
 
 
-def read_files(files: list[DataFile]) -> tuple[list[tuple[DataFile, str, str]], dict[str, int]]:
-    """Every file's text and name, and the rows they hold per ``keyspace.table``; parsing them
-    all is the check (the deploy does it before step 1, and again in this step)."""
+@dataclass(frozen=True)
+class DataInputs:
+    """The data files as read and checked before step 1: each file's text and name, and the
+    rows they hold per ``keyspace.table`` (what verification expects to find)."""
+
+    files: list[tuple[DataFile, str, str]]
+    rows: dict[str, int]
+
+
+def read_files(files: list[DataFile]) -> DataInputs:
+    """Every file read once and parsed whole (the parse is the check: the deploy does it before
+    step 1, and the step loads these texts)."""
     texts = [(f, *read_source(f.source, "data file")) for f in files]
-    return texts, planned_rows(texts)
+    return DataInputs(texts, planned_rows(texts))
 
 
-@task(name="data-load", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def load_data(k: kube.Kube, namespace: str, cluster: str, node_address: str | None, vtgate_address: str | None,
-              credentials: MySQLCredentials, files: list[DataFile]) -> tuple[StepReport, dict[str, int]]:
-    """Step 6: every file read and checked, then loaded through vtgate, each exactly once (a retry
-    or a re-run resumes from the checkpoints). Returns the report and the rows the files hold."""
+@task(name="data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def load_data(target: TargetContext, credentials: MySQLCredentials, inputs: DataInputs) -> StepReport:
+    """Step 6: the files ``read_files`` read, loaded through vtgate, each exactly once (a retry
+    or a re-run resumes from the checkpoints)."""
     log = get_run_logger()
-    texts, expected = read_files(files)  # a bad file fails here, before anything is sent
-    report = StepReport(step="data-load")
+    report = StepReport(step="data")
     report.findings = [Finding(name=table, level="ok", problem=f"{n} rows in the data files")
-                       for table, n in sorted(expected.items())]
-    if k.dry_run:
+                       for table, n in sorted(inputs.rows.items())]
+    if target.k.dry_run:
         report.findings.insert(0, Finding(name="data files", level="ok",
-                                           problem=f"{len(files)} file(s) checked; a dry run loads nothing"))
-        return report, expected
-    gw = gateway.discover(k, namespace, cluster, node_address, vtgate_address)
-    log.info("loading %d file(s) through vtgate at %s (from %s)", len(files), gw.address, gw.how)
+                                           problem=f"{len(inputs.files)} file(s) checked; a dry run loads nothing"))
+        return report
+    gw = gateway.discover(target.k, target.namespace, target.cluster, target.node_address, target.vtgate_address)
+    log.info("loading %d file(s) through vtgate at %s (from %s)", len(inputs.files), gw.address, gw.how)
 
     def connect(database: str):
         try:
@@ -485,7 +509,7 @@ def load_data(k: kube.Kube, namespace: str, cluster: str, node_address: str | No
         except TransientError as e:
             raise TransientError(e.subject, e.problem, gateway.UNREACHABLE_FIX) from e
 
-    for f, text, source in texts:
+    for f, text, source in inputs.files:
         say = (lambda m: log.info("%s", m))
         if is_csv(f):
             table = f.table or Path(source).name.rsplit(".", 1)[0]
@@ -494,4 +518,4 @@ def load_data(k: kube.Kube, namespace: str, cluster: str, node_address: str | No
             result = load_sql(connect, f.keyspace, text, source, log=say)
         report.objects.append({"object": f"data {f.keyspace}: {source} ({result.rows} rows)",
                                "action": "created" if result.changed else "unchanged"})
-    return report, expected
+    return report

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vtflow import kube
+from vtflow import kube, names
 from vtflow.errors import ConfigError, TransientError
 
 MYSQL_PORT = 3306
@@ -44,7 +44,7 @@ def _mysql_port(svc: dict) -> dict | None:
 
 def _selects_vtgate(svc: dict, cluster: str) -> bool:
     sel = (svc.get("spec") or {}).get("selector") or {}
-    return sel.get("planetscale.com/component") == "vtgate" and sel.get("planetscale.com/cluster") == cluster
+    return sel.get(names.COMPONENT) == names.VTGATE and sel.get(names.CLUSTER) == cluster
 
 
 def choose(services: list[dict], cluster: str, node_address: str | None, override: str | None,

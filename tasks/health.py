@@ -1,30 +1,40 @@
 """The health check's checks: Kubernetes, Vitess through vtgate, backups, and (optionally) nodes.
 
-Each check is a ``Check`` (tasks/verify.py) with a level and a message that says what to do.
-Pure functions judge what was read (pods, the VitessCluster, SHOW VITESS_* rows, GetBackups);
-the tasks read it, each check guarded so that one that cannot run (vtgate unreachable, say)
-becomes a ``fail`` naming why while the others still run. Nothing here changes the cluster.
+Each check is a ``Finding`` (tasks/report.py): a level, the problem and its fix kept apart.
+Pure functions judge what was read (pods, the VitessCluster, SHOW VITESS_* rows, VitessBackup
+objects, a node's memory and disk); the tasks read it, each check guarded so that one that
+cannot run (vtgate unreachable, say) becomes a ``fail`` naming why while the others still run.
+The node probe is health's own: read-only facts over SSH (available memory, free disk under the
+K3s data path), built from node prep's probe blocks and judged here, with health's thresholds.
+Nothing here changes the cluster or a node. The backup-age helpers live in tasks/backup.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from blocks.mysql import MySQLCredentials
+from blocks.nodes import SSHNodes
 from tasks import gateway
-from tasks.cluster import not_ready, shard_from_label
-from tasks.verify import Check, expected_tablets_of, show_tablets, tablet_checks
+from tasks.backup import backup_time, backups_from_objects, is_complete
+from tasks.cluster import not_ready
+from tasks.common import retry_transient
+from tasks.node_prep import K3S_DATA_PATH, MEMINFO_LINES, SSH_THREADS, disk_lines, gib, parse_probe
+from tasks.report import Finding, error_finding
+from tasks.verify import expected_tablets_of, show_tablets, tablet_checks
 from vtflow import kube, mysql
-from vtflow.errors import VtflowError
+from vtflow.errors import CommandError, VtflowError
+from vtflow.names import COMPONENT, cluster_selector
 
-COMPONENT = "planetscale.com/component"
 
 
 class HealthThresholds(BaseModel):
@@ -55,7 +65,7 @@ def _ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
-def pod_checks(vc: dict, pods: list[dict]) -> list[Check]:
+def pod_checks(vc: dict, pods: list[dict]) -> list[Finding]:
     """One check per component: every pod Ready."""
     checks = []
     for comp in expected_components(vc):
@@ -63,16 +73,16 @@ def pod_checks(vc: dict, pods: list[dict]) -> list[Check]:
         not_ready_pods = sorted(p["metadata"]["name"] for p in mine if not _ready(p))
         name = f"pods {comp}"
         if not mine:
-            checks.append(Check(name, "fail", f"no {comp} pod exists. Fix: check the vitess-operator's log "
-                                "(`kubectl logs deploy/vitess-operator`)."))
+            checks.append(Finding(name=name, level="fail", problem=f"no {comp} pod exists",
+                                  fix="check the vitess-operator's log (`kubectl logs deploy/vitess-operator`)"))
         elif len(not_ready_pods) == len(mine):
-            checks.append(Check(name, "fail", f"none of {len(mine)} ready: {', '.join(not_ready_pods)}. "
-                                "Fix: `kubectl describe pod` them and read their logs."))
+            checks.append(Finding(name=name, level="fail", problem=f"none of {len(mine)} ready: {', '.join(not_ready_pods)}",
+                                  fix="`kubectl describe pod` them and read their logs"))
         elif not_ready_pods:
-            checks.append(Check(name, "warn", f"{len(mine) - len(not_ready_pods)} of {len(mine)} ready; not ready: "
-                                f"{', '.join(not_ready_pods)}. Fix: `kubectl describe pod` them."))
+            checks.append(Finding(name=name, level="warn", problem=f"{len(mine) - len(not_ready_pods)} of {len(mine)} "
+                                  f"ready; not ready: {', '.join(not_ready_pods)}", fix="`kubectl describe pod` them"))
         else:
-            checks.append(Check(name, "ok", f"{len(mine)} of {len(mine)} ready"))
+            checks.append(Finding(name=name, level="ok", problem=f"{len(mine)} of {len(mine)} ready"))
     return checks
 
 
@@ -90,29 +100,32 @@ def restart_counts(pods: list[dict]) -> tuple[dict[str, int], dict[str, str]]:
     return counts, names
 
 
-def restart_check(current: dict[str, int], previous: dict[str, int] | None, names: dict[str, str]) -> Check:
+def restart_check(current: dict[str, int], previous: dict[str, int] | None, names: dict[str, str]) -> Finding:
     if previous is None:
-        return Check("restarts", "ok", f"first check: baseline recorded ({sum(current.values())} restarts so far)")
+        return Finding(name="restarts", level="ok",
+                       problem=f"first check: baseline recorded ({sum(current.values())} restarts so far)")
     grew = {k: v - previous.get(k, 0) for k, v in current.items() if v > previous.get(k, 0)}
     if not grew:
-        return Check("restarts", "ok", "no container restarted since the last check")
+        return Finding(name="restarts", level="ok", problem="no container restarted since the last check")
     listed = ", ".join(f"{names.get(k.split('/')[0], k.split('/')[0])}/{k.split('/', 1)[1]} +{n}"
                        for k, n in sorted(grew.items()))
-    return Check("restarts", "warn", f"restarted since the last check: {listed}. Fix: read the previous logs "
-                 "(`kubectl logs POD -c CONTAINER --previous`); OOMKilled means the memory limit is too low.")
+    return Finding(name="restarts", level="warn", problem=f"restarted since the last check: {listed}",
+                   fix="read the previous logs (`kubectl logs POD -c CONTAINER --previous`); "
+                   "OOMKilled means the memory limit is too low")
 
 
-def status_check(vc: dict | None) -> Check:
+def status_check(vc: dict | None) -> Finding:
     missing = not_ready(vc)
     if missing:
-        return Check("cluster status", "fail", f"{missing}. Fix: look at the pods named above and the operator's log.")
-    return Check("cluster status", "ok", "the operator reports every part available")
+        return Finding(name="cluster status", level="fail", problem=missing,
+                       fix="look at the pods' checks and the operator's log")
+    return Finding(name="cluster status", level="ok", problem="the operator reports every part available")
 
 
 # ---------------------------------------------------------------- pure: Vitess
 
 
-def lag_checks(rows: list[dict], max_lag_s: float) -> list[Check]:
+def lag_checks(rows: list[dict], max_lag_s: float) -> list[Finding]:
     """SHOW VITESS_REPLICATION_STATUS rows -> one check per replica."""
     checks = []
     for r in sorted(rows, key=lambda r: r.get("Alias", "")):
@@ -123,86 +136,64 @@ def lag_checks(rows: list[dict], max_lag_s: float) -> list[Check]:
             lag = float("inf")
         health = str(r.get("ReplicationHealth") or "")
         if '"LastError":""' not in health.replace(" ", "") and "Running\":\"Yes" not in health:
-            checks.append(Check(name, "fail", f"replication is not running ({health}). Fix: read the tablet's vttablet "
-                                "log; vtorc normally repairs replication within a minute."))
+            checks.append(Finding(name=name, level="fail", problem=f"replication is not running ({health})",
+                                  fix="read the tablet's vttablet log; vtorc normally repairs replication within a minute"))
         elif lag > max_lag_s:
-            checks.append(Check(name, "fail", f"{lag:.0f} s behind its primary (limit {max_lag_s:.0f} s). Fix: look for "
-                                "long transactions or an overloaded node (CPU, disk) under this tablet."))
+            checks.append(Finding(name=name, level="fail", problem=f"{lag:.0f} s behind its primary (limit {max_lag_s:.0f} s)",
+                                  fix="look for long transactions or an overloaded node (CPU, disk) under this tablet"))
         elif lag > max_lag_s / 2:
-            checks.append(Check(name, "warn", f"{lag:.0f} s behind its primary (limit {max_lag_s:.0f} s)."))
+            checks.append(Finding(name=name, level="warn", problem=f"{lag:.0f} s behind its primary (limit {max_lag_s:.0f} s)"))
         else:
-            checks.append(Check(name, "ok", f"{lag:.0f} s behind its primary"))
+            checks.append(Finding(name=name, level="ok", problem=f"{lag:.0f} s behind its primary"))
     return checks
 
 
-# ---------------------------------------------------------------- pure: backups
-
-
-def backup_time(b: dict) -> datetime | None:
-    """A GetBackups --json entry's time (protojson Timestamp: RFC 3339 text or {seconds, nanoseconds})."""
-    t = b.get("time")
-    if isinstance(t, dict) and "seconds" in t:
-        return datetime.fromtimestamp(int(t["seconds"]) + int(t.get("nanoseconds", 0)) / 1e9, timezone.utc)
-    if isinstance(t, str) and t:
-        return datetime.fromisoformat(t.replace("Z", "+00:00"))
-    return None
-
-
-def is_complete(b: dict) -> bool:
-    """vtctld's GetBackups leaves ``status`` UNKNOWN (vitessio/vitess#8332): only an explicit
-    INCOMPLETE or INVALID counts against a backup there. VitessBackup objects say ``complete``."""
-    return str(b.get("status", "UNKNOWN")).upper() not in ("INCOMPLETE", "INVALID")
-
-
-def backups_from_objects(objects: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    """VitessBackup objects (the operator's view of backup storage, ``status.complete`` read from
-    each backup's MANIFEST) as GetBackups-like entries, per (keyspace, shard)."""
-    out: dict[tuple[str, str], list[dict]] = {}
-    for o in objects:
-        labels, st = o["metadata"].get("labels") or {}, o.get("status") or {}
-        key = (labels.get("planetscale.com/keyspace", ""), shard_from_label(labels.get("planetscale.com/shard", "x-x")))
-        out.setdefault(key, []).append({"name": st.get("storageName") or o["metadata"]["name"],
-                                        "time": st.get("finishedTime") or st.get("startTime"),
-                                        "status": "COMPLETE" if st.get("complete") else "INCOMPLETE"})
-    return out
+# ---------------------------------------------------------------- pure: backups (their ages: tasks/backup.py)
 
 
 def backup_checks(has_location: bool, backups: dict[tuple[str, str], list[dict]], now: datetime,
-                  max_age_h: float) -> list[Check]:
+                  max_age_h: float) -> list[Finding]:
     if not has_location:
-        return [Check("backups", "warn", "the VitessCluster has no backup location, so nothing can be restored. "
-                      "Fix: set the deploy's cluster.backup (a volume or s3 location) and re-deploy.")]
+        return [Finding(name="backups", level="warn",
+                        problem="the VitessCluster has no backup location, so nothing can be restored",
+                        fix="set the deploy's cluster.backup (a volume or s3 location) and re-deploy")]
     checks = []
     for (ks, shard), items in sorted(backups.items()):
         name = f"backup {ks}/{shard}"
         times = [t for b in items if is_complete(b) and (t := backup_time(b))]
         if not times:
-            checks.append(Check(name, "fail", "no complete backup. Fix: run the backup flow (deployment backup/backup)."))
+            checks.append(Finding(name=name, level="fail", problem="no complete backup",
+                                  fix="run the backup flow (deployment backup/backup)"))
             continue
         age_h = (now - max(times)).total_seconds() / 3600
         if age_h > max_age_h:
-            checks.append(Check(name, "fail", f"the newest complete backup is {age_h:.1f} h old (limit {max_age_h:g} h). "
-                                "Fix: check the backup flow's last runs and its schedule."))
+            checks.append(Finding(name=name, level="fail",
+                                  problem=f"the newest complete backup is {age_h:.1f} h old (limit {max_age_h:g} h)",
+                                  fix="check the backup flow's last runs and its schedule"))
         else:
-            checks.append(Check(name, "ok", f"newest complete backup {age_h:.1f} h old ({len(times)} kept)"))
+            checks.append(Finding(name=name, level="ok",
+                                  problem=f"newest complete backup {age_h:.1f} h old ({len(times)} kept)"))
     return checks
 
 
 # ---------------------------------------------------------------- I/O
 
 
-def guarded(name: str, fn: Callable[[], list[Check]]) -> list[Check]:
+def guarded(name: str, fn: Callable[[], list[Finding]]) -> list[Finding]:
     """Run one group of checks; if it cannot run, say so as a failed check and go on."""
     try:
         return fn()
-    except VtflowError as e:
-        return [Check(name, "fail", f"could not check: {e}")]
     except Exception as e:  # noqa: BLE001 - a health check must report, not crash the others
-        return [Check(name, "fail", f"could not check ({type(e).__name__}): {e}")]
+        return [error_finding(name, e, "could not check: ")]
+
+
+class KubernetesHealth(NamedTuple):
+    findings: list[Finding]
+    restarts: dict[str, int] | None  # the counts to keep for the next check; None: not read
 
 
 def kubernetes_checks(k: kube.Kube, namespace: str, cluster: str,
-                      previous_restarts: dict[str, int] | None) -> tuple[list[Check], dict[str, int] | None]:
+                      previous_restarts: dict[str, int] | None) -> KubernetesHealth:
     vc = None
     restarts: dict[str, int] | None = None
 
@@ -210,33 +201,33 @@ def kubernetes_checks(k: kube.Kube, namespace: str, cluster: str,
         nonlocal vc
         vc = k.get("planetscale.com/v2", "VitessCluster", cluster, namespace)
         if vc is None:
-            return [Check("cluster status", "fail", f"VitessCluster {namespace}/{cluster} does not exist. "
-                          "Fix: run the deploy flow.")]
+            return [Finding(name="cluster status", level="fail",
+                            problem=f"VitessCluster {namespace}/{cluster} does not exist", fix="run the deploy flow")]
         return [status_check(vc)]
 
     checks = guarded("cluster status", read_vc)
     if vc is None:
-        return checks, None
+        return KubernetesHealth(checks, None)
 
     def pods():
         nonlocal restarts
-        items = k.list("v1", "Pod", namespace, label_selector=f"planetscale.com/cluster={cluster}")
+        items = k.list("v1", "Pod", namespace, label_selector=cluster_selector(cluster))
         restarts, names = restart_counts(items)
         return pod_checks(vc, items) + [restart_check(restarts, previous_restarts, names)]
 
     checks += guarded("pods", pods)
-    return checks, restarts
+    return KubernetesHealth(checks, restarts)
 
 
 def vitess_checks(k: kube.Kube, namespace: str, cluster: str, node_address: str | None, vtgate_address: str | None,
-                  credentials: MySQLCredentials, max_lag_s: float) -> list[Check]:
+                  credentials: MySQLCredentials, max_lag_s: float) -> list[Finding]:
     try:
         vc = k.get("planetscale.com/v2", "VitessCluster", cluster, namespace) or {}
         gw = gateway.discover(k, namespace, cluster, node_address, vtgate_address)
         started = time.monotonic()
         conn = credentials.connect(gw.host, gw.port, timeout=5, read_timeout=30, conv=mysql.TEXT_CONVERSIONS)
     except VtflowError as e:
-        return [Check("vtgate", "fail", f"could not connect: {e}")]
+        return [error_finding("vtgate", e, "could not connect: ")]
     try:
         checks = guarded("vtgate", lambda: _query_check(conn, gw, started))
         checks += guarded("tablets", lambda: tablet_checks(show_tablets(conn)[1], expected_tablets_of(vc)))
@@ -251,58 +242,115 @@ def vitess_checks(k: kube.Kube, namespace: str, cluster: str, node_address: str 
     return checks
 
 
-def _query_check(conn, gw: gateway.Gateway, started: float) -> list[Check]:
+def _query_check(conn, gw: gateway.Gateway, started: float) -> list[Finding]:
     _, rows = mysql.run(conn, "SELECT 1", where=f"vtgate {gw.address}: SELECT 1")
     ms = (time.monotonic() - started) * 1000
     if not rows or str(rows[0][0]) != "1":
-        return [Check("vtgate", "fail", f"SELECT 1 through {gw.address} returned {rows!r}.")]
-    return [Check("vtgate", "ok", f"SELECT 1 through {gw.address} answered ({ms:.0f} ms with the connection)")]
+        return [Finding(name="vtgate", level="fail", problem=f"SELECT 1 through {gw.address} returned {rows!r}",
+                        fix="read the vtgate pod's log")]
+    return [Finding(name="vtgate", level="ok",
+                    problem=f"SELECT 1 through {gw.address} answered ({ms:.0f} ms with the connection)")]
 
 
 def backup_age_checks(k: kube.Kube, namespace: str, cluster: str, max_age_h: float,
-                      now: datetime | None = None) -> list[Check]:
+                      now: datetime | None = None) -> list[Finding]:
     def run():
         vc = k.get("planetscale.com/v2", "VitessCluster", cluster, namespace) or {}
         has_location = bool(((vc.get("spec") or {}).get("backup") or {}).get("locations"))
         backups = {shard: [] for shard in expected_tablets_of(vc)}
         if has_location:
             found = backups_from_objects(k.list("planetscale.com/v2", "VitessBackup", namespace,
-                                                label_selector=f"planetscale.com/cluster={cluster}"))
+                                                label_selector=cluster_selector(cluster)))
             backups.update({key: found[key] for key in backups if key in found})
         return backup_checks(has_location, backups, now or datetime.now(timezone.utc), max_age_h)
 
     return guarded("backups", run)
 
 
-def node_checks(reports, thresholds: HealthThresholds) -> list[Check]:
-    """Memory and disk headroom from node-prep reports (``tasks.node_prep.NodeReport``)."""
-    checks = []
-    for r in reports:
-        if not r.reachable:
-            checks.append(Check(f"node {r.node}", "fail", f"unreachable: {r.error}. Fix: check the node and WireGuard."))
-            continue
-        by = {c.check: c for c in r.checks}
-        for key in ("memory", "disk"):
-            c = by.get(key)
-            if c is None:
-                continue
-            level = "ok" if c.level == "ok" else ("warn" if c.level == "warn" else "fail")
-            checks.append(Check(f"node {r.node} {key}", level, f"{c.value}{': ' + c.message if c.message else ''}"))
-    return checks
+# ---------------------------------------------------------------- nodes: health's own probe
+
+
+class NodeHeadroom(BaseModel):
+    """What the health check reads of a node: facts only, judged by the functions below."""
+
+    node: str
+    available_memory_gib: float | None = None
+    free_disk_gib: float | None = None
+    disk_path: str = K3S_DATA_PATH
+
+
+def headroom_script(disk_path: str = K3S_DATA_PATH) -> str:
+    """POSIX sh printing the node's memory and the free disk under ``disk_path``: node prep's probe
+    blocks, nothing else. Read-only."""
+    return MEMINFO_LINES + disk_lines(disk_path) + "echo end=1\n"
+
+
+def headroom_of(node: str, facts: dict, disk_path: str = K3S_DATA_PATH) -> NodeHeadroom:
+    return NodeHeadroom(node=node, available_memory_gib=gib(facts.get("mem_available_kb")),
+                        free_disk_gib=gib(facts.get("disk_avail_kb")), disk_path=facts.get("disk_path", disk_path))
+
+
+def memory_headroom_check(h: NodeHeadroom, min_gib: float) -> Finding:
+    """Little available memory warns: the kernel reclaims caches first, so it is a trend to watch."""
+    name = f"node {h.node} memory"
+    if h.available_memory_gib is None:
+        return Finding(name=name, level="fail", problem="/proc/meminfo has no MemAvailable",
+                       fix="check that /proc is mounted on the node (Linux 3.14 or later)")
+    if h.available_memory_gib < min_gib:
+        return Finding(name=name, level="warn", problem=f"only {h.available_memory_gib:.1f} GiB available "
+                       f"(< {min_gib:g} GiB)", fix="find what uses it (ps aux --sort=-rss | head)")
+    return Finding(name=name, level="ok", problem=f"{h.available_memory_gib:.1f} GiB available")
+
+
+def disk_headroom_check(h: NodeHeadroom, min_gib: float) -> Finding:
+    """Too little free disk fails: a full disk stops MySQL and makes the kubelet evict pods."""
+    name = f"node {h.node} disk"
+    if h.free_disk_gib is None:
+        return Finding(name=name, level="fail", problem=f"df failed for {h.disk_path}", fix=f"check that {h.disk_path} is mounted")
+    if h.free_disk_gib < min_gib:
+        return Finding(name=name, level="fail", problem=f"{h.free_disk_gib:.1f} GiB free on {h.disk_path} (< {min_gib:g} GiB)",
+                       fix="free space (k3s crictl rmi --prune) or grow the disk")
+    return Finding(name=name, level="ok", problem=f"{h.free_disk_gib:.1f} GiB free on {h.disk_path}")
+
+
+def node_checks(h: NodeHeadroom, thresholds: HealthThresholds) -> list[Finding]:
+    return [memory_headroom_check(h, thresholds.min_free_memory_gib), disk_headroom_check(h, thresholds.min_free_disk_gib)]
+
+
+def probe_headroom(nodes: SSHNodes, node_name: str, timeout_s: float = 10.0) -> NodeHeadroom:
+    """One SSH session to one node: the headroom script, parsed."""
+    node = nodes.node(node_name)
+    with nodes.connect(node_name, timeout=timeout_s) as session:
+        result = session.run(headroom_script(), timeout=30)
+    facts = parse_probe(result.stdout)
+    if facts.get("end") != "1":
+        raise CommandError(node.endpoint.label, f"the health probe stopped early (exit {result.exit_status}): "
+                           f"{result.stderr.strip()[:300]}", "check that the user's shell is a POSIX sh.")
+    return headroom_of(node.name, facts)
 
 
 @task(name="health-kubernetes", cache_policy=NO_CACHE)
-async def check_kubernetes(k: kube.Kube, namespace: str, cluster: str, previous_restarts: dict[str, int] | None):
+async def check_kubernetes(k: kube.Kube, namespace: str, cluster: str,
+                           previous_restarts: dict[str, int] | None) -> KubernetesHealth:
     return await asyncio.to_thread(kubernetes_checks, k, namespace, cluster, previous_restarts)
 
 
 @task(name="health-vitess", cache_policy=NO_CACHE)
 async def check_vitess(k: kube.Kube, namespace: str, cluster: str, node_address: str | None,
-                       vtgate_address: str | None, credentials: MySQLCredentials, max_lag_s: float) -> list[Check]:
+                       vtgate_address: str | None, credentials: MySQLCredentials, max_lag_s: float) -> list[Finding]:
     return await asyncio.to_thread(vitess_checks, k, namespace, cluster, node_address, vtgate_address,
                                    credentials, max_lag_s)
 
 
 @task(name="health-backups", cache_policy=NO_CACHE)
-async def check_backups(k: kube.Kube, namespace: str, cluster: str, max_age_h: float) -> list[Check]:
+async def check_backups(k: kube.Kube, namespace: str, cluster: str, max_age_h: float) -> list[Finding]:
     return await asyncio.to_thread(backup_age_checks, k, namespace, cluster, max_age_h)
+
+
+@task(name="health-node", retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=retry_transient,
+      cache_policy=NO_CACHE, task_run_name="health-node-{node_name}")
+async def check_node(nodes: SSHNodes, node_name: str, thresholds: HealthThresholds) -> list[Finding]:
+    """Probe one node's headroom (retried while it is unreachable) and judge it."""
+    headroom = await asyncio.get_running_loop().run_in_executor(
+        SSH_THREADS, functools.partial(probe_headroom, nodes, node_name))
+    return node_checks(headroom, thresholds)

@@ -3,24 +3,25 @@
 Pure builders turn upstream manifests into exactly what vtflow sends (namespace set, images
 moved to the registry mirror, RBAC pointed at the right ServiceAccount), and check the
 operator against the cluster's Kubernetes version. The tasks are thin: build, apply through
-``vtflow.kube``, wait. Nothing here imports the kubernetes client.
+``vtflow.kube``, wait (once: an operator still unavailable after the whole wait fails at once,
+with why its pods do not run). The manifest is read by the caller, once per run. Nothing here imports the kubernetes client.
 """
 
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.cluster import diagnose
 from tasks.common import retry_transient
+from tasks.context import TargetContext
 from tasks.report import StepReport, apply_all
-from vtflow import kube
+from vtflow import kube, names
 from vtflow.errors import ConfigError, PermanentError
+from vtflow.sources import read_source
 
 # The operator.yaml of a release, as the upstream repository keeps it.
 OPERATOR_URL = "https://raw.githubusercontent.com/planetscale/vitess-operator/{version}/test/endtoend/operator/operator.yaml"
@@ -49,16 +50,9 @@ _ORDER = ["Namespace", "CustomResourceDefinition", "PriorityClass", "ServiceAcco
 
 def load_manifest(source: str, timeout_s: float = 30.0) -> list[dict]:
     """Every YAML document of a local file or an http(s) URL, empty documents dropped."""
-    try:
-        if re.match(r"^https?://", source):
-            with urllib.request.urlopen(source, timeout=timeout_s) as r:
-                text = r.read().decode()
-        else:
-            text = Path(source).expanduser().read_text()
-    except (OSError, urllib.error.URLError) as e:
-        raise ConfigError(f"manifest {source}", f"cannot be read ({e}).",
-                          "give a readable file (for clusters without internet, download operator.yaml once) "
-                          "or a reachable URL.") from e
+    text, _ = read_source(source, "manifest", inline=False, timeout_s=timeout_s,
+                          fix="give a readable file (for clusters without internet, download operator.yaml once) "
+                              "or a reachable URL.")
     try:
         docs = [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as e:
@@ -153,7 +147,7 @@ def check_compatibility(op_version: str, k8s_version: str) -> str | None:
     fits = [op for op, (lo, hi) in COMPATIBILITY.items() if _minor(lo) <= k <= _minor(hi)]
     advice = f"use vitess-operator {' or '.join(fits)}" if fits else "upgrade Kubernetes"
     return (f"vitess-operator {op_version} supports Kubernetes {low}-{high}, the cluster runs {k8s_version}; "
-            f"{advice}, or pass force to go on anyway.")
+            f"{advice}, or re-run with --force (parameter force) to go on anyway.")
 
 
 ETCD_CRD = "etcdclusters.etcd.database.coreos.com"
@@ -164,7 +158,7 @@ def etcd_operator_objects(namespace: str, mirror: str | None) -> list[dict]:
     """coreos/etcd-operator v0.9.4 made to run on current Kubernetes (../shared/FACTS.md):
     its CRD at apiextensions v1 (it would create a v1beta1 one itself, which 1.22+ refuse),
     RBAC at v1, an apps/v1 Deployment with a selector, started with ``-create-crd=false``."""
-    labels = {"app.kubernetes.io/name": "etcd-operator"}
+    labels = dict(names.ETCD_OPERATOR_LABELS)
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": ETCD_CRD},
@@ -227,20 +221,29 @@ def deployment_not_available(obj: dict | None) -> str | None:
 
 
 def wait_operator(k: kube.Kube, objects: list[dict], timeout_s: float, log) -> None:
-    """CRDs Established, then each Deployment available."""
+    """CRDs Established, then each Deployment available. A Deployment still unavailable after the
+    whole wait fails at once with why its pods do not run (a retry would wait as long again)."""
     for obj in objects:
         if obj["kind"] == "CustomResourceDefinition":
             k.wait(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], None, crd_not_established, timeout_s)
     for obj in objects:
         if obj["kind"] == "Deployment":
             meta = obj["metadata"]
-            k.wait("apps/v1", "Deployment", meta["name"], meta["namespace"], deployment_not_available, timeout_s,
-                   progress=lambda m: log.info("waiting: %s", m))
+            try:
+                k.wait("apps/v1", "Deployment", meta["name"], meta["namespace"], deployment_not_available, timeout_s,
+                       progress=lambda m: log.info("waiting: %s", m))
+            except kube.WaitTimeout as e:
+                labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+                selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+                findings = diagnose(k.list("v1", "Pod", meta["namespace"], label_selector=selector or None),
+                                    k.list("v1", "Event", meta["namespace"]), [])
+                raise kube.WaitTimeout(e.subject, e.problem + "".join(f"\n- {f}" for f in findings),
+                                       "act on the findings above (an image the nodes cannot pull: check the "
+                                       "registry mirror), then re-run.") from e
 
 
 @task(name="etcd-operator", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def install_etcd_operator(k: kube.Kube, enabled: bool, namespace: str, mirror: str | None,
-                          timeout_s: float = 300) -> StepReport:
+def install_etcd_operator(target: TargetContext, enabled: bool, timeout_s: float = 300) -> StepReport:
     """Step 2. Off by default: the vitess-operator runs its own etcd (EtcdLockserver)."""
     log = get_run_logger()
     if not enabled:
@@ -248,7 +251,8 @@ def install_etcd_operator(k: kube.Kube, enabled: bool, namespace: str, mirror: s
                   "coreos/etcd-operator was archived in 2020 and was only used by the old Vitess Helm chart")
         log.info("etcd-operator skipped: %s", reason)
         return StepReport(step="etcd-operator", skipped=reason)
-    objects = etcd_operator_objects(namespace, mirror)
+    k = target.k
+    objects = etcd_operator_objects(target.namespace, target.registry_mirror)
     report = apply_all(k, objects, "etcd-operator", log)
     if not k.dry_run:
         wait_operator(k, objects, timeout_s, log)
@@ -258,11 +262,13 @@ def install_etcd_operator(k: kube.Kube, enabled: bool, namespace: str, mirror: s
 
 
 @task(name="vitess-operator", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def install_vitess_operator(k: kube.Kube, source: str, namespace: str, mirror: str | None, force: bool = False,
+def install_vitess_operator(target: TargetContext, manifest: list[dict], source: str, force: bool = False,
                             timeout_s: float = 300) -> StepReport:
-    """Step 3: the operator's CRDs, RBAC and Deployment, checked against the cluster's version."""
+    """Step 3: the operator's CRDs, RBAC and Deployment (``manifest``: the documents of
+    ``source``, read once by the caller), checked against the cluster's version."""
     log = get_run_logger()
-    objects = operator_objects(load_manifest(source), namespace, mirror)
+    k = target.k
+    objects = operator_objects(manifest, target.namespace, target.registry_mirror)
     version = operator_version(objects)
     if version is None:
         raise ConfigError(f"manifest {source}", "has no vitess-operator Deployment with a versioned image.",

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from vtflow import kube
+from vtflow.errors import VtflowError
 
 Level = Literal["ok", "warn", "fail"]
 LEVELS: tuple[Level, ...] = ("ok", "warn", "fail")
@@ -49,6 +50,15 @@ def worst(findings: list[Finding]) -> Level:
 
 def failed(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "fail"]
+
+
+def error_finding(name: str, e: BaseException, prefix: str = "") -> Finding:
+    """A failed finding for a check that could not run: a project error's subject and problem,
+    and its own fix; any other exception by its type (a bug: its traceback is in the log)."""
+    if isinstance(e, VtflowError):
+        return Finding(name=name, level="fail", problem=f"{prefix}{e.subject}: {e.problem}", fix=e.fix or "")
+    return Finding(name=name, level="fail", problem=f"{prefix}({type(e).__name__}) {e}",
+                   fix="read the task's log; this is a bug if it repeats")
 
 
 class StepReport(BaseModel):

@@ -1,6 +1,6 @@
 """Deploy step 7: is the cluster serving what was deployed and loaded?
 
-Checks, each a ``Check`` with a level (ok, warn, fail) and a message that says what to do:
+Checks, each a ``Finding`` (tasks/report.py: a level, the problem and its fix kept apart):
 - tablets (``SHOW VITESS_TABLETS`` through vtgate): every shard of the spec has exactly one
   PRIMARY and the expected REPLICA/RDONLY tablets, all SERVING;
 - rows: ``COUNT(*)`` of every table the data step loads, against what its files hold;
@@ -18,7 +18,6 @@ from __future__ import annotations
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -27,13 +26,15 @@ from pydantic import BaseModel, Field
 
 from blocks.mysql import MySQLCredentials
 from tasks import gateway, sqlscript
-from tasks.cluster import ClusterSpec, shard_names
+from tasks.cluster import ClusterSpec
 from tasks.common import retry_transient
-from tasks.schema import read_source
-from vtflow import kube, mysql, vtadmin
+from tasks.report import Finding, error_finding, failed
+from tasks.context import TargetContext
+from vtflow import mysql, vtadmin
 from vtflow.errors import ConfigError, PermanentError, TransientError, VtflowError
+from vtflow.names import shard_names
+from vtflow.sources import read_source
 
-Level = Literal["ok", "warn", "fail"]
 TABLET_TYPES = ("PRIMARY", "REPLICA", "RDONLY")
 
 
@@ -49,24 +50,17 @@ class Verification(BaseModel):
     wait_s: float = Field(default=120, ge=0, description="How long tablets may take to all be SERVING.")
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    level: Level
-    message: str
-
-
 @dataclass
 class VerifyReport:
     gateway: str = ""
     tablets: list[list[str]] = field(default_factory=list)        # SHOW VITESS_TABLETS rows
     rows: list[tuple[str, int, int | None]] = field(default_factory=list)   # table, expected, found
     script_output: str | None = None
-    checks: list[Check] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[Check]:
-        return [c for c in self.checks if c.level == "fail"]
+    def failed(self) -> list[Finding]:
+        return failed(self.findings)
 
     @property
     def markdown(self) -> str:
@@ -105,7 +99,7 @@ def expected_tablets_of(vc: dict) -> dict[tuple[str, str], dict[str, int]]:
     return out
 
 
-def tablet_checks(rows: list[dict], expected: dict[tuple[str, str], dict[str, int]]) -> list[Check]:
+def tablet_checks(rows: list[dict], expected: dict[tuple[str, str], dict[str, int]]) -> list[Finding]:
     """One check per shard. ``rows`` are SHOW VITESS_TABLETS rows keyed by column name."""
     checks = []
     for (ks, shard), want in sorted(expected.items()):
@@ -124,34 +118,35 @@ def tablet_checks(rows: list[dict], expected: dict[tuple[str, str], dict[str, in
         if problems:
             fix = ("read the vttablet and vtorc logs of the shard (vtorc elects a PRIMARY), then re-run"
                    if not serving["PRIMARY"] else "check the named tablets' pods, then re-run")
-            checks.append(Check(name, "fail", "; ".join(problems) + f". Fix: {fix}."))
+            checks.append(Finding(name=name, level="fail", problem="; ".join(problems), fix=fix))
         else:
             counts = ", ".join(f"{serving[t]} {t}" for t in TABLET_TYPES if serving[t])
-            checks.append(Check(name, "ok", f"{counts} serving"))
+            checks.append(Finding(name=name, level="ok", problem=f"{counts} serving"))
     known = set(expected)
     for r in rows:
         if (r["Keyspace"], r["Shard"]) not in known and r["Keyspace"] in {k for k, _ in known}:
-            checks.append(Check(f"tablets {r['Keyspace']}/{r['Shard']}", "warn",
-                                f"tablet {r['Alias']} serves shard {r['Shard']}, which the spec does not have "
-                                "(left from a reshard?)."))
+            checks.append(Finding(name=f"tablets {r['Keyspace']}/{r['Shard']}", level="warn",
+                                  problem=f"tablet {r['Alias']} serves shard {r['Shard']}, which the spec does not have "
+                                  "(left from a reshard?)"))
     return checks
 
 
-def row_checks(rows: list[tuple[str, int, int | None]]) -> list[Check]:
+def row_checks(rows: list[tuple[str, int, int | None]]) -> list[Finding]:
     """(table, rows the files hold, rows found) -> checks: fewer is a failure, more a warning."""
     checks = []
     for table, want, found in rows:
         name = f"rows {table}"
         if found is None:
-            checks.append(Check(name, "fail", "the table cannot be read. Fix: run the schema and data steps."))
+            checks.append(Finding(name=name, level="fail", problem="the table cannot be read",
+                                  fix="run the schema and data steps"))
         elif found < want:
-            checks.append(Check(name, "fail", f"{found} rows, the data files hold {want}. Fix: re-run the data step "
-                                "(it resumes from its checkpoint)."))
+            checks.append(Finding(name=name, level="fail", problem=f"{found} rows, the data files hold {want}",
+                                  fix="re-run the data step (it resumes from its checkpoint)"))
         elif found > want:
-            checks.append(Check(name, "warn", f"{found} rows, more than the {want} the data files hold "
-                                "(rows written since, or loaded by other means)."))
+            checks.append(Finding(name=name, level="warn", problem=f"{found} rows, more than the {want} the data files "
+                                  "hold (rows written since, or loaded by other means)"))
         else:
-            checks.append(Check(name, "ok", f"{found} rows, as loaded"))
+            checks.append(Finding(name=name, level="ok", problem=f"{found} rows, as loaded"))
     return checks
 
 
@@ -182,24 +177,26 @@ def echo_line(arg: str) -> str | None:
     return " ".join(words[1:])
 
 
-def output_check(actual: str, expected: str, source: str) -> Check:
+def output_check(actual: str, expected: str, source: str) -> Finding:
     a, e = actual.rstrip("\n").split("\n"), expected.rstrip("\n").split("\n")
     if a == e:
-        return Check("verify script", "ok", f"output matches {source} ({len(a)} lines)")
+        return Finding(name="verify script", level="ok", problem=f"output matches {source} ({len(a)} lines)")
     for i in range(max(len(a), len(e))):
         got = a[i] if i < len(a) else "(end of output)"
         want = e[i] if i < len(e) else "(end of expected)"
         if got != want:
-            return Check("verify script", "fail", f"output differs from {source} at line {i + 1}: got {got!r}, "
-                         f"expected {want!r}. Fix: check the data loaded, or regenerate the expected file with "
-                         "`mysql -B < script` on a good cluster.")
+            return Finding(name="verify script", level="fail",
+                           problem=f"output differs from {source} at line {i + 1}: got {got!r}, expected {want!r}",
+                           fix="check the data loaded, or regenerate the expected file with "
+                           "`mysql -B < script` on a good cluster")
     raise AssertionError("unreachable")
 
 
 def markdown(report: VerifyReport) -> str:
     icon = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
-    lines = ["## Verification", "", f"vtgate: {report.gateway}", "", "| check | result | detail |", "|---|---|---|"]
-    lines += [f"| {c.name} | {icon[c.level]} | {c.message.replace('|', '/')} |" for c in report.checks]
+    lines = ["## Verification", "", f"vtgate: {report.gateway}", "", "| check | result | problem | fix |",
+             "|---|---|---|---|"]
+    lines += [f"| {c.name} | {icon[c.level]} | {_cell(c.problem)} | {_cell(c.fix)} |" for c in report.findings]
     if report.tablets:
         lines += ["", "### Tablets", "", "| Cell | Keyspace | Shard | Type | State | Alias |", "|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(r[:6]) + " |" for r in report.tablets]
@@ -209,6 +206,10 @@ def markdown(report: VerifyReport) -> str:
     if report.script_output is not None:
         lines += ["", "### Verify script output", "", "```", report.script_output.rstrip("\n"), "```"]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/")
 
 
 def read_inputs(options: Verification) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
@@ -265,41 +266,48 @@ def vtadmin_ports(spec: ClusterSpec) -> tuple[int, int] | None:
     return (spec.vtadmin_web_node_port, spec.vtadmin_api_node_port) if spec.vtadmin else None
 
 
-def check_vtadmin(node_address: str | None, ports: tuple[int, int] | None, cluster: str) -> list[Check]:
+def check_vtadmin(node_address: str | None, ports: tuple[int, int] | None, cluster: str) -> list[Finding]:
     if ports is None:
         return []
     if not node_address:
-        return [Check("vtadmin", "fail", "the target block has no node_address to reach vtadmin's NodePorts on. "
-                      "Fix: set node_address.")]
+        return [Finding(name="vtadmin", level="fail",
+                        problem="the target block has no node_address to reach vtadmin's NodePorts on",
+                        fix="set node_address")]
     api = f"http://{node_address}:{ports[1]}"
     web = f"http://{node_address}:{ports[0]}/"
     try:
         status, _ = vtadmin.get(api + "/health")
         if status != 200:
-            return [Check("vtadmin", "fail", f"API {api}/health answered {status}. Fix: read the vtadmin-api container's log.")]
+            return [Finding(name="vtadmin", level="fail", problem=f"API {api}/health answered {status}",
+                            fix="read the vtadmin-api container's log")]
         status, body = vtadmin.api(api, "/api/clusters")
         names = [c.get("name") for c in ((body or {}).get("result") or {}).get("clusters") or []]
         if status != 200 or cluster not in names:
-            return [Check("vtadmin", "fail", f"API {api}/api/clusters answered {status} without cluster {cluster!r} "
-                          f"(found {names}). Fix: check the vtadmin cluster configuration.")]
+            return [Finding(name="vtadmin", level="fail",
+                            problem=f"API {api}/api/clusters answered {status} without cluster {cluster!r} (found {names})",
+                            fix="check the vtadmin cluster configuration")]
         status, _ = vtadmin.get(web)
         if status != 200:
-            return [Check("vtadmin", "fail", f"web {web} answered {status}. Fix: read the vtadmin-web container's log.")]
+            return [Finding(name="vtadmin", level="fail", problem=f"web {web} answered {status}",
+                            fix="read the vtadmin-web container's log")]
     except VtflowError as e:
-        return [Check("vtadmin", "fail", str(e))]
-    return [Check("vtadmin", "ok", f"web {web} and API {api} answer; the API lists cluster {cluster}")]
+        return [error_finding("vtadmin", e)]
+    return [Finding(name="vtadmin", level="ok", problem=f"web {web} and API {api} answer; the API lists cluster {cluster}")]
 
 
 @task(name="verify", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def verify_cluster(k: kube.Kube, namespace: str, cluster: str, node_address: str | None, vtgate_address: str | None,
-                   credentials: MySQLCredentials, tablets_wanted: dict[tuple[str, str], dict[str, int]],
+def verify_cluster(target: TargetContext, credentials: MySQLCredentials,
+                   tablets_wanted: dict[tuple[str, str], dict[str, int]],
                    vtadmin_at: tuple[int, int] | None, expected_rows: dict[str, int],
-                   options: Verification) -> VerifyReport:
+                   options: Verification,
+                   inputs: tuple[tuple[str, str] | None, tuple[str, str] | None]) -> VerifyReport:
     """Step 7: tablets, row counts, the verify script and vtadmin. Every check runs; the report
-    is published as the artifact ``verify-<cluster>``; then the task fails if any check failed."""
+    is published as the artifact ``verify-<cluster>``; then the task fails if any check failed.
+    ``inputs``: the script and expected output as ``read_inputs`` read them (before step 1)."""
     log = get_run_logger()
-    # inputs first: a missing script fails before anything is asked of the cluster
-    script, expected_output = read_inputs(options)
+    k, namespace, cluster = target.k, target.namespace, target.cluster
+    node_address, vtgate_address = target.node_address, target.vtgate_address
+    script, expected_output = inputs
     gw = gateway.discover(k, namespace, cluster, node_address, vtgate_address)
     report = VerifyReport(gateway=f"{gw.address} (from {gw.how})")
     log.info("verifying through vtgate at %s", report.gateway)
@@ -313,32 +321,32 @@ def verify_cluster(k: kube.Kube, namespace: str, cluster: str, node_address: str
         while True:  # right after the cluster turns ready, a replica can still be NOT_SERVING for a moment
             columns, tablets = show_tablets(conn)
             checks = tablet_checks(tablets, want)
-            if not any(c.level == "fail" for c in checks) or time.monotonic() >= deadline:
+            if not failed(checks) or time.monotonic() >= deadline:
                 break
             time.sleep(2)
         report.tablets = [[str(t.get(c, "")) for c in ("Cell", "Keyspace", "Shard", "TabletType", "State", "Alias")]
                           for t in tablets]
-        report.checks += checks
+        report.findings += checks
         counts = count_rows(conn, sorted(expected_rows))
         report.rows = [(t, expected_rows[t], counts[t]) for t in sorted(expected_rows)]
-        report.checks += row_checks(report.rows)
+        report.findings += row_checks(report.rows)
         if script:
             report.script_output = run_script(conn, *script, log)
             if expected_output:
-                report.checks.append(output_check(report.script_output, expected_output[0], expected_output[1]))
+                report.findings.append(output_check(report.script_output, expected_output[0], expected_output[1]))
             else:
-                report.checks.append(Check("verify script", "ok", f"{script[1]} ran"))
+                report.findings.append(Finding(name="verify script", level="ok", problem=f"{script[1]} ran"))
     finally:
         conn.close()
     if options.vtadmin:
-        report.checks += check_vtadmin(node_address, vtadmin_at, cluster)
-    for c in report.checks:
-        (log.info if c.level == "ok" else log.warning)("%s: %s: %s", c.name, c.level, c.message)
+        report.findings += check_vtadmin(node_address, vtadmin_at, cluster)
+    for c in report.findings:
+        (log.info if c.level == "ok" else log.warning)("%s", c.line)
     create_markdown_artifact(markdown=report.markdown, key=f"verify-{cluster}",
                              description=f"Verification of VitessCluster {namespace}/{cluster}: checks, tablets, rows")
     if report.failed:
-        failed = "; ".join(f"{c.name}: {c.message.split(' Fix: ')[0].rstrip('.')}" for c in report.failed)
         raise PermanentError(f"VitessCluster {namespace}/{cluster}",
-                             f"{len(report.failed)} verification check(s) failed: {failed}",
+                             f"{len(report.failed)} verification check(s) failed: "
+                             + "; ".join(c.short for c in report.failed),
                              f"see the artifact verify-{cluster} for every check, the tablets and the rows.")
     return report

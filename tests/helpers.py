@@ -77,3 +77,52 @@ def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = N
     finally:
         d.stop()
         db.stop()
+
+
+def wait_until(predicate, timeout: float, what: str, *, interval: float = 0.05, detail=None):
+    """Call ``predicate`` until it returns something truthy, and return that value.
+
+    After ``timeout`` seconds it fails naming ``what`` it waited for, the last value, and
+    ``detail()`` when given (a process's output, say). An exception from ``predicate`` ends the
+    wait at once: that is how a predicate says what must hold meanwhile (the server still runs).
+    To assert that something did NOT happen, wait here for an event that proves the system had
+    its chance (a later request answered, a later object handled), then assert the absence."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r}){extra}")
+        time.sleep(interval)  # the poll interval: the deadline above bounds the wait
+
+
+@contextlib.contextmanager
+def keyspace_cluster(db, folder: Path, namespace: str = "example", cluster: str = "example"):
+    """A VitessCluster on a fresh API double with ``db`` as every tablet's mysqld, under a keyspace
+    of its own (the session's MariaDB is shared, and keyspace = database there). Renders no
+    NodePorts: their listeners are fixed ports on 127.0.0.1, which other test sessions may hold.
+    Yields (double, kube client, keyspace)."""
+    from kubedouble import DoubleConfig, KubeDouble
+    from tasks.cluster import ClusterSpec, not_ready, render
+    from tasks.operators import load_manifest, operator_objects
+    from vtflow import kube
+
+    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", operators=True, pod_start_delay=0.02,
+                                mysql_backend=f"{db.host}:{db.port}", mysql_user=db.user, mysql_password=db.password))
+    d.start()
+    try:
+        k = kube.Kube(kube.api_client(d.kubeconfig(folder / "kubeconfig").read_text(), None, "t"))
+        for o in operator_objects(load_manifest(str(EXAMPLES / "operator.yaml")), namespace, None):
+            k.apply(o)
+        keyspace = f"ks{uuid.uuid4().hex[:8]}"
+        spec = ClusterSpec(keyspaces=[{"name": keyspace}], vtadmin=False, vtgate_node_port=None)
+        for o in render(spec, namespace, cluster, "127.0.0.1", "user", "pw"):
+            k.apply(o)
+        k.wait("planetscale.com/v2", "VitessCluster", cluster, namespace, not_ready, 60)
+        yield d, k, keyspace
+    finally:
+        d.stop()

@@ -8,8 +8,9 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from helpers import wait_until
 
 
 def _bin(name: str) -> str:
@@ -42,10 +43,12 @@ class PostgreSQL:
         self.proc = subprocess.Popen(["runuser", "-u", "postgres", "--", _bin("postgres"), "-D", str(data),
                                       "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.root)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+
+        def accepting() -> bool:
+            assert self.proc.poll() is None, f"postgres exited with {self.proc.returncode} before accepting connections"
+            return subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                                  capture_output=True).returncode == 0
+        wait_until(accepting, 30, f"PostgreSQL on 127.0.0.1:{self.port} to accept connections", interval=0.1)
         self.sql(f"CREATE USER prefect PASSWORD '{self.password}'")
         self.sql("CREATE DATABASE prefect OWNER prefect")
         return self

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import os
-import time
 import uuid
 
 import yaml
@@ -21,7 +20,7 @@ from blocks.harbor import HarborWebhook
 from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
 from flows.node_prep import node_prep
-from helpers import nodes_block, save_nodes_block
+from helpers import nodes_block, save_nodes_block, wait_until
 from tasks.node_prep import NodeRequirements
 from testbed import free_port
 
@@ -88,11 +87,12 @@ def test_secrets_never_reach_the_prefect_database(prefect_server, prefect_db, no
     EventsWorker.drain_all(timeout=10)
 
     control = f"Node prep of SSH nodes block `{bad_name}`"
-    deadline = time.monotonic() + 20
-    text = dump(prefect_db)
-    while ("refused): node2, ghost" not in text or control not in text) and time.monotonic() < deadline:
-        time.sleep(0.5)
+
+    def written():  # the positive controls are the event that proves the flows' writes have landed
         text = dump(prefect_db)
+        return text if all(c in text for c in (control, "refused): node2, ghost", "so the connection was refused")) else None
+    text = wait_until(written, 20, "the failed run's artifact, message and error logs in the Prefect database",
+                      interval=0.5)
     assert control in text, "positive control: the artifact is in the dump"
     assert "refused): node2, ghost" in text, "positive control: the failure message is in the dump"
     assert "so the connection was refused" in text, "positive control: error logs are in the dump"

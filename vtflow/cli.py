@@ -134,7 +134,7 @@ def cmd_block_target(args) -> int:
 
     text = inline_kubeconfig_files(_read_file(args.kubeconfig, "kubeconfig"), args.kubeconfig)
     fields = {k: getattr(args, k) for k in ("context", "namespace", "cluster_name", "vtgate_address",
-                                            "vtctld_address", "node_address", "registry_mirror") if getattr(args, k)}
+                                            "node_address", "registry_mirror") if getattr(args, k)}
     block = VitessTarget(kubeconfig=text, **fields)
     block.api_client()  # the kubeconfig and context must be usable before we save
     _save(block, args.name, args.overwrite)
@@ -221,7 +221,7 @@ def cmd_node_prep(args) -> int:
     if isinstance(reports, list):
         for r in reports:
             print(f"{r.node:<16} {r.worst:<5} " + ("unreachable: " + (r.error or "") if not r.reachable else
-                  ", ".join(f"{c.check}={c.level}" for c in r.checks)))
+                  ", ".join(f"{f.name}={f.level}" for f in r.findings)))
     if not state.is_completed():
         print(f"node prep failed: {state.message}", file=sys.stderr)
         return 1
@@ -239,7 +239,7 @@ def cmd_health(args) -> int:
     checks = state.result(raise_on_failure=False)
     if isinstance(checks, list):
         for c in checks:
-            print(f"{c.level:<4} {c.name}: {c.message}")
+            print(c.line)
     if not state.is_completed():
         print(f"health check failed: {state.message}", file=sys.stderr)
         return 1
@@ -272,7 +272,8 @@ def cmd_deploy(args) -> int:
         "target_block": args.target,
         "nodes_block": None if args.no_node_prep else (args.nodes or args.target),
         "mysql_block": args.mysql or args.target,
-        "until": args.until, "dry_run": args.dry_run, "force": args.force, "etcd_operator": args.etcd_operator,
+        "until": args.until, "dry_run": args.dry_run, "force": args.force, "force_conflicts": args.force_conflicts,
+        "etcd_operator": args.etcd_operator,
         "allow_memory_overcommit": args.allow_memory_overcommit,
     }
     if args.operator_manifest:
@@ -376,7 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--namespace")
     t.add_argument("--cluster-name")
     t.add_argument("--vtgate-address")
-    t.add_argument("--vtctld-address")
     t.add_argument("--node-address")
     t.add_argument("--registry-mirror")
     t.set_defaults(func=cmd_block_target)
@@ -410,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--nodes", help="SSH nodes block (default: the target's name)")
     dp.add_argument("--no-node-prep", action="store_true", help="skip node prep")
     dp.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
+    # flows.deploy.STEPS, spelled out so that `vtflow --help` need not import Prefect (a test pins them equal)
     dp.add_argument("--until", default="verify", choices=["node-prep", "etcd-operator", "vitess-operator", "cluster",
                                                           "schema", "data", "verify"])
     dp.add_argument("--schema", action="append", default=[], metavar="KEYSPACE:SQL[:VSCHEMA]",
@@ -424,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--operator-manifest", help="operator.yaml file or URL (default: the pinned release URL)")
     dp.add_argument("--etcd-operator", action="store_true", help="also install coreos/etcd-operator v0.9.4")
     dp.add_argument("--force", action="store_true", help="go on when the operator does not support this Kubernetes")
+    dp.add_argument("--force-conflicts", action="store_true",
+                    help="take over fields another field manager set (a redeploy's image, a kubectl edit)")
     dp.add_argument("--allow-memory-overcommit", action="store_true")
     dp.add_argument("--vtgate-node-port", type=int, help="expose vtgate's MySQL port on this NodePort")
     dp.add_argument("--ready-timeout", type=float, help="seconds to wait for the cluster to be ready")

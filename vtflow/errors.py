@@ -49,6 +49,13 @@ class AuthError(PermanentError):
     """Credentials were refused (SSH key, MySQL password)."""
 
 
+class ReadyTimeout(PermanentError):
+    """Something did not become ready within the whole timeout the caller gave, and the message
+    says why (the last reason, and a diagnosis where the step makes one). Permanent on purpose:
+    a retry would only wait as long again for the same diagnosis (a crash-looping pod stays so).
+    The API calls made while waiting keep their own transient retries."""
+
+
 class UnreachableError(TransientError):
     """The host did not answer or refused the connection."""
 

@@ -3,7 +3,7 @@
 What it gives the deploy steps:
 - ``api_client``: a client from the kubeconfig text held in the target block;
 - ``Kube``: server-side apply with vtflow's field manager (reporting created / changed /
-  unchanged), get, list, delete, and waits that watch (with a timeout and the last reason
+  unchanged; taking over fields other managers own only when made with ``force_conflicts``), get, list, delete, and waits that watch (with a timeout and the last reason
   the object was not ready). Dry-run lives here and only here: a ``Kube(dry_run=True)`` sends
   every write with ``dryRun=All``, so the server validates it and nothing is stored.
 - retries of transient failures only (5xx, 429 with its Retry-After, timeouts, dropped
@@ -16,6 +16,7 @@ It must not build manifests (``tasks/`` does) nor read blocks (callers pass the 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -30,7 +31,7 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.stream import stream
 
-from vtflow.errors import AuthError, ConfigError, PermanentError, TransientError, UnreachableError
+from vtflow.errors import AuthError, ConfigError, PermanentError, ReadyTimeout, TransientError, UnreachableError
 
 FIELD_MANAGER = "vtflow"
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
@@ -48,8 +49,13 @@ class MissingKindError(PermanentError):
     """The cluster does not serve a kind: its CRD is not installed (or the version is gone)."""
 
 
-class WaitTimeout(TransientError):
-    """An object did not become ready in time; the message says what it was waiting on."""
+class FieldConflictError(PermanentError):
+    """A server-side apply would change fields another field manager owns (409)."""
+
+
+class WaitTimeout(ReadyTimeout):
+    """An object did not become ready in the whole timeout; the message says what it was waiting
+    on. Permanent (see ReadyTimeout): the watch already rode out dropped connections."""
 
 
 # ---------------------------------------------------------------- kubeconfig
@@ -131,12 +137,30 @@ def translate(e: ApiException, subject: str, verb: str, resource: str, group: st
         return InvalidObjectError(subject, f"invalid: {fields or message}",
                                   "correct the field(s) named above in the spec vtflow was given.")
     if e.status == 409:
-        return PermanentError(subject, f"conflict: {message}",
-                              "another field manager owns these fields (kubectl or Rancher edited them?); "
-                              "re-run with force to take them over, or change them back.")
+        causes = (body.get("details") or {}).get("causes") or []
+        owned = [c for c in causes if c.get("reason") == "FieldManagerConflict"]
+        if owned:
+            return field_conflict(subject, owned)
+        return PermanentError(subject, f"conflict: {message}", "re-read the object and re-run.")
     if e.status == 404:
         return PermanentError(subject, f"not found: {message}", "check the namespace and name; create the namespace first.")
     return PermanentError(subject, f"the API server answered {e.status}: {message}", "see the message above.")
+
+
+def field_conflict(subject: str, causes: list[dict]) -> FieldConflictError:
+    """A server-side apply's 409: which field manager owns which fields, and both ways out."""
+    by_manager: dict[str, list[str]] = {}
+    for c in causes:
+        m = re.search(r'conflict with "([^"]+)"', c.get("message") or "")
+        by_manager.setdefault(m.group(1) if m else "another field manager", []).append(c.get("field") or "?")
+    owners = "; ".join(f"field manager {m!r} owns {', '.join(fields)}" for m, fields in by_manager.items())
+    redeploy = FIELD_MANAGER + "-redeploy" in by_manager
+    keep = ("put the image the redeploy wrote (repository@sha256:...) in the cluster spec" if redeploy else
+            "give the spec the values the cluster has now")
+    return FieldConflictError(
+        subject, f"conflict: the apply would change fields another manager set: {owners}.",
+        f"to keep them, {keep}; to take them over as {FIELD_MANAGER!r}, re-run the deploy with --force-conflicts "
+        "(parameter force_conflicts).")
 
 
 # ---------------------------------------------------------------- the client
@@ -167,12 +191,16 @@ def _comparable(obj: dict | None) -> dict | None:
 
 
 class Kube:
-    """One cluster, through the official client. ``dry_run`` makes every write a server dry-run."""
+    """One cluster, through the official client. ``dry_run`` makes every write a server dry-run;
+    ``force_conflicts`` makes every server-side apply take over fields other managers own."""
 
-    def __init__(self, api: k8s_client.ApiClient, *, dry_run: bool = False, attempts: int = 6,
-                 backoff_s: float = 0.2, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, api: k8s_client.ApiClient, *, dry_run: bool = False, force_conflicts: bool = False,
+                 attempts: int = 6, backoff_s: float = 0.2, sleep: Callable[[float], None] = time.sleep):
         self.api = api
         self.dry_run = dry_run
+        # every apply of this client takes over fields other managers own (the deploy's
+        # force_conflicts); one place, as dry_run, so that no step can forget to pass it on
+        self.force_conflicts = force_conflicts
         self.attempts = attempts
         self.backoff_s = backoff_s
         self._sleep = sleep
@@ -248,7 +276,8 @@ class Kube:
     # -- writes
 
     def apply(self, obj: dict, *, force: bool = False) -> Applied:
-        """Server-side apply ``obj`` as vtflow; says whether it created or changed anything."""
+        """Server-side apply ``obj`` as vtflow; says whether it created or changed anything.
+        ``force`` (or the client's ``force_conflicts``) takes over fields other managers own."""
         api_version, kind = obj["apiVersion"], obj["kind"]
         meta = obj.get("metadata") or {}
         name, namespace = meta.get("name"), meta.get("namespace")
@@ -267,7 +296,7 @@ class Kube:
             # kubectl --dry-run=server): the object is new with its namespace.
             return Applied(subject, "created", obj)
         before = self.get(api_version, kind, name, namespace if res.namespaced else None)
-        params = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
+        params = {"field_manager": FIELD_MANAGER, "force_conflicts": force or self.force_conflicts}
         if self.dry_run:
             params["dry_run"] = "All"
         after = self._retry(lambda: self.dyn.server_side_apply(res, body=obj, name=name,

@@ -50,3 +50,11 @@ def test_not_a_kubeconfig_is_refused():
 def test_bad_fields_are_refused(field, value, text):
     with pytest.raises(ValidationError, match=text):
         VitessTarget(kubeconfig=KUBECONFIG, **{field: value})
+
+
+def test_every_field_is_read_and_vtctld_address_is_gone():
+    # vtctld is reached by exec in its pod only; a field nothing read was a promise nothing kept
+    assert set(VitessTarget.model_fields) == {"kubeconfig", "context", "namespace", "cluster_name", "vtgate_address",
+                                              "node_address", "registry_mirror"}
+    # a block saved with the old field still loads
+    assert VitessTarget(kubeconfig=KUBECONFIG, vtctld_address="10.0.0.11:15999").namespace == "example"

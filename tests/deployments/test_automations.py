@@ -1,7 +1,6 @@
 """deployments/automations/: the example automation the README tells users to create is accepted
 by the Prefect server and fires: a failed flow run named in it sends the notification."""
 
-import asyncio
 import http.server
 import json
 import threading
@@ -12,6 +11,8 @@ import yaml
 from prefect import flow
 from prefect.automations import Automation
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+from helpers import wait_until
 
 FILE = Path(__file__).resolve().parents[2] / "deployments" / "automations" / "notify-on-failed-check.yaml"
 
@@ -46,11 +47,8 @@ def test_the_example_automation_notifies_on_a_failed_health_check(prefect_server
 
         state = failing(return_state=True)
         assert state.is_failed()
-
-        async def wait():
-            while not any(tag in m.get("text", "") for m in received):
-                await asyncio.sleep(0.2)
-        asyncio.run(asyncio.wait_for(wait(), 60))
+        wait_until(lambda: any(tag in m.get("text", "") for m in received), 60,
+                   f"the automation's notification naming the failed run ({tag})", interval=0.2)
     finally:
         automation.delete()
         server.shutdown()

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 
 import pytest
+from prefect.artifacts import Artifact
 
 from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
@@ -108,6 +109,21 @@ def test_full_cluster_init_reaches_ready_then_a_rerun_changes_nothing(prefect_se
     assert not any(r.changed for r in again), [o for r in again for o in r.objects if o["action"] != "unchanged"]
 
 
+def task_runs(state) -> dict[str, list]:
+    """The flow run's task runs by task name, read back from the Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    out: dict[str, list] = {}
+    for tr in asyncio.run(read()):
+        out.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr)
+    return out
+
+
 def test_readiness_timeout_diagnoses_a_crash_looping_container(prefect_server, cluster_double):
     d = cluster_double
     state, _ = run(params(d, until="cluster", ready_timeout_s=60))
@@ -118,6 +134,74 @@ def test_readiness_timeout_diagnoses_a_crash_looping_container(prefect_server, c
     assert state.is_failed()
     assert "VitessCluster example/example: not ready after 3 s: waiting for vtgate in zone1" in state.message
     assert f"Pod {vtgate} container vtgate: CrashLoopBackOff" in state.message
+    # one wait, not retried: the diagnosis would only come again after as long a wait
+    [cluster_run] = task_runs(state)["cluster"]
+    assert cluster_run.run_count == 1 and cluster_run.state.is_failed()
+    assert f"Pod {vtgate} container vtgate: CrashLoopBackOff" in cluster_run.state.message
+    report = Artifact.get("deploy-example").data
+    assert report.startswith("# Deploy report: FAILED") and "**Failed:** step cluster: VitessCluster" in report
+
+
+def test_a_redeployed_image_is_a_named_conflict_until_force_conflicts_takes_it_over(prefect_server, tmp_path):
+    from flows.redeploy import redeploy
+    from helpers import deployed_cluster
+    from tasks.redeploy import cluster_images
+
+    mirror = "harbor.lan/vitess"
+    digest = "sha256:" + "b" * 64
+    with deployed_cluster(tmp_path, registry_mirror=mirror) as d:
+        state = asyncio.run(redeploy(component="vitess", repository=f"{mirror}/lite", digest=digest,
+                                     target_block=f"tgt-{d.tag}", mysql_block=f"my-{d.tag}", backup_first=False,
+                                     verify={"enabled": False}, return_state=True))
+        assert state.is_completed(), state.message
+        vc = lambda: d.k.get("planetscale.com/v2", "VitessCluster", "example", "example")  # noqa: E731
+        assert set(cluster_images(vc(), "vitess").values()) == {f"{mirror}/lite@{digest}"}
+
+        state, _ = run(params(d, until="cluster", ready_timeout_s=60))
+        assert state.is_failed()
+        assert "VitessCluster example/example: conflict" in state.message
+        assert "field manager 'vtflow-redeploy' owns" in state.message and ".spec.images.vtgate" in state.message
+        assert "--force-conflicts (parameter force_conflicts)" in state.message
+        assert "re-run with force " not in state.message
+        assert set(cluster_images(vc(), "vitess").values()) == {f"{mirror}/lite@{digest}"}, "nothing taken over"
+        assert "**Failed:** step cluster:" in Artifact.get("deploy-example").data
+
+        state, reports = run(params(d, until="cluster", ready_timeout_s=60, force_conflicts=True))
+        assert state.is_completed(), state.message
+        assert set(cluster_images(vc(), "vitess").values()) == {"vitess/lite:v23.0.3-mysql80"}
+        assert {o["object"]: o["action"] for o in reports[-1].objects}["VitessCluster example/example"] == "changed"
+
+
+def test_the_operator_manifest_url_is_fetched_once_per_run(prefect_server, cluster_double):
+    import http.server
+    import threading
+    from pathlib import Path
+
+    body = Path(OPERATOR_YAML).read_bytes()
+    gets = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            gets.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/operator.yaml"
+        p = params(cluster_double, until="cluster", dry_run=True).model_copy(update={"operator_manifest": url})
+        state, reports = run(p)
+    finally:
+        server.shutdown()
+    assert state.is_completed(), state.message
+    assert gets == ["/operator.yaml"]
+    assert [r.step for r in reports] == ["node-prep", "etcd-operator", "vitess-operator", "cluster"]
 
 
 def test_cluster_step_survives_20_percent_transient_errors(prefect_server, cluster_double):
@@ -134,10 +218,11 @@ def test_cluster_step_survives_20_percent_transient_errors(prefect_server, clust
 
 def test_cluster_step_without_the_operator_names_the_missing_crd(prefect_server, cluster_double):
     from tasks.cluster import ClusterSpec, init_cluster
+    from tasks.context import TargetContext
     from tasks.operators import load_manifest
 
     creds = MySQLCredentials(user="user", password="pw-123")
     with pytest.raises(kube.MissingKindError, match=r"VitessCluster \(planetscale.com/v2\): the cluster does not serve "
                                                      r"this kind. Fix: apply the vitess-operator first"):
-        init_cluster(cluster_double.k, ClusterSpec(), "example", "example", "127.0.0.1", creds,
-                     load_manifest(OPERATOR_YAML))
+        init_cluster(TargetContext(cluster_double.k, "example", "example", node_address="127.0.0.1"), ClusterSpec(),
+                     creds, load_manifest(OPERATOR_YAML))

@@ -14,7 +14,7 @@ from prefect.artifacts import Artifact
 
 from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
-from flows.deploy import DeployParameters, deploy
+from flows.deploy import STEPS, DeployParameters, deploy
 from helpers import EXAMPLES, OPERATOR_YAML
 from testbed import MariaDB, free_port
 from vtflow import kube
@@ -104,8 +104,8 @@ def test_deploy_loads_verifies_and_reports_then_a_rerun_changes_nothing(stack, t
     expected.write_text(EXPECTED)
     state, reports = run(params(stack, verify={"script": SELECT, "expected_output": str(expected)}))
     assert state.is_completed(), state.message
-    assert [r.step for r in reports] == ["node-prep", "etcd-operator", "vitess-operator", "cluster-init",
-                                         "schema-apply", "data-load", "verify"]
+    assert tuple(r.step for r in reports) == STEPS == ("node-prep", "etcd-operator", "vitess-operator", "cluster",
+                                                       "schema", "data", "verify")
     data = reports[5]
     assert [o["action"] for o in data.objects] == ["created"]
     assert "insert_commerce_data.sql (12 rows)" in data.objects[0]["object"]

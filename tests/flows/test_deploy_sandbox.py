@@ -45,9 +45,9 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
 
     first = vtflow(*args, state=sandbox)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "cluster-init: 5 of 5 objects changed" in first.stdout
+    assert "cluster: 5 of 5 objects changed" in first.stdout
     assert "VitessCluster example/example: created" in first.stdout
-    assert "schema-apply: 4 of 4 objects changed" in first.stdout
+    assert "schema: 4 of 4 objects changed" in first.stdout
     assert "keyspace commerce: VSchema: changed" in first.stdout
     assert "insert_commerce_data.sql (12 rows): created" in first.stdout
     assert "tablets commerce/-: ok: 1 PRIMARY, 2 REPLICA serving" in first.stdout
@@ -57,15 +57,15 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
     again = vtflow(*args, state=sandbox)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing changed" in again.stdout
-    assert "cluster-init: 0 of 5 objects changed" in again.stdout
-    assert "schema-apply: 0 of 4 objects changed" in again.stdout
-    assert "data-load: 0 of 1 objects changed" in again.stdout
+    assert "cluster: 0 of 5 objects changed" in again.stdout
+    assert "schema: 0 of 4 objects changed" in again.stdout
+    assert "data: 0 of 1 objects changed" in again.stdout
 
     # day two against the same sandbox: both scheduled flows, run from the shell
     health = vtflow("health-check", "--target", "sandbox", state=sandbox)
     assert health.returncode == 0, health.stdout[-3000:] + health.stderr[-3000:]
-    assert "ok   tablets commerce/-: 1 PRIMARY, 2 REPLICA serving" in health.stdout
-    assert "ok   backup commerce/-" in health.stdout
+    assert "tablets commerce/-: ok: 1 PRIMARY, 2 REPLICA serving" in health.stdout  # Finding.line
+    assert "backup commerce/-: ok: " in health.stdout
     backup = vtflow("backup", "--target", "sandbox", state=sandbox)
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]
     assert backup.stdout.startswith("commerce/-: backup ")

@@ -3,26 +3,26 @@ to a MariaDB of this module's own), on this session's Prefect server: healthy, t
 the issue names, each undone after its test."""
 
 import asyncio
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from prefect.artifacts import Artifact
 
 from flows.health import health_check
-from helpers import deployed_cluster
+from helpers import deployed_cluster, nodes_block, save_nodes_block, wait_until
 from tasks.health import HealthThresholds
+from testbed import free_port
 
 NS = "example"
 
 
 def wait_for(fn, what: str, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := fn():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(fn, timeout, what)
+
+
+def restarts_of(cluster, pod: str, container: str) -> int:
+    status = cluster.k.get("v1", "Pod", pod, NS)["status"]
+    return next(c.get("restartCount", 0) for c in status["containerStatuses"] if c["name"] == container)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def cluster(prefect_server, tmp_path_factory):
         yield d
 
 
-def check(d, **thresholds):
-    state = asyncio.run(health_check(target_block=f"tgt-{d.tag}", mysql_block=f"my-{d.tag}",
+def check(d, nodes_block=None, **thresholds):
+    state = asyncio.run(health_check(target_block=f"tgt-{d.tag}", mysql_block=f"my-{d.tag}", nodes_block=nodes_block,
                                      thresholds=HealthThresholds(**thresholds), return_state=True))
     checks = state.result(raise_on_failure=False)
     return state, {c.name: c for c in checks} if isinstance(checks, list) else Artifact.get("health-example").data
@@ -40,11 +40,16 @@ def check(d, **thresholds):
 
 def levels(artifact: str) -> dict[str, str]:
     """check name -> level, from the artifact's table (what a user reads in the UI)."""
+    return {name: level for name, (level, _, _) in rows(artifact).items()}
+
+
+def rows(artifact: str) -> dict[str, tuple[str, str, str]]:
+    """check name -> (level, problem, fix), from the artifact's table."""
     out = {}
     for line in artifact.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 3 and cells[1] in ("ok", "WARN", "FAIL"):
-            out[cells[0]] = cells[1]
+        cells = [c.strip() for c in line.strip().removeprefix("|").removesuffix("|").split("|")]
+        if len(cells) == 4 and cells[1] in ("ok", "WARN", "FAIL"):
+            out[cells[0]] = (cells[1], cells[2], cells[3])
     return out
 
 
@@ -64,24 +69,25 @@ def healthy_again(d):
 def test_a_healthy_cluster_passes_and_records_its_restart_baseline(cluster):
     state, checks = check(cluster)
     assert state.is_completed(), state.message
-    assert {c.level for c in checks.values()} == {"ok"}, {n: c.message for n, c in checks.items() if c.level != "ok"}
+    assert {c.level for c in checks.values()} == {"ok"}, {n: c.line for n, c in checks.items() if c.level != "ok"}
     assert {"cluster status", "pods etcd", "pods vttablet", "pods vtadmin", "pods vtorc", "vtgate", "tablets commerce/-",
             "backup commerce/-", "restarts"} <= set(checks)
     assert sum(n.startswith("replication commerce/-") for n in checks) == 2
-    assert checks["restarts"].message.startswith(("first check: baseline recorded", "no container restarted"))
+    assert checks["restarts"].problem.startswith(("first check: baseline recorded", "no container restarted"))
     state, checks = check(cluster)
-    assert checks["restarts"].message == "no container restarted since the last check"
+    assert checks["restarts"].problem == "no container restarted since the last check"
     assert Artifact.get("health-example").data.startswith("# Health of example: ok")
 
 
 def test_a_crash_looping_replica_warns_on_pods_and_restarts_and_fails_its_shard(cluster):
     pod, alias = tablet_pod(cluster, "REPLICA")
     check(cluster)  # baseline
+    before = restarts_of(cluster, pod, "vttablet")
     cluster.kubelet.crash_loop(cluster, NS, pod, "vttablet", on=True)
     try:
         wait_for(lambda: not next(t for t in cluster.vitess.tablets(cluster, NS, "example") if t.alias == alias).serving,
                  what="replica down")
-        time.sleep(cluster.config.crash_interval * 1.5)  # a restart counted
+        wait_for(lambda: restarts_of(cluster, pod, "vttablet") > before, what="a restart counted")
         state, artifact = check(cluster)
     finally:
         cluster.kubelet.crash_loop(cluster, NS, pod, "vttablet", on=False)
@@ -128,6 +134,9 @@ def test_no_serving_primary_fails_the_shard_and_says_to_read_vtorc(cluster):
     assert state.is_failed()
     assert "tablets commerce/-: no serving PRIMARY" in state.message
     assert "vtorc elects a PRIMARY" in artifact and levels(artifact)["tablets commerce/-"] == "FAIL"
+    level, problem, fix = rows(artifact)["tablets commerce/-"]
+    assert problem.startswith("no serving PRIMARY") and "vtorc elects a PRIMARY" in fix and "Fix:" not in problem
+    assert "vtorc elects a PRIMARY" not in state.message, "the state message names problems (Finding.short), not fixes"
 
 
 def test_vtgate_down_is_reported_and_the_other_checks_still_run(cluster):
@@ -162,3 +171,30 @@ def test_an_old_backup_fails_against_the_age_limit(cluster):
     assert levels(artifact)["backup commerce/-"] == "FAIL"
     state, checks = check(cluster, max_backup_age_h=72)
     assert checks["backup commerce/-"].level == "ok"
+
+
+def test_nodes_are_probed_for_headroom_and_an_unreachable_one_is_named(cluster, node_bed, nodes):
+    ghost = {"name": "ghost", "address": "127.0.0.99", "port": free_port("127.0.0.99")}
+    name = save_nodes_block(nodes_block(node_bed, nodes[:2], extra_nodes=[ghost]))
+    # a generous backup age: the test before this one leaves an old backup behind
+    state, artifact = check(cluster, nodes_block=name, min_free_memory_gib=0, min_free_disk_gib=0.1,
+                            max_backup_age_h=10 ** 4)
+    assert state.is_failed()
+    got = rows(artifact)
+    assert {n: got[n][0] for n in ("node node1 memory", "node node1 disk", "node node2 memory", "node node2 disk")} == {
+        "node node1 memory": "ok", "node node1 disk": "ok", "node node2 memory": "ok", "node node2 disk": "ok"}
+    assert " GiB free on /" in got["node node1 disk"][1] and " GiB available" in got["node node1 memory"][1]
+    level, problem, fix = got["node ghost"]
+    assert level == "FAIL" and problem.startswith("could not check: node ghost (127.0.0.99:") and "sshd" in fix
+    assert "1 health check(s) failed: node ghost: could not check: " in state.message
+    assert got["vtgate"][0] == "ok" and got["tablets commerce/-"][0] == "ok"
+
+    # the same nodes against health's own disk threshold: the disk fails with its fix, memory is untouched
+    name = save_nodes_block(nodes_block(node_bed, nodes[:2]))
+    state, artifact = check(cluster, nodes_block=name, min_free_memory_gib=0, min_free_disk_gib=4096,
+                            max_backup_age_h=10 ** 4)
+    assert state.is_failed()
+    got = rows(artifact)
+    assert got["node node1 disk"][0] == "FAIL" and "(< 4096 GiB)" in got["node node1 disk"][1]
+    assert "crictl rmi --prune" in got["node node1 disk"][2] and got["node node1 memory"][0] == "ok"
+    assert "node node1 disk: " in state.message and "node node2 disk: " in state.message

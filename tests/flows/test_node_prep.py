@@ -21,7 +21,7 @@ def run(block_name, **kwargs):
 
 
 def by_check(report):
-    return {c.check: c for c in report.checks}
+    return {f.name: f for f in report.findings}
 
 
 def test_twenty_nodes_pass_and_the_table_has_a_row_each(prefect_server, node_bed, nodes):
@@ -33,8 +33,8 @@ def test_twenty_nodes_pass_and_the_table_has_a_row_each(prefect_server, node_bed
         checks = by_check(r)
         assert {k: c.level for k, c in checks.items() if k != "mysql-client"} == {
             "k3s": "ok", "cpu": "ok", "memory": "ok", "disk": "ok", "wireguard": "ok", "clock": "ok"}, r
-        assert checks["wireguard"].value == "19/19 peers reachable"
-        assert checks["k3s"].value == "v1.32.5+k3s1"
+        assert r.values["wireguard"] == "19/19 peers reachable"
+        assert r.values["k3s"] == "v1.32.5+k3s1"
         assert checks["mysql-client"].level == "warn" and not r.changed
     rows = read_table_artifact(artifact_key(name))
     assert [row["node"] for row in rows] == [n.name for n in nodes]
@@ -50,7 +50,11 @@ def test_mysql_client_install_is_opt_in_and_idempotent(prefect_server, node_bed,
 
     state, first = run(name, install_mysql_client=True)
     assert state.is_completed(), state.message
-    assert all(r.changed and by_check(r)["mysql-client"].value.endswith("/bin/mysql") for r in first)
+    assert all(r.changed and r.values["mysql-client"].endswith("/bin/mysql") for r in first)
+    assert all(r.changed_checks == ["mysql-client"] and by_check(r)["mysql-client"].level == "ok" for r in first)
+    rows = read_table_artifact(artifact_key(name))
+    assert all(row["mysql-client"].startswith("ok: ") and row["mysql-client"].endswith("/bin/mysql (changed)")
+               for row in rows)
 
     state, second = run(name, install_mysql_client=True)
     assert state.is_completed()
@@ -66,7 +70,9 @@ def test_install_without_sudo_fails_that_check_with_a_fix(prefect_server, node_b
     assert state.is_failed() and "checks failed on node1" in state.message
     rows = read_table_artifact(artifact_key(name))
     assert rows[0]["mysql-client"] == "fail: install failed"
-    assert "sudo: a password is required" in rows[0]["problems"] and "passwordless sudo" in rows[0]["problems"]
+    assert "sudo: a password is required" in rows[0]["problems"] and "passwordless sudo" in rows[0]["fixes"]
+    assert "mysql-client: " in state.message and "sudo: a password is required" in state.message
+    assert "Fix:" not in rows[0]["problems"]
 
 
 def test_too_little_memory_fails_the_flow_and_names_the_fix(prefect_server, node_bed, nodes):
@@ -77,7 +83,9 @@ def test_too_little_memory_fails_the_flow_and_names_the_fix(prefect_server, node
     assert "checks failed on node1, node2" in state.message
     rows = read_table_artifact(artifact_key(name))
     assert all(row["memory"].startswith("fail: ") for row in rows)
-    assert "< 4096 GiB required" in rows[0]["problems"] and "Add memory" in rows[0]["problems"]
+    assert "< 4096 GiB required" in rows[0]["problems"] and "Add memory" in rows[0]["fixes"]
+    assert "Add memory" not in rows[0]["problems"], "the fix has a column of its own"
+    assert "node1 memory: " in state.message and "< 4096 GiB required" in state.message
 
 
 def test_a_stopped_k3s_and_a_stale_wireguard_peer_are_reported(prefect_server, node_bed, nodes):
@@ -89,7 +97,7 @@ def test_a_stopped_k3s_and_a_stale_wireguard_peer_are_reported(prefect_server, n
     assert state.is_completed()
     assert by_check(reports[0])["k3s"].level == "fail"
     wg = by_check(reports[1])["wireguard"]
-    assert wg.level == "warn" and "PUBNODE1" in wg.message
+    assert wg.level == "warn" and "PUBNODE1" in wg.problem and "wg show" in wg.fix
 
 
 def test_unreachable_node_is_named_and_the_others_are_kept(prefect_server, node_bed, nodes):
@@ -100,6 +108,7 @@ def test_unreachable_node_is_named_and_the_others_are_kept(prefect_server, node_
     assert "not checked (unreachable or refused): ghost." in state.message
     rows = {row["node"]: row for row in read_table_artifact(artifact_key(name))}
     assert rows["ghost"]["result"] == "fail" and "cannot connect" in rows["ghost"]["problems"]
+    assert rows["ghost"]["probe"] == "fail: unreachable" and rows["ghost"]["fixes"].startswith("probe: ")
     assert all(rows[n.name]["k3s"] == "ok: v1.32.5+k3s1" for n in nodes[:3])
 
     state, reports = run(name, fail_on_unreachable=False)

@@ -3,14 +3,16 @@ MariaDB of this module's own), on this session's Prefect server."""
 
 import asyncio
 import hashlib
+import threading
 import time
 
 import pytest
 from prefect.artifacts import Artifact
 
 from flows.redeploy import redeploy
-from helpers import deployed_cluster
-from tasks.redeploy import cluster_images, pushed_at_annotation
+from helpers import deployed_cluster, wait_until
+from tasks.redeploy import cluster_images, rollout_pending
+from vtflow.names import pushed_at_annotation
 
 NS = "example"
 MIRROR = "harbor.lan/vitess"
@@ -99,6 +101,70 @@ def test_a_failed_verification_rolls_back_and_reports_both_states(cluster, tmp_p
     assert pod_images(cluster, "vttablet") == {current["images.vttablet"]}
     report = Artifact.get("redeploy-example").data
     assert "# Redeploy of vitess: rolled back" in report and digest("broken") in report
+
+
+def rolled_out(d, images):
+    return rollout_pending(vc(d), d.k.list("v1", "Pod", NS, label_selector="planetscale.com/cluster=example"),
+                           "vitess", images) is None
+
+
+def cordon(d, on: bool):
+    for n in d.k.list("v1", "Node"):
+        d.k.patch("v1", "Node", n["metadata"]["name"], None, {"spec": {"unschedulable": True if on else None}})
+
+
+def test_a_rollback_whose_rollout_times_out_does_not_claim_the_previous_images_run(cluster, tmp_path):
+    current = cluster_images(vc(cluster), "vitess")
+    broken = f"{MIRROR}/lite@{digest('no-way-back')}"
+    expected = tmp_path / "expected.tsv"
+    expected.write_text("1\n")
+
+    def no_pod_starts_once_rolled_out():
+        # the flow's own wait ends at this same condition; the verify script then sleeps 3 s, so the
+        # nodes are cordoned before the rollback replaces its first pod, which then can never start
+        wait_until(lambda: rolled_out(cluster, broken), 120, f"every pod on {broken}")
+        cordon(cluster, True)
+
+    cordoner = threading.Thread(target=no_pod_starts_once_rolled_out, daemon=True)
+    cordoner.start()
+    try:
+        state, result = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("no-way-back"),
+                            pushed_at=time.time(), backup_first=False, rollout_timeout_s=20,
+                            verify={"script": "select sleep(3) as s;\nselect 2 as n;", "expected_output": str(expected)})
+        cordoner.join(timeout=5)
+        assert not cordoner.is_alive()
+    finally:
+        cordon(cluster, False)
+    assert state.is_failed()
+    assert f"redeploy of vitess to {broken}: failed" in state.message and "output differs" in state.message
+    assert "running again" not in state.message, state.message
+    assert ("rolled back: the previous images were written back but their rollout was not confirmed "
+            "(VitessCluster example/example: not ready after 20 s: ") in state.message
+    assert "Fix: watch the cluster's pods until they run the images of the artifact's 'before' column" in state.message
+    assert cluster_images(vc(cluster), "vitess") == current          # written back ...
+    assert broken in pod_images(cluster, "vttablet")                  # ... but not running
+    report = Artifact.get("redeploy-example").data
+    assert "# Redeploy of vitess: rolled back" in report and "rollback: fail: the previous images were written back" in report
+    assert "running again" not in report
+    # once pods can start again, the operator finishes the rollback on its own
+    wait_until(lambda: rolled_out(cluster, current), 120, "the previous images running again")
+
+
+def test_a_rollback_to_mixed_images_waits_for_each_pod_before_saying_they_run_again(cluster, tmp_path):
+    # vtctld on an image of its own (a partial upgrade by hand): the rollback has no one image to wait for
+    own = f"{MIRROR}/lite@{digest('vtctld-only')}"
+    cluster.k.patch("planetscale.com/v2", "VitessCluster", "example", NS, {"spec": {"images": {"vtctld": own}}})
+    current = cluster_images(vc(cluster), "vitess")
+    wait_until(lambda: rolled_out(cluster, current), 120, "vtctld on its own image")
+    expected = tmp_path / "expected.tsv"
+    expected.write_text("1\n")
+    state, _ = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("mixed"),
+                   pushed_at=time.time(), backup_first=False,
+                   verify={"script": "select 2 as n;", "expected_output": str(expected)})
+    assert state.is_failed() and "rolled back and the previous images are running again" in state.message
+    # said only once every pod runs its own previous image again
+    assert pod_images(cluster, "vtctld") == {own}
+    assert pod_images(cluster, "vttablet") == pod_images(cluster, "vtgate") == {current["images.vttablet"]}
 
 
 def test_vtadmin_and_operator_components(cluster):

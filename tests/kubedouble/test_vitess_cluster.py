@@ -129,8 +129,12 @@ def test_no_operator_means_no_status(tmp_path):
                 apply(dyn, doc)
         dyn.resources.invalidate_cache()
         apply_file(dyn, "101_initial_cluster.yaml")
-        import time
-        time.sleep(1.0)
+        # proof that the controllers had their chance at the cluster: they run in one thread, in
+        # order, and a pod created after it reaches Running only after the operator's pass was due
+        core = client.CoreV1Api(api)
+        core.create_namespaced_pod(NS, client.V1Pod(metadata=client.V1ObjectMeta(name="later"), spec=client.V1PodSpec(
+            containers=[client.V1Container(name="c", image="busybox")])))
+        wait_for(lambda: core.read_namespaced_pod("later", NS).status.phase == "Running", what="a later pod Running")
         assert cluster_status(dyn) == {}
         assert _pods(api, "planetscale.com/cluster=example") == []
         # the operator arrives: now the cluster comes up

@@ -18,14 +18,17 @@ def test_watch_lists_then_streams_and_ends_at_timeout(core, ns):
     core.create_namespaced_config_map(ns, _cm("before"))
 
     def later():
-        time.sleep(0.2)
         core.create_namespaced_config_map(ns, _cm("after"))
         core.patch_namespaced_config_map("after", ns, {"data": {"a": "2"}})
         core.delete_namespaced_config_map("after", ns)
-    threading.Thread(target=later).start()
+    writer = threading.Thread(target=later)
     start = time.monotonic()
-    events = [(e["type"], e["object"].metadata.name)
-              for e in watch.Watch().stream(core.list_namespaced_config_map, ns, timeout_seconds=1)]
+    events = []
+    for e in watch.Watch().stream(core.list_namespaced_config_map, ns, timeout_seconds=1):
+        events.append((e["type"], e["object"].metadata.name))
+        if len(events) == 1:  # the initial state has arrived, so the watch is open: what changes now is streamed
+            writer.start()
+    writer.join(timeout=5)
     assert time.monotonic() - start < 3
     assert events == [("ADDED", "before"), ("ADDED", "after"), ("MODIFIED", "after"), ("DELETED", "after")]
 

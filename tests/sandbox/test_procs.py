@@ -3,9 +3,9 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from helpers import wait_until
 from vtflow.sandbox import procs
 
 
@@ -20,11 +20,10 @@ def test_names_matches_whole_paths_only():
 
 def test_spawned_process_outlives_its_popen_and_is_found_by_pid_file(tmp_path):
     pid_file, log = tmp_path / "run" / "sleeper.pid", tmp_path / "logs" / "sleeper.log"
+    # the child's sleep keeps it alive while the test looks for it
     pid = procs.spawn([sys.executable, "-c", "import time; print('hi', flush=True); time.sleep(60)"], pid_file, log, tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while "hi" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "hi" in log.read_text(), 10, f"the spawned process's 'hi' in {log}")
         assert "hi" in log.read_text(), "its output goes to the log"
         assert procs.running(pid_file, tmp_path) == pid
         assert os.getsid(pid) == pid, "own session: a Ctrl-C in the user's terminal does not reach it"
@@ -32,14 +31,12 @@ def test_spawned_process_outlives_its_popen_and_is_found_by_pid_file(tmp_path):
         assert procs.running(pid_file, tmp_path / "other") is None, "another sandbox's marker is not ours"
     finally:
         assert procs.terminate([pid], tmp_path, timeout=5) == [pid]
-    deadline = time.monotonic() + 5
-    while procs.alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not procs.alive(pid), 5, f"process {pid} to be gone after terminate")
     assert procs.running(pid_file, tmp_path) is None
 
 
 def test_a_recycled_pid_is_never_signalled(tmp_path):
-    stranger = subprocess.Popen(["sleep", "30"])
+    stranger = subprocess.Popen(["sleep", "30"])  # a process of someone else's, alive for the test
     try:
         pid_file = tmp_path / "x.pid"
         pid_file.write_text(f"{stranger.pid}\n")
@@ -53,7 +50,7 @@ def test_a_recycled_pid_is_never_signalled(tmp_path):
 
 def test_user_variables_naming_the_sandbox_do_not_make_a_process_ours(tmp_path):
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig")}
-    shell = subprocess.Popen(["sleep", "30"], env=env)
+    shell = subprocess.Popen(["sleep", "30"], env=env)  # the user's shell, alive for the test
     try:
         assert shell.pid not in procs.sweep(tmp_path)
     finally:

@@ -15,7 +15,6 @@ from kubernetes import client, config
 from blocks import MySQLCredentials, SSHNodes, VitessTarget
 from vtflow import sandbox
 from vtflow.errors import ConfigError
-from vtflow.sandbox import cluster
 from vtflow.sandbox.procs import free_port, port_open
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the sandbox's sshd nodes need root")

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tasks.backup import Retention, shards_to_back_up, to_prune
+from tasks.backup import Retention, backup_time, backups_from_objects, is_complete, shards_to_back_up, to_prune
 from tasks.cluster import BackupSpec, ClusterSpec, KeyspaceSpec, render
 from vtflow.errors import ConfigError
 
@@ -50,3 +50,26 @@ def test_the_newest_complete_backup_is_never_pruned():
     # the newest is incomplete: the newest complete one stays, the incomplete one counts as a slot
     mixed = [_b(0, "INCOMPLETE"), _b(1), _b(2)]
     assert to_prune(mixed, Retention(keep_count=1, keep_days=None), NOW) == [mixed[2]["name"]]
+
+
+def test_backup_time_reads_both_protojson_forms():
+    # moved from tests/tasks/test_health.py with the helpers (tasks/health.py imports them from here)
+    assert backup_time({"time": "2026-11-25T10:00:00Z"}) == datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
+    assert backup_time(_b(1)) == NOW - timedelta(days=1)
+    assert backup_time({}) is None
+
+
+def test_only_an_explicit_incomplete_or_invalid_counts_against_a_backup():
+    assert is_complete(_b(0)) and is_complete(_b(0, "COMPLETE"))
+    assert not is_complete(_b(0, "INCOMPLETE")) and not is_complete(_b(0, "invalid"))
+
+
+def test_vitessbackup_objects_as_backups_per_shard():
+    def obj(name, shard, complete, finished):
+        return {"metadata": {"name": name, "labels": {"planetscale.com/keyspace": "commerce", "planetscale.com/shard": shard}},
+                "status": {"storageName": f"store-{name}", "complete": complete, "finishedTime": finished}}
+    got = backups_from_objects([obj("a", "x-x", True, "2026-11-25T10:00:00Z"), obj("b", "x-80", False, None),
+                                obj("c", "x-x", False, "2026-11-25T11:00:00Z")])
+    assert got == {("commerce", "-"): [{"name": "store-a", "time": "2026-11-25T10:00:00Z", "status": "COMPLETE"},
+                                       {"name": "store-c", "time": "2026-11-25T11:00:00Z", "status": "INCOMPLETE"}],
+                   ("commerce", "-80"): [{"name": "store-b", "time": None, "status": "INCOMPLETE"}]}

@@ -6,8 +6,9 @@ import pytest
 from tasks.operators import (check_compatibility, etcd_operator_objects, install_etcd_operator,
                              install_vitess_operator, load_manifest, operator_objects, operator_version,
                              rewrite_image)
+from tasks.context import TargetContext
 from vtflow import kube
-from vtflow.errors import ConfigError, PermanentError
+from vtflow.errors import ConfigError, PermanentError, ReadyTimeout, is_transient
 from kubedouble import DoubleConfig, Faults, KubeDouble
 from helpers import OPERATOR_YAML
 
@@ -83,18 +84,25 @@ def k(double):
     return kube.Kube(kube.api_client(double.kubeconfig_path.read_text(), None, "test"), sleep=lambda s: None)
 
 
+def at(k, namespace="vitess", mirror=None):
+    return TargetContext(k=k, namespace=namespace, cluster="example", registry_mirror=mirror)
+
+
+MANIFEST = load_manifest(str(OPERATOR_YAML))
+
+
 def test_vitess_operator_step_installs_then_changes_nothing(prefect_server, double, k):
-    first = install_vitess_operator(k, str(OPERATOR_YAML), "vitess", None, timeout_s=30)
+    first = install_vitess_operator(at(k), MANIFEST, str(OPERATOR_YAML), timeout_s=30)
     assert first.changed and all(o["action"] == "created" for o in first.objects)
     assert k.get("apps/v1", "Deployment", "vitess-operator", "vitess")["status"]["availableReplicas"] == 1
     assert k.resource("planetscale.com/v2", "VitessCluster")
-    second = install_vitess_operator(k, str(OPERATOR_YAML), "vitess", None, timeout_s=30)
+    second = install_vitess_operator(at(k), MANIFEST, str(OPERATOR_YAML), timeout_s=30)
     assert not second.changed, [o for o in second.objects if o["action"] != "unchanged"]
 
 
 def test_vitess_operator_step_survives_20_percent_transient_errors(prefect_server, double, k):
     double.faults.error_rate = 0.2
-    report = install_vitess_operator(k, str(OPERATOR_YAML), "vitess", None, timeout_s=60)
+    report = install_vitess_operator(at(k), MANIFEST, str(OPERATOR_YAML), timeout_s=60)
     double.faults.error_rate = 0
     assert report.changed
     deployments = k.list("apps/v1", "Deployment", "vitess")
@@ -106,23 +114,35 @@ def test_vitess_operator_step_refuses_an_old_cluster_unless_forced(prefect_serve
     with KubeDouble(DoubleConfig(nodes=1, git_version="v1.28.4+k3s1")) as d:
         k = kube.Kube(kube.api_client(d.kubeconfig(tmp_path / "c").read_text(), None, "t"))
         with pytest.raises(PermanentError, match="supports Kubernetes 1.32-1.35, the cluster runs v1.28.4"):
-            install_vitess_operator(k, str(OPERATOR_YAML), "vitess", None)
+            install_vitess_operator(at(k), MANIFEST, str(OPERATOR_YAML))
         assert k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == [], "refused before any change"
-        forced = install_vitess_operator(k, str(OPERATOR_YAML), "vitess", None, force=True, timeout_s=30)
+        forced = install_vitess_operator(at(k), MANIFEST, str(OPERATOR_YAML), force=True, timeout_s=30)
         assert forced.warnings and forced.changed
 
 
 def test_dry_run_creates_nothing(prefect_server, double, k):
     dry = kube.Kube(k.api, dry_run=True)
-    report = install_vitess_operator(dry, str(OPERATOR_YAML), "vitess", None)
+    report = install_vitess_operator(at(dry), MANIFEST, str(OPERATOR_YAML))
     assert report.objects and all(o["action"] == "created" for o in report.objects)
     assert k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
 
 
 def test_etcd_operator_is_skipped_by_default_and_runs_when_enabled(prefect_server, double, k):
-    skipped = install_etcd_operator(k, False, "vitess", None)
+    skipped = install_etcd_operator(at(k), False)
     assert skipped.skipped and "runs its own etcd" in skipped.skipped
-    report = install_etcd_operator(k, True, "vitess", None, timeout_s=30)
+    report = install_etcd_operator(at(k), True, timeout_s=30)
     assert report.changed
     assert k.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "etcdclusters.etcd.database.coreos.com")
     assert k.get("apps/v1", "Deployment", "etcd-operator", "vitess")["status"].get("availableReplicas") == 1
+
+
+def test_an_operator_that_never_becomes_available_fails_at_once_with_its_pods_diagnosis(prefect_server, double, k):
+    install_vitess_operator(at(k), MANIFEST, str(OPERATOR_YAML), timeout_s=30)
+    pod = double.list("pods", "vitess", label_selector="app=vitess-operator")[0]["metadata"]["name"]
+    double.kubelet.crash_loop(double, "vitess", pod, "vitess-operator", on=True)
+    with pytest.raises(ReadyTimeout) as e:
+        install_vitess_operator(at(k), MANIFEST, str(OPERATOR_YAML), timeout_s=2)
+    assert isinstance(e.value, kube.WaitTimeout) and not is_transient(e.value)
+    text = str(e.value)
+    assert text.startswith("Deployment vitess/vitess-operator: not ready after 2 s: 0/1 replicas available.")
+    assert f"Pod {pod} container vitess-operator: CrashLoopBackOff" in text

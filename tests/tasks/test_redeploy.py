@@ -1,10 +1,11 @@
-"""tasks/redeploy.py: image references, patches and rollout judgements are pure."""
+"""tasks/redeploy.py: image references, patches, plans and rollout judgements are pure (the tasks run
+through the flow: tests/flows/test_redeploy.py)."""
 
 import pytest
 
 from tasks.cluster import ClusterSpec, render
-from tasks.redeploy import (cluster_images, cluster_patch, deployment_pending, image_ref, newer_applied,
-                            operator_patch, rollout_pending)
+from tasks.redeploy import (Rollback, cluster_images, cluster_patch, deployment_pending, image_ref, newer_applied,
+                            operator_patch, plan_change, pod_images, rollout_pending)
 from vtflow.errors import ConfigError
 
 D = "sha256:" + "a" * 64
@@ -63,3 +64,47 @@ def test_operator_patch_and_deployment_pending():
     assert deployment_pending(dep, "new") is None
     assert deployment_pending({**dep, "status": {**dep["status"], "replicas": 2}}, "new").startswith("1/1 updated")
     assert deployment_pending(dep, "other") == "the Deployment does not name the new image"
+
+
+def test_a_rollback_writes_an_unset_field_as_null_so_it_is_removed_again():
+    assert cluster_patch("vitess", {"images.vtorc": "", "images.vtgate": "g"}, None) == {
+        "spec": {"images": {"vtorc": None, "vtgate": "g"}}}
+
+
+def test_each_pod_waits_for_its_own_fields_when_the_previous_images_differ():
+    previous = {**{f"images.{k}": "old" for k in ("vtctld", "vtgate", "vtorc", "vtbackup")},
+                "images.vttablet": "tablet", "images.mysqld.mysql80Compatible": "mysql"}
+    assert pod_images("vitess", previous) == {"vtctld": {"old"}, "vtgate": {"old"}, "vtorc": {"old"},
+                                              "vttablet": {"tablet", "mysql"}}
+    assert pod_images("vitess", "x")["vttablet"] == {"x"}
+    ready_vc = {"metadata": {"generation": 1}, "spec": {"cells": [], "keyspaces": []},
+                "status": {"observedGeneration": 1, "globalLockserver": {"etcd": {"available": "True"}},
+                           "vitessDashboard": {"available": "True"}}}
+    tablet = _pod("t1", "vttablet", "tablet")
+    assert "t1" in rollout_pending(ready_vc, [tablet, _pod("g1", "vtgate", "old")], "vitess", previous)
+    tablet["spec"]["containers"].append({"name": "mysqld", "image": "mysql"})
+    assert rollout_pending(ready_vc, [tablet, _pod("g1", "vtgate", "old")], "vitess", previous) is None
+
+
+def test_plan_change_from_what_runs():
+    change = plan_change(VC, None, "vitess", "x@" + D, 5.0)
+    assert change.previous == cluster_images(VC, "vitess") and set(change.new.values()) == {"x@" + D}
+    assert not change.unchanged and change.newer_push is None
+    newer = {**VC, "metadata": {**VC["metadata"], "annotations": {"vtflow.io/vitess-pushed-at": "9"}}}
+    assert plan_change(newer, None, "vitess", "x@" + D, 5.0).newer_push == 9.0
+    dep = {"spec": {"template": {"spec": {"containers": [{"name": "vitess-operator", "image": "op@" + D}]}}}}
+    op = plan_change(VC, dep, "operator", "op@" + D, None)
+    assert op.previous == {"image": "op@" + D} and op.unchanged
+
+
+def test_only_a_confirmed_rollback_says_the_previous_images_run_again():
+    assert Rollback(written=True, waited=True, confirmed=True).summary == (
+        "rolled back and the previous images are running again")
+    timed_out = Rollback(written=True, waited=True, reason="VitessCluster a/b: not ready after 5 s: 1 pod(s)")
+    assert timed_out.summary == ("rolled back: the previous images were written back but their rollout was not "
+                                 "confirmed (VitessCluster a/b: not ready after 5 s: 1 pod(s))")
+    assert timed_out.finding.level == "fail" and "watch the cluster's pods" in timed_out.finding.fix
+    unwritten = Rollback(reason="VitessCluster a/b: forbidden")
+    assert unwritten.summary == "not rolled back: the previous images could not be written back (VitessCluster a/b: forbidden)"
+    for r in (timed_out, unwritten, Rollback(written=True, reason="images.vtorc had no image before")):
+        assert "running again" not in r.summary and "running again" not in r.finding.line

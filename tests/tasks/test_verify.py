@@ -8,8 +8,9 @@ import pytest
 
 from blocks.mysql import MySQLCredentials
 from tasks.cluster import ClusterSpec, KeyspaceSpec, TabletPool, render
-from tasks.verify import (Check, VerifyReport, batch_result, echo_line, expected_tablets_of, markdown, output_check,
-                          row_checks, run_script, tablet_checks)
+from tasks.report import Finding
+from tasks.verify import (VerifyReport, batch_result, check_vtadmin, echo_line, expected_tablets_of, markdown,
+                          output_check, row_checks, run_script, tablet_checks)
 from vtflow import mysql
 from vtflow.errors import PermanentError
 
@@ -37,18 +38,21 @@ def test_tablet_checks_pass_a_healthy_shard_and_name_what_is_wrong_otherwise():
     want = expected_tablets(ClusterSpec())
     healthy = [_tablet("commerce", "-", "PRIMARY"), _tablet("commerce", "-", "REPLICA", alias="zone1-2"),
                _tablet("commerce", "-", "REPLICA", alias="zone1-3")]
-    assert tablet_checks(healthy, want) == [Check("tablets commerce/-", "ok", "1 PRIMARY, 2 REPLICA serving")]
+    assert tablet_checks(healthy, want) == [Finding(name="tablets commerce/-", level="ok",
+                                                    problem="1 PRIMARY, 2 REPLICA serving")]
 
     no_primary = [_tablet("commerce", "-", "REPLICA", alias=f"zone1-{i}") for i in (1, 2, 3)]
     [c] = tablet_checks(no_primary, want)
-    assert c.level == "fail" and c.message.startswith("no serving PRIMARY") and "vtorc" in c.message
+    assert c.level == "fail" and c.problem.startswith("no serving PRIMARY") and "vtorc" in c.fix
+    assert c.line.startswith("tablets commerce/-: fail: no serving PRIMARY") and ". Fix: read the vttablet" in c.line
 
     one_down = healthy[:2] + [_tablet("commerce", "-", "REPLICA", "NOT_SERVING", "zone1-3")]
     [c] = tablet_checks(one_down, want)
-    assert c.level == "fail" and "1 of 2 REPLICA tablets serving" in c.message and "zone1-3 (REPLICA, NOT_SERVING)" in c.message
+    assert c.level == "fail" and "1 of 2 REPLICA tablets serving" in c.problem and "zone1-3 (REPLICA, NOT_SERVING)" in c.problem
+    assert c.short == "tablets commerce/-: 1 of 2 REPLICA tablets serving; not serving: zone1-3 (REPLICA, NOT_SERVING)"
 
     two_primaries = healthy + [_tablet("commerce", "-", "PRIMARY", alias="zone1-4")]
-    assert "2 PRIMARY tablets" in tablet_checks(two_primaries, want)[0].message
+    assert "2 PRIMARY tablets" in tablet_checks(two_primaries, want)[0].problem
 
     leftover = healthy + [_tablet("commerce", "-80", "PRIMARY", alias="zone1-9")]
     assert [c.level for c in tablet_checks(leftover, want)] == ["ok", "warn"]
@@ -60,7 +64,8 @@ def test_row_checks():
     checks = row_checks([("commerce.customer", 5, 5), ("commerce.product", 2, 1), ("commerce.corder", 5, 7),
                          ("commerce.gone", 3, None)])
     assert [c.level for c in checks] == ["ok", "fail", "warn", "fail"]
-    assert "1 rows, the data files hold 2" in checks[1].message and "checkpoint" in checks[1].message
+    assert "1 rows, the data files hold 2" in checks[1].problem and "checkpoint" in checks[1].fix
+    assert "schema and data steps" in checks[3].fix and "Fix:" not in checks[3].problem
 
 
 def test_echo_line_is_word_split_without_a_shell():
@@ -78,16 +83,26 @@ def test_batch_result_escapes_as_the_client_does():
 def test_output_check_names_the_first_difference():
     assert output_check("a\nb\n", "a\nb", "exp.tsv").level == "ok"
     c = output_check("a\nc\n", "a\nb\n", "exp.tsv")
-    assert c.level == "fail" and "line 2: got 'c', expected 'b'" in c.message
-    assert "(end of output)" in output_check("a\n", "a\nb\n", "exp.tsv").message
+    assert c.level == "fail" and "line 2: got 'c', expected 'b'" in c.problem and "mysql -B < script" in c.fix
+    assert "(end of output)" in output_check("a\n", "a\nb\n", "exp.tsv").problem
+
+
+def test_vtadmin_problems_keep_the_fix_apart():
+    assert check_vtadmin("10.0.0.11", None, "example") == []
+    [c] = check_vtadmin(None, (30000, 30001), "example")
+    assert (c.level, c.fix) == ("fail", "set node_address") and "Fix:" not in c.problem
+    [c] = check_vtadmin("127.0.0.1", (1, 1), "example")  # nothing listens on port 1
+    assert c.level == "fail" and c.problem and "Fix:" not in c.problem
 
 
 def test_markdown_has_checks_tablets_rows_and_output():
     r = VerifyReport(gateway="127.0.0.1:30306", tablets=[["zone1", "commerce", "-", "PRIMARY", "SERVING", "zone1-1"]],
                      rows=[("commerce.customer", 5, 5)], script_output="Customer\nid\temail\n",
-                     checks=[Check("tablets commerce/-", "ok", "1 PRIMARY serving"), Check("x", "fail", "a|b")])
+                     findings=[Finding(name="tablets commerce/-", level="ok", problem="1 PRIMARY serving"),
+                               Finding(name="x", level="fail", problem="a|b", fix="do c|d")])
     text = markdown(r)
     assert "| tablets commerce/- | ok | 1 PRIMARY serving |" in text and "| x | FAIL | a/b |" in text
+    assert "| check | result | problem | fix |" in text and "| x | FAIL | a/b | do c/d |" in text
     assert "| zone1 | commerce | - | PRIMARY | SERVING | zone1-1 |" in text
     assert "| commerce.customer | 5 | 5 |" in text and "Customer\nid\temail\n```" in text
 

@@ -133,3 +133,54 @@ def test_commands_use_make_ups_server_when_no_api_url_is_set(prefect_server):
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-2000:]
     assert MySQLCredentials.load(name).password.get_secret_value() == "pw-via-make-up-default"
+
+
+def test_deploy_until_choices_are_the_flows_steps():
+    from flows.deploy import STEPS
+    from vtflow.cli import build_parser
+
+    until = next(a for a in build_parser()._subparsers._group_actions[0].choices["deploy"]._actions
+                 if a.dest == "until")
+    assert tuple(until.choices) == STEPS
+
+
+def test_deploy_takes_over_a_conflicting_field_only_with_force_conflicts(prefect_server, tmp_path):
+    """A field another manager set (here the operator image, as the redeploy flow writes it) fails
+    `vtflow deploy` naming the manager and the flag; `--force-conflicts` takes it back."""
+    from helpers import OPERATOR_YAML
+    from kubedouble import DoubleConfig, KubeDouble
+    from vtflow import kube
+
+    with KubeDouble(DoubleConfig(nodes=1, git_version="v1.33.5+k3s1")) as d:
+        kubeconfig = d.kubeconfig(tmp_path / "kubeconfig").read_text()
+        name = f"cli-{uuid.uuid4().hex[:6]}"
+        VitessTarget(kubeconfig=kubeconfig).save(name)
+        MySQLCredentials(user="user", password="pw-cli-1").save(name)
+        args = ("deploy", "--target", name, "--no-node-prep", "--until", "vitess-operator",
+                "--operator-manifest", OPERATOR_YAML)
+        first = vtflow(*args)
+        assert first.returncode == 0, first.stderr[-3000:]
+        k = kube.Kube(kube.api_client(kubeconfig, None, "t"))
+        image = "harbor.lan/vitess/vitess-operator@sha256:" + "c" * 64
+        spec_image = k.get("apps/v1", "Deployment", "vitess-operator", "example")["spec"]["template"]["spec"][
+            "containers"][0]["image"]
+        k.patch("apps/v1", "Deployment", "vitess-operator", "example",
+                {"spec": {"template": {"spec": {"containers": [{"name": "vitess-operator", "image": image}]}}}},
+                manager="vtflow-redeploy")
+
+        def running() -> str:
+            dep = k.get("apps/v1", "Deployment", "vitess-operator", "example")
+            return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert running() == image
+
+        refused = vtflow(*args)
+        assert refused.returncode == 1
+        last = refused.stderr.strip().splitlines()[-1]
+        assert "Deployment example/vitess-operator: conflict" in refused.stderr
+        assert "field manager 'vtflow-redeploy' owns" in refused.stderr
+        assert "--force-conflicts" in last and "(parameter force_conflicts)" in last
+        assert running() == image
+
+        forced = vtflow(*args, "--force-conflicts")
+        assert forced.returncode == 0, forced.stderr[-3000:]
+        assert running() == spec_image != image

@@ -6,10 +6,9 @@ import uuid
 
 import pytest
 import yaml
-from kubernetes import client
 
 from vtflow import kube
-from vtflow.errors import AuthError, ConfigError, TransientError
+from vtflow.errors import AuthError, ConfigError, ReadyTimeout, TransientError, is_transient
 from kubedouble import DoubleConfig, Faults, KubeDouble
 
 
@@ -129,15 +128,39 @@ def test_wait_returns_when_ready_and_times_out_with_the_reason(k, ns):
         return None if obj and obj["data"].get("phase") == "ready" else f"phase is {obj['data']['phase'] if obj else 'absent'}"
 
     seen = []
-    timer = threading.Timer(0.3, lambda: k.apply(cm(ns, {"phase": "ready"}, name="w")))
-    timer.start()
+
+    def progress(message):
+        # the change follows a read that saw "starting": the wait must then pick it up from its watch
+        seen.append(message)
+        if len(seen) == 1:
+            threading.Thread(target=lambda: k.apply(cm(ns, {"phase": "ready"}, name="w"))).start()
+
     t = time.monotonic()
-    obj = k.wait("v1", "ConfigMap", "w", ns, not_ready, timeout_s=10, progress=seen.append)
+    obj = k.wait("v1", "ConfigMap", "w", ns, not_ready, timeout_s=10, progress=progress)
     assert obj["data"]["phase"] == "ready" and time.monotonic() - t < 5
     assert seen and seen[0] == f"ConfigMap {ns}/w: phase is starting"
 
-    with pytest.raises(kube.WaitTimeout, match=f"ConfigMap {ns}/never: not ready after 1 s: phase is absent"):
+    with pytest.raises(kube.WaitTimeout, match=f"ConfigMap {ns}/never: not ready after 1 s: phase is absent") as e:
         k.wait("v1", "ConfigMap", "never", ns, not_ready, timeout_s=1)
+    # a whole wait is over: permanent, so that no task retry waits as long again
+    assert isinstance(e.value, ReadyTimeout) and not is_transient(e.value)
+
+
+def test_a_field_another_manager_owns_is_a_conflict_naming_it_until_force_conflicts(double, k, ns):
+    k.apply(cm(ns, {"image": "a"}, name="owned"))
+    k.patch("v1", "ConfigMap", "owned", ns, {"data": {"image": "b"}}, manager="vtflow-redeploy")
+    with pytest.raises(kube.FieldConflictError) as e:
+        k.apply(cm(ns, {"image": "a"}, name="owned"))
+    text = str(e.value)
+    assert text.startswith(f"ConfigMap {ns}/owned: conflict: the apply would change fields another manager set: "
+                           "field manager 'vtflow-redeploy' owns .data.image.")
+    assert "put the image the redeploy wrote" in text and "re-run the deploy with --force-conflicts" in text
+    assert not is_transient(e.value)
+    assert k.get("v1", "ConfigMap", "owned", ns)["data"] == {"image": "b"}
+    forcing = kube.Kube(k.api, force_conflicts=True)
+    assert forcing.apply(cm(ns, {"image": "a"}, name="owned")).action == "changed"
+    assert k.get("v1", "ConfigMap", "owned", ns)["data"] == {"image": "a"}
+    assert k.apply(cm(ns, {"image": "a"}, name="owned")).action == "unchanged", "vtflow owns it again"
 
 
 def test_api_client_checks_the_context():

@@ -36,7 +36,7 @@ def test_command_timeout_is_transient(node_bed, nodes):
     trusted = ssh.parse_known_hosts(node_bed.known_hosts([n]), "test")
     with ssh.connect(ssh.Endpoint(n.name, n.address, n.port), NODE_USER, _key(node_bed), trusted) as s:
         with pytest.raises(TransientError, match="did not finish within 1 s"):
-            s.run("sleep 5", timeout=1)
+            s.run("sleep 5", timeout=1)  # the remote sleep is the slow command under test
 
 
 def test_unknown_host_key_is_refused_with_the_line_to_add(node_bed, nodes):

@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
 
+from helpers import wait_until
 from testbed import free_port
 from vtflow.stack import StackSettings, port_is_free, security_warning
 
@@ -84,10 +84,10 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
         for slug in ("vtflow-ssh-nodes", "vtflow-vitess-target", "vtflow-mysql-credentials", "vtflow-harbor-webhook"):
             assert _get(f"{api}/block_types/slug/{slug}", auth)[0] == 200, slug
 
-        deadline = time.monotonic() + 60
-        while (found := _get(f"{api}/deployments/name/node-prep/node-prep", auth))[0] != 200:
-            assert time.monotonic() < deadline, "deployment never appeared"
-            time.sleep(0.5)
+        def node_prep_deployment():
+            found = _get(f"{api}/deployments/name/node-prep/node-prep", auth)
+            return found if found[0] == 200 else None
+        found = wait_until(node_prep_deployment, 60, "the node-prep deployment to appear", interval=0.5)
         schema = found[1]["parameter_openapi_schema"]
         assert {"nodes_block", "requirements", "install_mysql_client"} <= set(schema["properties"])
         assert "min_memory_gib" in json.dumps(schema["definitions"]), "the UI form shows the requirements"
@@ -96,10 +96,10 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
         form = json.dumps(deploy["parameter_openapi_schema"])
         assert "target_block" in form and "dry_run" in form and "tabletPools" not in form
         assert "expected_output" in form and "DataFile" in form, "the data and verify steps have their form"
-        deadline = time.monotonic() + 30  # serve registers its deployments one after another
-        while (found := _get(f"{api}/deployments/name/redeploy/redeploy", auth))[0] != 200:
-            assert time.monotonic() < deadline, "the redeploy deployment never appeared"
-            time.sleep(0.5)
+        # serve registers its deployments one after another, in all_deployments() order: deploy came
+        # before node-prep (read above without a wait), health-check and backup before redeploy
+        wait_until(lambda: _get(f"{api}/deployments/name/redeploy/redeploy", auth)[0] == 200, 30,
+                   "the redeploy deployment to appear", interval=0.5)
         assert _get(f"http://127.0.0.1:{webhook_port}/healthz")[0] == 200, "make up starts the Harbor receiver"
         status, health = _get(f"{api}/deployments/name/health-check/health-check", auth)
         assert status == 200 and [s["schedule"].get("interval") for s in health["schedules"]] == [300.0]
@@ -130,6 +130,7 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
     assert "Stopped." in "".join(output)
     assert port_is_free("127.0.0.1", port)
     assert processes_with_env("VTFLOW_STATE_DIR", str(tmp_path / "state")) == [], "a child of `up` outlived it"
+    assert (tmp_path / "state" / "prefect" / "prefect.db").exists(), "SQLite under the state folder by default"
 
 
 def processes_with_env(name, value):
@@ -143,7 +144,6 @@ def processes_with_env(name, value):
             except OSError:
                 pass
     return found
-    assert (tmp_path / "state" / "prefect" / "prefect.db").exists(), "SQLite under the state folder by default"
 
 
 def test_prefect_server_runs_on_postgresql_when_told(tmp_path):

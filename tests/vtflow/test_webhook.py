@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blocks.harbor import HarborWebhook
+from helpers import wait_until
 from testbed import free_port
 from vtflow.stack import port_is_free
 from vtflow.webhook import ReceiverSettings, create_app
@@ -94,11 +95,22 @@ def runs_of(deployment_id: str) -> list:
 
 
 def wait_for_runs(deployment_id: str, count: int, timeout: float = 30.0) -> list:
-    deadline = time.monotonic() + timeout
-    while len(runs := runs_of(deployment_id)) < count:
-        assert time.monotonic() < deadline, f"{len(runs)} runs, expected {count}"
-        time.sleep(0.2)
-    return runs
+    seen: list = []
+
+    def enough():
+        seen[:] = runs_of(deployment_id)
+        return list(seen) if len(seen) >= count else None
+    return wait_until(enough, timeout, f"{count} runs of deployment {deployment_id}", interval=0.2,
+                      detail=lambda: f"{len(seen)} runs so far")
+
+
+def spooled(url: str) -> int:
+    return httpx.get(f"{url}/healthz").json()["spooled"]
+
+
+def wait_spool_empty(url: str, timeout: float = 10.0) -> None:
+    """Until every spooled request has had Prefect's answer: then nothing is left that could make a run."""
+    wait_until(lambda: spooled(url) == 0, timeout, f"the spool of the receiver at {url} to be empty", interval=0.1)
 
 
 def save_block(deployment: str, name: str | None = None) -> str:
@@ -118,11 +130,11 @@ def receiver(settings: ReceiverSettings):
                                            lifespan="on", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
+
+    def started() -> bool:
         assert thread.is_alive(), "the receiver did not start"
-        assert time.monotonic() < deadline, "the receiver did not start within 30 s"
-        time.sleep(0.02)
+        return server.started
+    wait_until(started, 30, f"the receiver to start on 127.0.0.1:{port}", interval=0.02)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -231,7 +243,7 @@ def test_ten_different_pushes_at_once_make_ten_runs(routed, tmp_path):
             [a.text for a in answers]
         assert elapsed < HARBOR_TIMEOUT
         runs = wait_for_runs(deployment_id, 10)
-    time.sleep(0.5)
+        wait_spool_empty(url)  # every create has had its answer: no run can still appear
     assert len(runs_of(deployment_id)) == 10
     assert sorted(r.parameters["tag"] for r in runs) == sorted(f"v23.0.{i}" for i in range(10))
 
@@ -335,7 +347,9 @@ def test_without_a_block_it_answers_503_then_serves_once_it_exists(prefect_serve
         assert r.status_code == 503
         assert f"vtflow block create harbor --name {name}" in r.json()["reason"]
         save_block(deployment, name)
-        time.sleep(0.3)  # missing_block_ttl
+        # not a wait for an event: the receiver looks for a missing block again only once
+        # missing_block_ttl (0.2 s here) has passed on its clock, so that time must pass
+        time.sleep(0.3)
         r = post(url, push_body())
         assert r.status_code == 202 and r.json()["status"] == "accepted", r.text
         assert httpx.get(f"{url}/healthz").json()["block_loaded"] is True
@@ -455,13 +469,9 @@ def test_prefect_away_queues_within_harbors_timeout_then_hands_over(routed, prox
 
         proxy.set("forward")
         runs = wait_for_runs(deployment_id, 3)
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{url}/healthz").json()["spooled"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_spool_empty(url)  # every create has had its answer, and the receiver stops below
     assert sorted(r.parameters["tag"] for r in runs) == ["v1", "v2", "v3"]
     assert (tmp_path / "spool" / "spool.jsonl").read_text() == ""
-    time.sleep(0.5)
     assert len(runs_of(deployment_id)) == 3, "each push handed over once"
 
 
@@ -479,10 +489,7 @@ def test_a_restarted_receiver_hands_over_what_it_spooled(routed, proxy, tmp_path
 
     with receiver(quick(tmp_path, block)) as url:  # back, straight to the server
         runs = wait_for_runs(deployment_id, 2)
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{url}/healthz").json()["spooled"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_spool_empty(url)
     assert sorted(r.parameters["tag"] for r in runs) == ["v1", "v2"]
     assert (tmp_path / "spool" / "spool.jsonl").read_text() == "", "handed over, and the torn line dropped"
 
@@ -670,10 +677,10 @@ def test_webhook_serve_command_starts_without_a_block_and_stops_on_sigterm(prefe
                              "--block", "never-made"], cwd=REPO, env={**os.environ, "VTFLOW_STATE_DIR": str(tmp_path)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while port_is_free("127.0.0.1", port):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() is not None else ""
-            time.sleep(0.1)
+        def listening() -> bool:
+            assert proc.poll() is None, proc.stdout.read()
+            return not port_is_free("127.0.0.1", port)
+        wait_until(listening, 60, f"`vtflow webhook serve` to listen on 127.0.0.1:{port}", interval=0.1)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         r = post(f"http://127.0.0.1:{port}", push_body())
         assert r.status_code == 503 and "vtflow block create harbor --name never-made" in r.json()["reason"]
@@ -697,15 +704,17 @@ def test_make_up_starts_the_receiver_and_stops_it_on_ctrl_c(tmp_path):
     reader = threading.Thread(target=lambda: output.extend(iter(up.stdout.readline, "")), daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 120
-        while not any("Press Ctrl-C" in line for line in output):
-            assert time.monotonic() < deadline and up.poll() is None, "".join(output)
-            time.sleep(0.2)
+        def up_and(condition):
+            def check():
+                assert up.poll() is None, "".join(output)
+                return condition()
+            return check
+        wait_until(up_and(lambda: any("Press Ctrl-C" in line for line in output)), 120,
+                   "`vtflow up` to print 'Press Ctrl-C'", interval=0.2, detail=lambda: "".join(output))
         assert f"Harbor webhook receiver: http://127.0.0.1:{webhook_port}/harbor" in "".join(output)
         url = f"http://127.0.0.1:{webhook_port}"
-        while port_is_free("127.0.0.1", webhook_port):
-            assert time.monotonic() < deadline and up.poll() is None, "".join(output)
-            time.sleep(0.1)
+        wait_until(up_and(lambda: not port_is_free("127.0.0.1", webhook_port)), 60,
+                   f"the receiver to listen on 127.0.0.1:{webhook_port}", interval=0.1, detail=lambda: "".join(output))
         r = post(url, push_body())
         assert r.status_code == 503 and "vtflow block create harbor --name default" in r.json()["reason"], r.text
     finally:
