@@ -20,6 +20,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/kube_double.py
 	$(BIN)/python bench/deploy_steps.py
 	$(BIN)/python bench/data_load.py
+	$(BIN)/python bench/data_kill.py
 	$(BIN)/python bench/health_check.py
 	$(BIN)/python bench/webhook.py
 

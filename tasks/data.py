@@ -27,6 +27,7 @@ import contextvars
 import csv
 import hashlib
 import io
+import json
 import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -218,6 +219,10 @@ class LoadResult:
     skipped_batches: int
     seconds: float
     tables: dict[str, int] = field(default_factory=dict)
+    # rows each table held before the file's first batch (None: unreadable then, e.g. not created
+    # yet; {} when the checkpoint predates this record): whether the load went into an empty table
+    before: dict[str, int | None] = field(default_factory=dict)
+    plain: bool = True        # only INSERT ... VALUES batches: ``tables`` is all the file adds
 
     @property
     def changed(self) -> bool:
@@ -240,11 +245,14 @@ def load_sql(connect: Callable[[str], object], keyspace: str, text: str, source:
 
 
 def _read_csv(text: str, source: str) -> tuple[list[str], list[tuple[int, tuple]]]:
-    """The header's columns and every row with its line, checked whole: identifiers, field counts."""
-    reader = csv.reader(io.StringIO(text[1:] if text.startswith("\ufeff") else text, newline=""))  # a BOM: not a name
+    """The header's columns and every row with its line, checked whole: identifiers, field
+    counts, quotes closed."""
+    text = text[1:] if text.startswith("\ufeff") else text   # a BOM: not a name
+    reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, tuple]] = []
     header: list[str] | None = None
     line = 1
+    record: list[str] = []
     try:
         for record in reader:
             start, line = line, reader.line_num + 1
@@ -260,16 +268,64 @@ def _read_csv(text: str, source: str) -> tuple[list[str], list[tuple[int, tuple]
                     raise ConfigError(f"{source}:{start}", "the header names a column twice.", "name each column once.")
                 continue
             if len(record) != len(header):
+                _check_closed(text, record[-1], source)   # the cause, when the row swallowed the file's end
                 raise ConfigError(f"{source}:{start}", f"the row has {len(record)} fields, the header {len(header)}.",
                                   "quote fields that contain commas or line breaks, and give every row all the columns.")
             rows.append((start, tuple(None if f == NULL else f for f in record) if NULL in record else tuple(record)))
     except csv.Error as e:
+        _check_record_closed(text, line, source)   # a "field too large" is most often a quote never closed
         raise ConfigError(f"{source}:{line}", f"not readable as CSV: {e}.",
                           f"write it as RFC 4180 CSV, fields up to {csv.field_size_limit()} characters "
                           "(load larger values with an SQL file).") from e
+    if record:
+        _check_closed(text, record[-1], source)
     if header is None:
         raise ConfigError(f"{source}:1", "the file is empty.", "begin the file with a header of column names.")
     return header, rows
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _check_closed(text: str, last: str, source: str) -> None:
+    """Refuse a file that ends inside a quoted field: the csv module (lenient) would return the
+    rest of the file as that one field, and rows would vanish into it. Such a field is the last
+    one read, and the file ends with its opening quote and its text, quotes doubled, right
+    after a field separator; a closed field never does (it ends with its closing quote)."""
+    raw = '"' + last.replace('"', '""')
+    if not text.endswith(raw):
+        return
+    opened = len(text) - len(raw)
+    if opened > 0 and text[opened - 1] not in ",\r\n":
+        return   # the quote is inside a field (doubled, or after other text): not an opening one
+    line = 1 + len(_LINE_BREAK.findall(text, 0, opened))
+    raise ConfigError(f"{source}:{line}", "a quoted field opens here and is never closed, so the rest of the file "
+                      "would be read as that one field.",
+                      'close the quote; a quote inside a quoted field is written twice ("").')
+
+
+_QUOTED_FIELD = re.compile(r'"(?:[^"]++|"")*+"')
+_UNQUOTED = re.compile(r'[^,\r\n"]*+')
+
+
+def _check_record_closed(text: str, line: int, source: str) -> None:
+    """Refuse the record starting at ``line`` if one of its quoted fields never closes (the
+    csv module then reports only a field over its size limit)."""
+    breaks = [m.end() for m, _ in zip(_LINE_BREAK.finditer(text), range(line - 1))]
+    pos = breaks[-1] if line > 1 and len(breaks) == line - 1 else 0
+    while pos < len(text):
+        if text[pos] == '"':
+            m = _QUOTED_FIELD.match(text, pos)
+            if m is None:
+                raise ConfigError(f"{source}:{1 + len(_LINE_BREAK.findall(text, 0, pos))}",
+                                  "a quoted field opens here and is never closed, so the rest of the file "
+                                  "would be read as that one field.",
+                                  'close the quote; a quote inside a quoted field is written twice ("").')
+            pos = m.end()
+        pos = _UNQUOTED.match(text, pos).end()
+        if pos >= len(text) or text[pos] in "\r\n":
+            return
+        pos += 1   # a comma, or a quote inside an unquoted field (the lenient reader keeps it)
 
 
 def csv_batches(table: str, text: str, source: str, max_rows: int = 1000) -> list[Batch]:
@@ -357,7 +413,11 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
     except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
         raise _failure(e, source) from e
     try:
-        done, rows = _read_checkpoint(conn, digest, source, total)
+        # the guarantee below needs a batch and its checkpoint row in one transaction: with
+        # autocommit on, a batch the server was running when the loader died stays committed
+        # without its checkpoint, and the re-run sends it again. Set here, whatever the factory did.
+        mysql.transactional_mode(conn)
+        done, rows, before = _read_checkpoint(conn, digest, source, total)
         tables: dict[str, int] = {}
         for batch in batches[:done]:
             if batch.table is not None:
@@ -370,7 +430,9 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
         last_report = loop_started
         for index in range(done, total):
             batch = batches[index]
-            count = _send_batch(conn, batch, digest, source, index, rows, total)
+            if index == 0:
+                before = _count_before(conn, batches)   # committed with batch 0's checkpoint row
+            count = _send_batch(conn, batch, digest, source, index, rows, total, before if index == 0 else None)
             rows += count
             if batch.table is not None:
                 tables[batch.table] = tables.get(batch.table, 0) + count
@@ -385,25 +447,37 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
     loaded = rows - rows_before
     log(f"{source}: {loaded} rows loaded in {seconds:.2f} s ({loaded / max(seconds, 1e-9):.0f} rows/s)"
         + (f"; {done} of {total} batches ({rows_before} rows) were already loaded" if done else ""))
-    return LoadResult(source, rows, total, done, seconds, tables)
+    return LoadResult(source, rows, total, done, seconds, tables, before,
+                      plain=all(b.table is not None for b in batches))
 
 
-def _read_checkpoint(conn, digest: str, source: str, total: int) -> tuple[int, int]:
-    """(batches done, rows done) of the file with ``digest``, from its checkpoint row (made
-    here, with its table, when absent). A checkpoint of another cut of the file is refused
-    unless that load had finished."""
+_UNKNOWN_COLUMN = 1054
+
+
+def _read_checkpoint(conn, digest: str, source: str, total: int) -> tuple[int, int, dict[str, int | None]]:
+    """(batches done, rows done, rows per table before the load) of the file with ``digest``,
+    from its checkpoint row (made here, with its table, when absent). A checkpoint of another
+    cut of the file is refused unless that load had finished."""
+    select = (f"SELECT batches_done, rows_done, total_batches, tables_before FROM `{CHECKPOINT_TABLE}` "
+              "WHERE digest = %s")
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE TABLE IF NOT EXISTS `{CHECKPOINT_TABLE}` (digest CHAR(64) PRIMARY KEY, "
                         "source VARCHAR(1024) NOT NULL, batches_done INT NOT NULL, rows_done BIGINT NOT NULL, "
-                        "total_batches INT NOT NULL)")
-            cur.execute(f"SELECT batches_done, rows_done, total_batches FROM `{CHECKPOINT_TABLE}` WHERE digest = %s",
-                        (digest,))
+                        "total_batches INT NOT NULL, tables_before TEXT NULL)")
+            try:
+                cur.execute(select, (digest,))
+            except Exception as e:  # noqa: BLE001 - a checkpoint table of an older vtflow: add the column
+                if not (getattr(e, "args", None) and e.args[0] == _UNKNOWN_COLUMN):
+                    raise
+                cur.execute(f"ALTER TABLE `{CHECKPOINT_TABLE}` ADD COLUMN tables_before TEXT NULL")
+                cur.execute(select, (digest,))
             row = cur.fetchone()
         conn.commit()
     except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
         raise _failure(e, source) from e
     done, rows = (int(row[0]), int(row[1])) if row else (0, 0)
+    before = json.loads(row[3]) if row and row[3] else {}
     if row and int(row[2]) != total:
         # the checkpoint counts batches: another max_rows or max_bytes cuts the file elsewhere
         if done < int(row[2]):
@@ -411,10 +485,32 @@ def _read_checkpoint(conn, digest: str, source: str, total: int) -> tuple[int, i
                               "re-run with the max_rows and max_bytes of the interrupted run, so that it resumes "
                               "where that one stopped.")
         done = total  # loaded whole before
-    return done, rows
+    return done, rows, before
 
 
-def _send_batch(conn, batch: Batch, digest: str, source: str, index: int, rows_before: int, total: int) -> int:
+def _quoted_table(name: str) -> str:
+    return ".".join(f"`{p.replace('`', '``')}`" for p in name.split(".", 1))
+
+
+def _count_before(conn, batches: list[Batch]) -> dict[str, int | None]:
+    """Rows each table of the file holds now, in the transaction of its first batch (so they
+    are recorded with that batch's checkpoint row, or not at all). A table that cannot be read
+    (the file creates it) is None: nothing is known about it."""
+    out: dict[str, int | None] = {}
+    with conn.cursor() as cur:
+        for table in dict.fromkeys(b.table for b in batches if b.table is not None):
+            try:
+                cur.execute(f"SELECT COUNT(*) FROM {_quoted_table(table)}")
+                out[table] = int(cur.fetchone()[0])
+            except Exception as e:  # noqa: BLE001 - only a refused statement is "unknown"
+                if mysql.classify(e) is TransientError:
+                    raise _failure(e, batches[0].where) from e
+                out[table] = None
+    return out
+
+
+def _send_batch(conn, batch: Batch, digest: str, source: str, index: int, rows_before: int, total: int,
+                before: dict[str, int | None] | None = None) -> int:
     """Send batch number ``index`` and its checkpoint row (``index + 1`` batches done) in one
     transaction; the rows it inserted. On any error the transaction is rolled back, so the
     checkpoint never counts a batch that is not in the tables."""
@@ -430,9 +526,11 @@ def _send_batch(conn, batch: Batch, digest: str, source: str, index: int, rows_b
                 counted += max(cur.rowcount, 0)
             where = batch.where   # the checkpoint and the commit are the batch's
             count = batch.rows if batch.rows is not None else counted
-            cur.execute(f"INSERT INTO `{CHECKPOINT_TABLE}` (digest, source, batches_done, rows_done, total_batches) "
-                        "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE batches_done = VALUES(batches_done), "
-                        "rows_done = VALUES(rows_done)", (digest, source[-1024:], index + 1, rows_before + count, total))
+            cur.execute(f"INSERT INTO `{CHECKPOINT_TABLE}` (digest, source, batches_done, rows_done, total_batches, "
+                        "tables_before) VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
+                        "batches_done = VALUES(batches_done), rows_done = VALUES(rows_done)",
+                        (digest, source[-1024:], index + 1, rows_before + count, total,
+                         None if before is None else json.dumps(before)))
         conn.commit()
     except Exception as e:  # noqa: BLE001 - the driver's error, named with its place
         _quietly(conn.rollback)
@@ -457,19 +555,27 @@ def is_csv(f: DataFile) -> bool:
     return f.source.lower().split("?")[0].endswith(".csv")
 
 
-def planned_rows(files: list[tuple[DataFile, str, str]]) -> dict[str, int]:
-    """``keyspace.table`` -> rows the files hold (pure; what verification expects to find)."""
+def file_rows(f: DataFile, text: str, source: str) -> dict[str, int]:
+    """``keyspace.table`` -> rows one file holds (pure; the parse is the file's check)."""
+    if is_csv(f):
+        table = f.table or Path(source).name.rsplit(".", 1)[0]
+        counts = {table: csv_rows(text, source)}
+    else:
+        counts = expected_rows(text, source)
+    return {f"{f.keyspace}.{table}": n for table, n in counts.items()}
+
+
+def _summed(per_file: list[dict[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for f, text, source in files:
-        if is_csv(f):
-            table = f.table or Path(source).name.rsplit(".", 1)[0]
-            counts = {table: csv_rows(text, source)}
-        else:
-            counts = expected_rows(text, source)
-        for table, n in counts.items():
-            key = f"{f.keyspace}.{table}"
+    for counts in per_file:
+        for key, n in counts.items():
             out[key] = out.get(key, 0) + n
     return out
+
+
+def planned_rows(files: list[tuple[DataFile, str, str]]) -> dict[str, int]:
+    """``keyspace.table`` -> rows the files hold (pure; what verification expects to find)."""
+    return _summed([file_rows(*t) for t in files])
 
 
 @dataclass(frozen=True)
@@ -479,21 +585,62 @@ class DataInputs:
 
     files: list[tuple[DataFile, str, str]]
     rows: dict[str, int]
+    per_file: list[dict[str, int]] = field(default_factory=list)   # ``file_rows`` of each file, in order
 
 
 def read_files(files: list[DataFile]) -> DataInputs:
     """Every file read once and parsed whole (the parse is the check: the deploy does it before
     step 1, and the step loads these texts)."""
     texts = [(f, *read_source(f.source, "data file")) for f in files]
-    return DataInputs(texts, planned_rows(texts))
+    per_file = [file_rows(*t) for t in texts]
+    return DataInputs(texts, _summed(per_file), per_file)
+
+
+def connector(credentials: MySQLCredentials, host: str, port: int) -> Callable[[str], object]:
+    """The loader's connection factory: ``connect(keyspace)``, transactional (a batch and its
+    checkpoint row commit together, or neither does)."""
+    def connect(database: str):
+        try:
+            return credentials.connect(host, port, database=database, transactional=True)
+        except TransientError as e:
+            raise TransientError(e.subject, e.problem, gateway.UNREACHABLE_FIX) from e
+    return connect
+
+
+class DataReport(StepReport):
+    """The data step's report, and which tables hold nothing but what the files loaded."""
+
+    exact_tables: list[str] = Field(
+        default_factory=list, description="keyspace.table that were empty before the files loaded them: "
+        "verification fails, not warns, when they hold more rows than the files")
+
+
+def exact_tables(files: list[tuple[DataFile, str, str]], per_file: list[dict[str, int]],
+                 results: list[LoadResult]) -> list[str]:
+    """``keyspace.table`` that this run loaded into and whose rows are all from these files
+    (pure): the first file into it found it empty, each later one found exactly the rows of the
+    files before, every file into it holds only INSERT ... VALUES whose rows the plan counted as
+    the load did, and at least one of them was (partly) loaded by this run. A table whose files
+    were all loaded whole before is left out: rows the application wrote since are expected."""
+    exact: dict[str, bool] = {}
+    held: dict[str, int] = {}
+    loaded_now: dict[str, bool] = {}
+    for (f, _, _), planned, result in zip(files, per_file, results):
+        for table, n in result.tables.items():
+            key = f"{f.keyspace}.{table}"
+            ok = (result.plain and planned.get(key) == n and result.before.get(table, -1) == held.get(key, 0))
+            exact[key] = exact.get(key, True) and ok
+            held[key] = held.get(key, 0) + n
+            loaded_now[key] = loaded_now.get(key, False) or result.changed
+    return sorted(k for k, ok in exact.items() if ok and loaded_now[k])
 
 
 @task(name="data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def load_data(target: TargetContext, credentials: MySQLCredentials, inputs: DataInputs) -> StepReport:
+def load_data(target: TargetContext, credentials: MySQLCredentials, inputs: DataInputs) -> DataReport:
     """Step 6: the files ``read_files`` read, loaded through vtgate, each exactly once (a retry
     or a re-run resumes from the checkpoints)."""
     log = get_run_logger()
-    report = StepReport(step="data")
+    report = DataReport(step="data")
     report.findings = [Finding(name=table, level="ok", problem=f"{n} rows in the data files")
                        for table, n in sorted(inputs.rows.items())]
     if target.k.dry_run:
@@ -503,12 +650,8 @@ def load_data(target: TargetContext, credentials: MySQLCredentials, inputs: Data
     gw = gateway.discover(target.k, target.namespace, target.cluster, target.node_address, target.vtgate_address)
     log.info("loading %d file(s) through vtgate at %s (from %s)", len(inputs.files), gw.address, gw.how)
 
-    def connect(database: str):
-        try:
-            return credentials.connect(gw.host, gw.port, database=database)
-        except TransientError as e:
-            raise TransientError(e.subject, e.problem, gateway.UNREACHABLE_FIX) from e
-
+    connect = connector(credentials, gw.host, gw.port)
+    results = []
     for f, text, source in inputs.files:
         say = (lambda m: log.info("%s", m))
         if is_csv(f):
@@ -516,6 +659,8 @@ def load_data(target: TargetContext, credentials: MySQLCredentials, inputs: Data
             result = load_csv(connect, f.keyspace, table, text, source, log=say)
         else:
             result = load_sql(connect, f.keyspace, text, source, log=say)
+        results.append(result)
         report.objects.append({"object": f"data {f.keyspace}: {source} ({result.rows} rows)",
                                "action": "created" if result.changed else "unchanged"})
+    report.exact_tables = exact_tables(inputs.files, inputs.per_file or [file_rows(*t) for t in inputs.files], results)
     return report

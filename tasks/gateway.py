@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vtflow import kube, names
+from vtflow.address import parse_address
 from vtflow.errors import ConfigError, TransientError
 
 MYSQL_PORT = 3306
@@ -26,13 +27,6 @@ class Gateway:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-def parse_address(value: str, what: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(what, f"{value!r} is not host:port.", "write it as host:port, e.g. 10.0.0.11:30306.")
-    return host, int(port)
 
 
 def _mysql_port(svc: dict) -> dict | None:

@@ -36,7 +36,7 @@ VC = ("planetscale.com/v2", "VitessCluster")
 DEPLOYMENT = ("apps/v1", "Deployment")
 VITESS_IMAGE_KEYS = ("vtctld", "vtgate", "vttablet", "vtorc", "vtbackup")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+$")
+_REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+$")
 # the pods whose containers run a component's image, by planetscale.com/component label
 PODS_OF = {"vitess": (names.VTCTLD, names.VTGATE, names.VTTABLET, names.VTORC), "vtadmin": (names.VTADMIN,)}
 # the image fields each pod's containers run (vtbackup runs in Jobs only, not in these pods)
@@ -47,10 +47,10 @@ _FIELDS_OF_POD = {names.VTCTLD: ("images.vtctld",), names.VTGATE: ("images.vtgat
 
 def image_ref(repository: str, digest: str, mirror: str | None) -> str:
     """``repository@digest``, refused unless it is well formed and under the target's mirror."""
-    if not _DIGEST.match(digest):
+    if not _DIGEST.fullmatch(digest):  # not match: "$" passes a trailing newline
         raise ConfigError(f"image {repository}", f"digest {digest!r} is not sha256:<64 hex digits>.",
                           "redeploy by the digest Harbor reported for the push.")
-    if not _REPOSITORY.match(repository):
+    if not _REPOSITORY.fullmatch(repository):
         raise ConfigError(f"image {repository}", "is not an image repository (registry/namespace/name, lower case).",
                           "check the route's repository and Harbor's resource_url.")
     if not mirror:

@@ -131,8 +131,10 @@ def tablet_checks(rows: list[dict], expected: dict[tuple[str, str], dict[str, in
     return checks
 
 
-def row_checks(rows: list[tuple[str, int, int | None]]) -> list[Finding]:
-    """(table, rows the files hold, rows found) -> checks: fewer is a failure, more a warning."""
+def row_checks(rows: list[tuple[str, int, int | None]], exact: frozenset[str] | set[str] | list[str] = ()) -> list[Finding]:
+    """(table, rows the files hold, rows found) -> checks: fewer is a failure; more is a warning,
+    except in the ``exact`` tables (empty before the data step loaded them: every row is one of
+    the files', so more means rows loaded twice), where it is a failure."""
     checks = []
     for table, want, found in rows:
         name = f"rows {table}"
@@ -142,6 +144,10 @@ def row_checks(rows: list[tuple[str, int, int | None]]) -> list[Finding]:
         elif found < want:
             checks.append(Finding(name=name, level="fail", problem=f"{found} rows, the data files hold {want}",
                                   fix="re-run the data step (it resumes from its checkpoint)"))
+        elif found > want and table in exact:
+            checks.append(Finding(name=name, level="fail", problem=f"{found} rows, more than the {want} the data files "
+                                  "hold, in a table that was empty before they were loaded: rows were loaded twice",
+                                  fix=f"empty {table} and re-run the data step, then report the duplicate load as a bug"))
         elif found > want:
             checks.append(Finding(name=name, level="warn", problem=f"{found} rows, more than the {want} the data files "
                                   "hold (rows written since, or loaded by other means)"))
@@ -300,10 +306,12 @@ def verify_cluster(target: TargetContext, credentials: MySQLCredentials,
                    tablets_wanted: dict[tuple[str, str], dict[str, int]],
                    vtadmin_at: tuple[int, int] | None, expected_rows: dict[str, int],
                    options: Verification,
-                   inputs: tuple[tuple[str, str] | None, tuple[str, str] | None]) -> VerifyReport:
+                   inputs: tuple[tuple[str, str] | None, tuple[str, str] | None],
+                   exact_tables: list[str] | None = None) -> VerifyReport:
     """Step 7: tablets, row counts, the verify script and vtadmin. Every check runs; the report
     is published as the artifact ``verify-<cluster>``; then the task fails if any check failed.
-    ``inputs``: the script and expected output as ``read_inputs`` read them (before step 1)."""
+    ``inputs``: the script and expected output as ``read_inputs`` read them (before step 1);
+    ``exact_tables``: the tables the data step found empty (see ``row_checks``)."""
     log = get_run_logger()
     k, namespace, cluster = target.k, target.namespace, target.cluster
     node_address, vtgate_address = target.node_address, target.vtgate_address
@@ -329,7 +337,7 @@ def verify_cluster(target: TargetContext, credentials: MySQLCredentials,
         report.findings += checks
         counts = count_rows(conn, sorted(expected_rows))
         report.rows = [(t, expected_rows[t], counts[t]) for t in sorted(expected_rows)]
-        report.findings += row_checks(report.rows)
+        report.findings += row_checks(report.rows, set(exact_tables or ()))
         if script:
             report.script_output = run_script(conn, *script, log)
             if expected_output:

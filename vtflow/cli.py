@@ -22,6 +22,34 @@ from vtflow.errors import ConfigError, VtflowError
 # ---------------------------------------------------------------- inputs
 
 
+class InvalidFields(ConfigError):
+    """A pydantic ValidationError as one ConfigError per field, each printed on a line of its own.
+
+    pydantic's own text spans several lines per field and quotes the input, which may be a
+    secret (a kubeconfig, a key): only the field's name, pydantic's complaint and a fix are kept.
+    A validator may end its message with `` Fix: ...``; otherwise the field's description is the fix.
+    """
+
+    def __init__(self, error, subject: str, options: dict[str, str] | None = None, model=None):
+        self.problems: list[ConfigError] = []
+        fields = getattr(model, "model_fields", {})
+        for err in error.errors(include_url=False, include_input=False):
+            loc = [str(part) for part in err["loc"]]
+            label = (options or {}).get(loc[0]) if loc else None
+            label = " ".join([label, *loc[1:]]) if label else ".".join(loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            problem, _, fix = msg.partition(" Fix: ")
+            if not fix:
+                described = fields.get(loc[0]).description if loc and loc[0] in fields else None
+                fix = f"give {label} as: {described}" if described else f"correct {label or 'it'}."
+            self.problems.append(ConfigError(f"{subject} {label}".rstrip(), problem.rstrip(".") + ".", fix))
+        first = self.problems[0] if self.problems else ConfigError(subject, "is not valid.", "correct it.")
+        super().__init__(first.subject, first.problem, first.fix)
+
+    def __reduce__(self):
+        return (ConfigError, (self.subject, self.problem, self.fix))
+
+
 def _read_file(path: str, what: str) -> str:
     p = Path(path).expanduser()
     try:
@@ -43,7 +71,9 @@ def _secret_from_env(var: str | None, what: str, prompt: bool) -> str | None:
 
 def inline_kubeconfig_files(text: str, source: str) -> str:
     """Embed the files a kubeconfig points to (CA, client cert and key) so the block is self-contained."""
-    data = yaml.safe_load(text) or {}
+    from vtflow import kube
+
+    data = kube.parse_kubeconfig(text, f"kubeconfig {source}")
     base = Path(source).expanduser().parent
     pairs = (("clusters", "cluster", "certificate-authority"), ("users", "user", "client-certificate"),
              ("users", "user", "client-key"))
@@ -51,7 +81,7 @@ def inline_kubeconfig_files(text: str, source: str) -> str:
         for item in data.get(section) or []:
             body = item.get(inner) or {}
             if field in body and f"{field}-data" not in body:
-                path = Path(body.pop(field)).expanduser()
+                path = Path(str(body.pop(field))).expanduser()
                 path = path if path.is_absolute() else base / path
                 body[f"{field}-data"] = base64.b64encode(_read_file(str(path), f"{field} of kubeconfig").encode()).decode()
     return yaml.safe_dump(data, sort_keys=False)
@@ -60,6 +90,8 @@ def inline_kubeconfig_files(text: str, source: str) -> str:
 def nodes_block_from_inputs(inventory_path: str, key_path: str | None, known_hosts_path: str | None,
                             scan: bool, passphrase: str | None, user: str | None):
     """Build (not save) an SSHNodes block, listing every missing input at once."""
+    from pydantic import ValidationError
+
     from blocks.nodes import SSHNodes
     from vtflow import ssh
 
@@ -80,23 +112,35 @@ def nodes_block_from_inputs(inventory_path: str, key_path: str | None, known_hos
     try:
         draft = SSHNodes(nodes=inventory["nodes"], user=user or inventory.get("user") or "root",
                          private_key=key_text or "-", passphrase=passphrase, known_hosts="")
-    except Exception as e:
-        raise ConfigError(f"inventory {inventory_path}", f"is not valid: {e}", "fix the fields named above.") from e
-    trusted = ssh.parse_known_hosts(known, f"known_hosts {known_hosts_path}") if known else None
+    except ValidationError as e:
+        raise InvalidFields(e, f"inventory {inventory_path}", model=SSHNodes) from e
+    trusted = ssh.parse_known_hosts(known, f"known_hosts {known_hosts_path}")
     lines = []
     for n in draft.nodes:
         host = n.endpoint.known_hosts_name
-        entry = trusted.lookup(host) if trusted is not None else None
-        if entry:
-            lines += [f"{host} {kt} {k.get_base64()}" for kt, k in entry.items()]
-        elif scan:
+        keys = trusted.trusted(host)
+        lines += trusted.lines_for(host)  # its revocations too, so that the block keeps refusing them
+        if keys:
+            continue
+        if scan:
             line = ssh.fetch_host_key(n.endpoint)
-            print(f"scanned {n.endpoint.label}: {line.split()[1]} {ssh.parse_known_hosts(line, 'scan').lookup(host)[line.split()[1]].fingerprint}"
+            key = ssh.parse_known_hosts(line, "scan").trusted(host)[0]
+            revoked = trusted.revoked(host, key)
+            if revoked:
+                missing.append(f"host key of {n.endpoint.label}: it presented {ssh.fingerprint(key)}, which "
+                               f"{trusted.source} line {revoked.number} marks @revoked; give the node a new host key")
+                continue
+            print(f"scanned {n.endpoint.label}: {key.get_name()} {ssh.fingerprint(key)}"
                   " -- compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the node")
             lines.append(line)
-        else:
-            missing.append(f"host key of {n.endpoint.label}: `ssh-keyscan -p {n.port} {n.address} >> FILE` "
-                           "then --known-hosts FILE (or --scan-host-keys to fetch and print them)")
+            continue
+        why = ""
+        if any(line.startswith("@revoked ") for line in trusted.lines_for(host)):
+            why = " (its key in the known_hosts given is @revoked)"
+        elif trusted.authority_for(host):
+            why = " (only a @cert-authority line covers it: vtflow does not verify host certificates)"
+        missing.append(f"host key of {n.endpoint.label}{why}: `ssh-keyscan -p {n.port} {n.address} >> FILE` "
+                       "then --known-hosts FILE (or --scan-host-keys to fetch and print them)")
     if missing:
         raise ConfigError(f"SSH nodes block from {inventory_path}", "cannot be made; missing:\n  - " + "\n  - ".join(missing),
                           "give what is listed, then run the command again.")
@@ -130,13 +174,20 @@ def cmd_block_nodes(args) -> int:
 
 
 def cmd_block_target(args) -> int:
-    from blocks.target import VitessTarget
+    from pydantic import ValidationError
 
-    text = inline_kubeconfig_files(_read_file(args.kubeconfig, "kubeconfig"), args.kubeconfig)
+    from blocks.target import VitessTarget
+    from vtflow import kube
+
     fields = {k: getattr(args, k) for k in ("context", "namespace", "cluster_name", "vtgate_address",
-                                            "node_address", "registry_mirror") if getattr(args, k)}
-    block = VitessTarget(kubeconfig=text, **fields)
-    block.api_client()  # the kubeconfig and context must be usable before we save
+                                            "node_address", "registry_mirror") if getattr(args, k) is not None}
+    text = inline_kubeconfig_files(_read_file(args.kubeconfig, "kubeconfig"), args.kubeconfig)
+    try:
+        block = VitessTarget(kubeconfig=text, **fields)
+    except ValidationError as e:
+        raise InvalidFields(e, f"Vitess target block {args.name!r}", {k: "--" + k.replace("_", "-") for k in fields},
+                            VitessTarget) from e
+    kube.api_client(text, block.context, f"kubeconfig {args.kubeconfig}")  # usable, and its context there, before we save
     _save(block, args.name, args.overwrite)
     return 0
 
@@ -174,14 +225,14 @@ def cmd_block_harbor(args) -> int:
     if not header:
         raise ConfigError("Harbor webhook block", "has no auth header.",
                           "pass --auth-header-env VAR with VAR exported (e.g. VAR=$(openssl rand -hex 24)).")
-    fields = {"routes": routes} | ({"deployment": args.deployment} if args.deployment else {})
+    fields = ({"routes": routes} | ({"deployment": args.deployment} if args.deployment else {})
+              | ({"registry": args.registry} if args.registry else {}))
     try:
         block = HarborWebhook(auth_header=header, **fields)
     except ValidationError as e:
-        # pydantic's text would quote the input, secret included: name the fields only
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"Harbor webhook block {args.name!r}", f"is not valid: {problems}.",
-                          "fix the options named above.") from e
+        raise InvalidFields(e, f"Harbor webhook block {args.name!r}",
+                            {"deployment": "--deployment", "auth_header": "--auth-header-env", "registry": "--registry"},
+                            HarborWebhook) from e
     _save(block, args.name, args.overwrite)
     if not routes:
         print("note: no --route given, so the receiver acknowledges every push and redeploys nothing")
@@ -396,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--target", default="default", help="Vitess target block the routes redeploy (default: default)")
     h.add_argument("--mysql", help="MySQL credentials block the routes verify with (default: the target's name)")
     h.add_argument("--deployment", help="deployment whose runs the receiver creates (default: redeploy/redeploy)")
+    h.add_argument("--registry", help="Harbor's registry host as its resource_url names it (e.g. harbor.lan); "
+                                      "pushes naming another host are ignored (default: any host)")
     h.set_defaults(func=cmd_block_harbor)
 
     wh = sub.add_parser("webhook", help="the Harbor webhook receiver").add_subparsers(dest="webhook", required=True)
@@ -470,31 +523,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# commands that run a flow in this process: their runs must heartbeat as the server expects
+RUNS_FLOWS = {"deploy", "node-prep", "health-check", "backup"}
+
+
 def _on_make_up_server(func, args) -> int:
     """Run a command against PREFECT_API_URL (environment or profile), else `make up`'s server,
-    rather than the throwaway in-process server Prefect would start."""
+    rather than the throwaway in-process server Prefect would start; with `make up`'s auth string
+    when it is that server (vtflow.stack.client_settings)."""
     if args.command == "up":
         return func(args)
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import temporary_settings
 
-    if get_current_settings().api.url:
-        return func(args)
-    from vtflow.stack import StackSettings
+    from vtflow.stack import client_settings, heartbeat_settings
 
-    stack = StackSettings.from_env()
-    updates = {PREFECT_API_URL: stack.api_url}
-    if stack.auth_string and not get_current_settings().api.auth_string:
-        updates[PREFECT_API_AUTH_STRING] = stack.auth_string
-    with temporary_settings(updates=updates):
-        return func(args)
+    with temporary_settings(updates=client_settings()):
+        if args.command not in RUNS_FLOWS:
+            return func(args)
+        with temporary_settings(updates=heartbeat_settings()):
+            return func(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _on_make_up_server(args.func, args)
+        try:
+            return _on_make_up_server(args.func, args)
+        except Exception as e:
+            from pydantic import ValidationError  # here, not at the top: `vtflow --help` stays light
+
+            if isinstance(e, ValidationError):
+                raise InvalidFields(e, e.title) from e
+            raise
     except VtflowError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for problem in getattr(e, "problems", None) or [e]:
+            print(f"error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

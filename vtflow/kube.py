@@ -15,6 +15,8 @@ It must not build manifests (``tasks/`` does) nor read blocks (callers pass the 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -61,14 +63,73 @@ class WaitTimeout(ReadyTimeout):
 # ---------------------------------------------------------------- kubeconfig
 
 
+_KUBECONFIG_FIX = "give the file kubectl uses (e.g. /etc/rancher/k3s/k3s.yaml) and check it with `kubectl --kubeconfig FILE get nodes`."
+
+
 def parse_kubeconfig(text: str, source: str) -> dict:
+    """The kubeconfig as a dict, its shape checked (each section a list of named entries), so
+    that the kubernetes client never meets a shape it trips over (``api_client`` checks the
+    context it uses). Errors never quote the text: it holds credentials."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(source, f"the kubeconfig is not YAML ({e}).", "give the file kubectl uses (e.g. /etc/rancher/k3s/k3s.yaml).") from e
-    if not isinstance(data, dict) or not data.get("clusters") or not data.get("contexts"):
-        raise ConfigError(source, "the kubeconfig has no clusters or contexts.", "give the file kubectl uses (e.g. /etc/rancher/k3s/k3s.yaml).")
+        # not str(e): PyYAML's message quotes the offending line, which may hold a token or key
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(source, f"the kubeconfig is not YAML ({what}{where}).", _KUBECONFIG_FIX) from e
+    if data is None:
+        raise ConfigError(source, "the kubeconfig is empty.", _KUBECONFIG_FIX)
+    if not isinstance(data, dict):
+        raise ConfigError(source, f"the kubeconfig is a YAML {_yaml_kind(data)}, not a mapping with clusters, users "
+                          "and contexts.", _KUBECONFIG_FIX)
+    if not data.get("clusters") or not data.get("contexts"):
+        raise ConfigError(source, "the kubeconfig has no clusters or contexts.", _KUBECONFIG_FIX)
+    named: dict[str, list[str]] = {}
+    for section, inner in (("clusters", "cluster"), ("users", "user"), ("contexts", "context")):
+        items = data.get(section)
+        if items is None:
+            items = data[section] = []
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ConfigError(source, f"the kubeconfig's {section} is not a list of entries with a name and a {inner}.",
+                              _KUBECONFIG_FIX)
+        for number, item in enumerate(items, start=1):
+            if not isinstance(item.get("name"), str) or not item["name"]:
+                raise ConfigError(source, f"entry {number} of the kubeconfig's {section} has no name.", _KUBECONFIG_FIX)
+            if not isinstance(item.get(inner) if item.get(inner) is not None else {}, dict):
+                raise ConfigError(source, f"{section[:-1]} {item['name']!r} of the kubeconfig: its {inner} is not a mapping.",
+                                  _KUBECONFIG_FIX)
+            body = item.get(inner) or {}
+            where = f"{section[:-1]} {item['name']!r} of the kubeconfig"
+            if section == "clusters" and not (isinstance(body.get("server"), str) and body["server"]):
+                raise ConfigError(source, f"{where} has no server URL.", "set its server (e.g. https://10.0.0.11:6443).")
+            for field, value in body.items():
+                if str(field).endswith("-data") and not _is_base64(value):
+                    raise ConfigError(source, f"{where}: its {field} is not base64.",
+                                      f"put the file's content there base64-encoded (base64 -w0 FILE), or name the "
+                                      f"file with {str(field).removesuffix('-data')}: PATH.")
+        named[section] = [i["name"] for i in items]
+    current = data.get("current-context")
+    if current and current not in named["contexts"]:
+        raise ConfigError(source, f"its current-context {current!r} is not among its contexts "
+                          f"({', '.join(named['contexts'])}).",
+                          "set current-context to one of those (kubectl config use-context NAME), or choose one with --context.")
     return data
+
+
+def _is_base64(value) -> bool:
+    # whitespace allowed: the client's decoder skips it (a wrapped base64 block)
+    if not isinstance(value, str):
+        return False
+    try:
+        base64.b64decode("".join(value.split()), validate=True)
+        return True
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _yaml_kind(value) -> str:
+    return {list: "list", str: "string"}.get(type(value), type(value).__name__)
 
 
 def context_names(config: dict) -> list[str]:
@@ -83,10 +144,31 @@ def api_client(kubeconfig_text: str, context: str | None, source: str) -> k8s_cl
             source, f"context {context!r} is not in the kubeconfig (it has {', '.join(context_names(config))}).",
             "set the block's context to one of those, or leave it empty for the current context.",
         )
+    chosen = context or config.get("current-context")
+    if not chosen:
+        raise ConfigError(
+            source, f"the kubeconfig has no current-context and no context was chosen (it has "
+            f"{', '.join(context_names(config))}).",
+            "choose one with the block's context (vtflow block create target --context NAME).",
+        )
+    body = next(c.get("context") or {} for c in config["contexts"] if c["name"] == chosen)
+    for section, key in (("clusters", "cluster"), ("users", "user")):
+        have = [i["name"] for i in config.get(section) or []]
+        if key == "cluster" and not body.get(key):
+            raise ConfigError(source, f"context {chosen!r} of the kubeconfig names no cluster.", _KUBECONFIG_FIX)
+        if body.get(key) and body[key] not in have:
+            raise ConfigError(source, f"context {chosen!r} names {key} {body[key]!r}, which the kubeconfig does not "
+                              f"have (it has {', '.join(have) or 'none'}).", _KUBECONFIG_FIX)
     try:
         return k8s_config.new_client_from_config_dict(config, context=context or None, persist_config=False)
     except ConfigException as e:
-        raise ConfigError(source, f"the kubeconfig cannot be used ({e}).", "check it with `kubectl --kubeconfig FILE get nodes`.") from e
+        # the client's message names the field that is wrong, never its value
+        raise ConfigError(source, f"the kubeconfig cannot be used ({e}).", _KUBECONFIG_FIX) from e
+    except (ValueError, TypeError, AttributeError, OSError) as e:
+        # a base64 field that is not base64, a value of the wrong type: the client has no error of
+        # its own for those; its text may quote the value, so only the type is named
+        raise ConfigError(source, f"the kubeconfig cannot be used ({type(e).__name__} while reading it).",
+                          _KUBECONFIG_FIX) from e
 
 
 # ---------------------------------------------------------------- identity and errors

@@ -2,6 +2,11 @@
 
 It opens connections with the credentials block's user and password and maps driver errors
 to vtflow errors naming the server and the fix. It must not know what SQL a step runs.
+
+Connections are in autocommit mode for the read-only users (verify, health) unless opened
+``transactional``: the data loader's guarantee (a batch and its checkpoint row commit
+together) holds only without autocommit, so that mode is set and checked here, whatever the
+caller passed (``transactional``).
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ _AUTH_CODES = {ER.ACCESS_DENIED_ERROR, ER.DBACCESS_DENIED_ERROR}
 
 
 def connect(host: str, port: int, user: str, password: str, database: str | None = None,
-            timeout: float = 10.0, **kwargs) -> pymysql.connections.Connection:
+            timeout: float = 10.0, transactional: bool = False, **kwargs) -> pymysql.connections.Connection:
+    """A connection in autocommit mode, or with ``transactional`` one where nothing is
+    committed before ``commit()`` (an ``autocommit`` keyword cannot turn that off)."""
     subject = f"MySQL {user}@{host}:{port}"
+    autocommit = kwargs.pop("autocommit", True)
     try:
-        return pymysql.connect(
+        conn = pymysql.connect(
             host=host, port=port, user=user, password=password, database=database,
             connect_timeout=timeout, read_timeout=kwargs.pop("read_timeout", 300),
-            charset="utf8mb4", autocommit=kwargs.pop("autocommit", True), **kwargs,
+            charset="utf8mb4", autocommit=autocommit and not transactional, **kwargs,
         )
     except pymysql.err.OperationalError as e:
         code = e.args[0] if e.args else None
@@ -35,6 +43,23 @@ def connect(host: str, port: int, user: str, password: str, database: str | None
         if code == 2003:
             raise UnreachableError(subject, "cannot connect.", "check that vtgate runs and that its address and port are right.") from e
         raise TransientError(subject, f"connection failed (MySQL error {code}).", "re-run; if it persists, check vtgate's logs.") from e
+    return transactional_mode(conn) if transactional else conn
+
+
+def transactional_mode(conn):
+    """``conn`` with autocommit off, checked with the server: from here every statement waits
+    for ``commit()``, and a connection that dies first leaves nothing behind (the server rolls
+    back). Any connection object with pymysql's ``autocommit``/``get_autocommit`` methods."""
+    try:
+        conn.autocommit(False)
+        on = conn.get_autocommit()
+    except pymysql.err.MySQLError as e:
+        raise classify(e)("MySQL connection", f"cannot turn autocommit off: {e.args[-1] if e.args else e}",
+                          "re-run; if it persists, check that the server (vtgate) accepts SET AUTOCOMMIT.") from e
+    if on:
+        raise PermanentError("MySQL connection", "the server kept autocommit on after SET AUTOCOMMIT = 0.",
+                             "load data only through a server that supports transactions (vtgate, MySQL, MariaDB).")
+    return conn
 
 
 # decoders dropped, encoders kept: every value comes back as the server's text (bytes for binary

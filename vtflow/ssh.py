@@ -1,15 +1,19 @@
 """SSH to the cluster's nodes: the one module that imports paramiko.
 
 It connects with the key held in the nodes block, verifies every host key against the
-block's ``known_hosts`` (nothing is ever trusted on first use), runs commands and returns
+block's ``known_hosts`` before logging in (nothing is ever trusted on first use; a key marked
+``@revoked`` is refused; ``@cert-authority`` lines trust nothing), runs commands and returns
 their exit status and output. It turns paramiko and socket errors into vtflow errors that
 name the node and the fix. It must not decide what to run on a node: that is ``tasks/``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import io
+import re
 import select
 import socket
 import time
@@ -74,28 +78,128 @@ def load_private_key(text: str, passphrase: str | None, source: str) -> paramiko
     ) from last
 
 
-def parse_known_hosts(text: str, source: str) -> paramiko.HostKeys:
-    """Read known_hosts lines (OpenSSH format). Bad lines are an error, not skipped."""
-    keys = paramiko.HostKeys()
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+@dataclass(frozen=True)
+class HostKeyLine:
+    """One key line of a known_hosts file: the host patterns it is for, its key, its marker."""
+
+    patterns: tuple[str, ...]
+    key: paramiko.PKey
+    marker: str | None   # None, "@revoked" or "@cert-authority"
+    number: int
+
+    def matches(self, host: str) -> bool:
+        """OpenSSH's rule: some pattern matches and no negated (``!``) one does; ``|1|`` entries
+        are HMAC-SHA1 hashes of the name; names compare case-insensitively."""
+        host = host.lower()
+        matched = False
+        for pattern in self.patterns:
+            negated = pattern.startswith("!")
+            pattern = pattern[1:] if negated else pattern
+            if pattern.startswith("|1|"):
+                hit = pattern == paramiko.HostKeys.hash_host(host, pattern)
+            else:
+                hit = _glob(pattern.lower()).match(host) is not None
+            if hit and negated:
+                return False
+            matched = matched or hit
+        return matched
+
+
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern:
+    # OpenSSH patterns know only * and ?; brackets are literal ([host]:port), unlike fnmatch's
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern) + r"\Z")
+
+
+class KnownHosts:
+    """A parsed known_hosts text: trusted keys, ``@revoked`` keys and ``@cert-authority`` lines.
+
+    vtflow verifies plain host keys only. ``@cert-authority`` lines are kept so that errors can
+    say a host is covered by one, but they trust nothing here: vtflow does not verify host
+    certificates (paramiko cannot), and skipping them rather than refusing the file keeps a
+    personal ~/.ssh/known_hosts usable. A ``@revoked`` key is refused for the hosts its line
+    names even when another line trusts it, as OpenSSH does.
+    """
+
+    def __init__(self, lines: list[HostKeyLine], source: str):
+        self.lines = lines
+        self.source = source
+
+    def revoked(self, host: str, key: paramiko.PKey) -> HostKeyLine | None:
+        for line in self.lines:
+            if line.marker == "@revoked" and line.matches(host) and line.key.asbytes() == key.asbytes():
+                return line
+        return None
+
+    def trusted(self, host: str) -> list[paramiko.PKey]:
+        """Keys trusted for ``host``, revoked ones left out."""
+        keys = [line.key for line in self.lines if line.marker is None and line.matches(host)]
+        return [k for k in keys if not self.revoked(host, k)]
+
+    def authority_for(self, host: str) -> HostKeyLine | None:
+        return next((line for line in self.lines if line.marker == "@cert-authority" and line.matches(host)), None)
+
+    def lines_for(self, host: str) -> list[str]:
+        """The known_hosts lines a nodes block keeps for ``host``: its trusted keys, then the
+        revocations that apply to it (so that a later trusted copy of a revoked key stays refused)."""
+        out = [f"{host} {k.get_name()} {k.get_base64()}" for k in self.trusted(host)]
+        out += [f"@revoked {host} {line.key.get_name()} {line.key.get_base64()}"
+                for line in self.lines if line.marker == "@revoked" and line.matches(host)]
+        return list(dict.fromkeys(out))
+
+
+_MARKERS = ("@revoked", "@cert-authority")
+
+
+def _is_hashed(name: str) -> bool:
+    parts = name.split("|")
+    if len(parts) != 4 or parts[:2] != ["", "1"]:
+        return False
+    try:
+        return len(base64.b64decode(parts[2], validate=True)) == 20 and len(base64.b64decode(parts[3], validate=True)) == 20
+    except (binascii.Error, ValueError):
+        return False
+
+
+def parse_known_hosts(text: str, source: str) -> KnownHosts:
+    """Read known_hosts lines (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT": ``[marker] hosts keytype
+    base64 [comment]``). A malformed line is an error naming its number, never skipped; a key
+    type paramiko does not know is skipped (it could never be negotiated, so it can match no
+    connection). paramiko's own reader is not used: it reads a marker as the host field and
+    then fails on the key ("Incorrect padding"), and it knows no host patterns."""
+    lines: list[HostKeyLine] = []
+    fix = "copy the line from `ssh-keyscan -p PORT HOST` or from ~/.ssh/known_hosts."
+    for number, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split()
+        if not fields or fields[0].startswith("#"):
             continue
+        where = f"{source} line {number}"
+        marker = None
+        if fields[0].startswith("@"):
+            marker = fields.pop(0)
+            if marker not in _MARKERS:
+                raise ConfigError(where, f"has an unknown marker {marker!r} (known: {', '.join(_MARKERS)}).",
+                                  "remove the marker or correct it.")
+        if len(fields) < 3:
+            raise ConfigError(where, "is not a known_hosts line ([marker] host keytype base64).", fix)
+        hosts, keytype, blob = fields[:3]
         try:
-            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno=number)
-        except (paramiko.SSHException, ValueError) as e:
-            entry = None
-            cause: Exception | None = e
-        else:
-            cause = None
-        if entry is None:
-            raise ConfigError(
-                f"{source} line {number}", "is not a known_hosts line (host keytype base64).",
-                "copy the line from `ssh-keyscan -p PORT HOST` or from ~/.ssh/known_hosts.",
-            ) from cause
-        for host in entry.hostnames:
-            keys.add(host, entry.key.get_name(), entry.key)
-    return keys
+            data = base64.b64decode(blob, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ConfigError(where, f"has a {keytype} key that is not base64.", fix) from e
+        try:
+            key = paramiko.PKey.from_type_string(keytype, data)
+        except paramiko.pkey.UnknownKeyType:
+            continue
+        except (paramiko.SSHException, ValueError, TypeError, IndexError) as e:
+            raise ConfigError(where, f"has a key that is not a valid {keytype} key.", fix) from e
+        patterns = tuple(h for h in hosts.split(",") if h)
+        if not patterns:
+            raise ConfigError(where, "names no host.", fix)
+        if any(h.lstrip("!").startswith("|") and not _is_hashed(h.lstrip("!")) for h in patterns):
+            raise ConfigError(where, "has a hashed host name that is not |1|SALT|HASH.", fix)
+        lines.append(HostKeyLine(patterns, key, marker, number))
+    return KnownHosts(lines, source)
 
 
 def known_hosts_line(endpoint: Endpoint, key: paramiko.PKey) -> str:
@@ -106,15 +210,35 @@ def fingerprint(key: paramiko.PKey) -> str:
     return key.fingerprint  # "SHA256:..." as ssh-keygen -l prints it
 
 
-class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
-    def __init__(self, endpoint: Endpoint):
+def _revoked_error(endpoint: Endpoint, key: paramiko.PKey, line: HostKeyLine, known: KnownHosts) -> HostKeyError:
+    return HostKeyError(
+        endpoint.label,
+        f"host key {fingerprint(key)} is revoked ({known.source} line {line.number} marks it @revoked), so the "
+        "connection was refused before logging in.",
+        "give the node a new host key (ssh-keygen -A after removing the old one) and trust that key instead; "
+        "never remove the @revoked line to get in.",
+    )
+
+
+class _Verify(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko, before authentication, when the host has no trusted key of the type
+    it presented (revoked keys are never in paramiko's table, so they always arrive here)."""
+
+    def __init__(self, endpoint: Endpoint, known: KnownHosts):
         self.endpoint = endpoint
+        self.known = known
 
     def missing_host_key(self, client, hostname, key):
+        revoked = self.known.revoked(self.endpoint.known_hosts_name, key)
+        if revoked:
+            raise _revoked_error(self.endpoint, key, revoked, self.known)
+        authority = self.known.authority_for(self.endpoint.known_hosts_name)
+        note = (f" ({self.known.source} line {authority.number} is a @cert-authority line for this host, but vtflow "
+                "does not verify host certificates: it needs the host's own key.)") if authority else ""
         raise HostKeyError(
             self.endpoint.label,
             f"host key {fingerprint(key)} is not in the nodes block's known_hosts, so the "
-            "connection was refused.",
+            f"connection was refused.{note}",
             "check the fingerprint on the node (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) "
             f"and, if it matches, add this line to the block's known_hosts: "
             f"{known_hosts_line(self.endpoint, key)}",
@@ -193,15 +317,16 @@ def connect(
     endpoint: Endpoint,
     user: str,
     key: paramiko.PKey,
-    known_hosts: paramiko.HostKeys,
+    known_hosts: KnownHosts,
     timeout: float = 10.0,
 ) -> Session:
-    """Open an SSH session, verifying the host key against ``known_hosts``."""
+    """Open an SSH session, verifying the host key against ``known_hosts`` before logging in."""
     client = paramiko.SSHClient()
-    for host, entries in known_hosts.items():
-        for keytype, hostkey in entries.items():
-            client.get_host_keys().add(host, keytype, hostkey)
-    client.set_missing_host_key_policy(_RefuseUnknown(endpoint))
+    # paramiko's table holds this endpoint's trusted, unrevoked keys only; everything else
+    # (a revoked key, an unknown one) reaches _Verify before authentication
+    for hostkey in known_hosts.trusted(endpoint.known_hosts_name):
+        client.get_host_keys().add(endpoint.known_hosts_name, hostkey.get_name(), hostkey)
+    client.set_missing_host_key_policy(_Verify(endpoint, known_hosts))
     try:
         sock = socket.create_connection((endpoint.address, endpoint.port), timeout=timeout)
         # SSH sends many small packets; Nagle plus delayed ACKs cost ~40 ms per channel open
@@ -216,6 +341,9 @@ def connect(
         raise
     except paramiko.BadHostKeyException as e:
         client.close()
+        revoked = known_hosts.revoked(endpoint.known_hosts_name, e.key)
+        if revoked:
+            raise _revoked_error(endpoint, e.key, revoked, known_hosts) from e
         raise HostKeyError(
             endpoint.label,
             f"host key changed: the block trusts {fingerprint(e.expected_key)} but the node "

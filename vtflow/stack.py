@@ -2,18 +2,27 @@
 
 ``up()`` is a small supervisor: it starts the Prefect server as a child process (SQLite under
 the state folder, or PostgreSQL when ``PREFECT_API_DATABASE_CONNECTION_URL`` is set), waits
-until it answers, registers vtflow's block types, starts a second child that serves the
-deployments and a third, the Harbor webhook receiver (``vtflow webhook serve``), prints the
-addresses, and on Ctrl-C (or SIGTERM) stops the children: the receiver, then serve (so that it
-can pause its deployments), then the server. It must not hold flow logic.
+until it answers, registers vtflow's block types and the zombie-run automation, starts a second
+child that serves the deployments and a third, the Harbor webhook receiver (``vtflow webhook
+serve``), prints the addresses, restarts any child that dies (with a capped backoff and one line
+each time), and on Ctrl-C (or SIGTERM) stops the children: the receiver, then serve (so that it
+can pause its deployments), then the server.
+
+It also owns the API's auth string: ``PREFECT_SERVER_API_AUTH_STRING`` when the user sets it,
+else one generated on the first ``up`` into ``<state dir>/api-auth-string`` (mode 0600).
+``client_settings()`` is the one place every vtflow client finds it. The value travels only in
+children's environments and that file: never on a command line, never in a log. This module
+must not hold flow logic.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -25,11 +34,73 @@ from pathlib import Path
 from vtflow.errors import ConfigError, TransientError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+AUTH_FILE = "api-auth-string"
+# a child that dies is started again after 1, 2, 4 ... s, at most this long; a child that ran
+# this long before it died starts again at once (the cause was not its start)
+RESTART_BACKOFF_CAP_S = 60.0
 
 
 def state_dir() -> Path:
     """Where vtflow keeps the Prefect database, logs and the sandbox (``VTFLOW_STATE_DIR``)."""
     return Path(os.environ.get("VTFLOW_STATE_DIR") or Path.cwd() / ".vtflow").resolve()
+
+
+def auth_file() -> Path:
+    return state_dir() / AUTH_FILE
+
+
+def read_auth_file() -> str | None:
+    """The generated auth string, or None before the first ``up``. Refuses a file others can read."""
+    path = auth_file()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"auth string file {path}", "can be read by other users, who could then read every "
+                          "block's secrets.", f"chmod 600 {path} (or delete it: the next `make up` makes a new one).")
+    try:
+        value = path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"auth string file {path}", f"cannot be read ({e.strerror}).",
+                          "run as the user who ran `make up`, or set PREFECT_API_AUTH_STRING.") from e
+    return value or None
+
+
+def ensure_auth_file() -> tuple[str, bool]:
+    """The generated auth string, made on first use (readable by the owner only); True when made now."""
+    if existing := read_auth_file():
+        return existing, False
+    path = auth_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = "vtflow:" + secrets.token_urlsafe(24)
+    # O_EXCL with the mode at creation: there is no moment where the file is readable by others
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # an empty file, or another `up` made it just now
+        if existing := read_auth_file():
+            return existing, False
+        path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value, True
+
+
+def _heartbeat_from_env() -> int:
+    from deployments.zombies import MIN_HEARTBEAT_S, PREFECT_DEFAULT_HEARTBEAT_S
+
+    for var in ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
+        if raw := os.environ.get(var):
+            try:
+                value = int(raw)
+            except ValueError as e:
+                raise ConfigError(var, f"{raw!r} is not a whole number of seconds.", "set it to e.g. 30.") from e
+            if value < MIN_HEARTBEAT_S:
+                raise ConfigError(var, f"is {value}; Prefect requires at least {MIN_HEARTBEAT_S} s.",
+                                  f"set it to {MIN_HEARTBEAT_S} or more.")
+            return value
+    return PREFECT_DEFAULT_HEARTBEAT_S
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -60,6 +131,8 @@ class StackSettings:
     # the Harbor webhook receiver; port 0 leaves it out of `make up`
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8088
+    # seconds between flow-run heartbeats; the zombie automation allows three missed
+    heartbeat_s: int = 180
 
     @classmethod
     def from_env(cls) -> "StackSettings":
@@ -68,12 +141,14 @@ class StackSettings:
             host=host,
             port=_port_from_env("VTFLOW_PORT", 4200),
             home=state_dir() / "prefect",
-            auth_string=os.environ.get("PREFECT_SERVER_API_AUTH_STRING") or None,
+            # the user's own wins; else the one the first `up` generated (None before it)
+            auth_string=os.environ.get("PREFECT_SERVER_API_AUTH_STRING") or read_auth_file(),
             database_url=os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or None,
             # Harbor must reach the receiver, not necessarily the Prefect API (which hands block
             # secrets to whoever reaches it): VTFLOW_WEBHOOK_HOST can expose the receiver alone
             webhook_host=os.environ.get("VTFLOW_WEBHOOK_HOST") or host,
             webhook_port=_port_from_env("VTFLOW_WEBHOOK_PORT", 8088),
+            heartbeat_s=_heartbeat_from_env(),
         )
 
     @property
@@ -101,9 +176,53 @@ class StackSettings:
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setdefault("DO_NOT_TRACK", "1")
         if self.auth_string:
-            # clients must send what the server requires
-            env.setdefault("PREFECT_API_AUTH_STRING", self.auth_string)
+            # the server requires it, and its clients (all of them talk to this server) send it
+            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
+        # the UI is served from the API's own origin: no other site's page gets a CORS answer
+        env.setdefault("PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS", self.ui_url)
+        # the zombie automation's window is three of these: every run vtflow starts beats this often
+        env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(self.heartbeat_s)
         return env
+
+
+def client_settings() -> dict:
+    """Prefect settings a vtflow client needs to reach ``make up``'s server: its address when no
+    ``PREFECT_API_URL`` is set (environment or profile), and its auth string when the address is
+    that server's and no ``PREFECT_API_AUTH_STRING`` is set. Another server never gets it."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, get_current_settings
+
+    current = get_current_settings()
+    stack = StackSettings.from_env()
+    updates: dict = {}
+    url = current.api.url
+    if not url:
+        url = updates[PREFECT_API_URL] = stack.api_url
+    if url.rstrip("/") == stack.api_url and not current.api.auth_string and stack.auth_string:
+        updates[PREFECT_API_AUTH_STRING] = stack.auth_string
+    return updates
+
+
+def heartbeat_settings() -> dict:
+    """For a client that runs flows in-process (``vtflow deploy``, ...): beat as often as the
+    server's zombie automation expects (``make up`` may have been started with another
+    ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` than this shell has), so a slow run is never crashed alive.
+    Call it with the client settings in place."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings
+
+    from deployments.zombies import MISSED_HEARTBEATS, NAME
+
+    try:
+        with get_client(sync_client=True) as client:
+            found = client.read_automations_by_name(NAME)
+    except Exception:  # noqa: BLE001 - no server or no automation: Prefect's own setting stands
+        return {}
+    if not found or not found[0].enabled:
+        return {}
+    expected = int(found[0].trigger.within.total_seconds() // MISSED_HEARTBEATS)
+    current = get_current_settings().flows.heartbeat_frequency
+    return {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: expected} if current is None or current > expected else {}
 
 
 def wait_healthy(api_url: str, auth_string: str | None, timeout: float, proc: subprocess.Popen | None = None,
@@ -129,37 +248,67 @@ def wait_healthy(api_url: str, auth_string: str | None, timeout: float, proc: su
                          f"read {log} for the cause." if log else "check the server's log.")
 
 
-class PrefectServer:
+class Child:
+    """One supervised child: started in a session of its own (so that its whole process group
+    can be stopped), its output appended to its log, started again when it dies."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path,
+                 stop_signal: int = signal.SIGTERM, stop_timeout: float = 15.0):
+        self.name, self.argv, self.env, self.log = name, argv, env, log
+        self.stop_signal, self.stop_timeout = stop_signal, stop_timeout
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.failures = 0
+        self.restart_at: float | None = None
+
+    def spawn(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def supervise(self, out) -> None:
+        """Called in the supervisor's loop: notice a death, start again when the backoff is over."""
+        now = time.monotonic()
+        if self.proc is not None and self.proc.poll() is not None:
+            code = self.proc.returncode
+            self.proc = None
+            self.failures = 0 if now - self.started_at >= RESTART_BACKOFF_CAP_S else self.failures + 1
+            delay = min(2.0 ** (self.failures - 1), RESTART_BACKOFF_CAP_S) if self.failures else 0.0
+            self.restart_at = now + delay
+            out(f"{self.name} exited with status {code}; starting it again in {delay:.0f} s (log: {self.log}).")
+        if self.proc is None and self.restart_at is not None and now >= self.restart_at:
+            self.spawn()
+
+    def stop(self) -> None:
+        stop_process(self.proc, self.stop_timeout, self.stop_signal)
+        self.proc = None
+
+
+class PrefectServer(Child):
     """A ``prefect server start`` child process."""
 
     def __init__(self, settings: StackSettings):
         self.settings = settings
-        self.proc: subprocess.Popen | None = None
-        self.log = settings.home / "server.log"
+        s = settings
+        super().__init__("The Prefect server",
+                         [sys.executable, "-m", "prefect", "server", "start", "--host", s.host, "--port", str(s.port),
+                          "--analytics-off"], s.child_env(), settings.home / "server.log")
 
     def start(self, timeout: float = 90.0) -> "PrefectServer":
         s = self.settings
         if not port_is_free(s.host, s.port):
             raise ConfigError(f"{s.host}:{s.port}", "is already in use.",
                               "stop what listens there, or choose another port with VTFLOW_PORT=PORT.")
-        s.home.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start", "--host", s.host, "--port", str(s.port),
-                 "--analytics-off"],
-                env=s.child_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.spawn()
         try:
             wait_healthy(s.api_url, s.auth_string, timeout, self.proc, self.log)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def stop(self, timeout: float = 15.0) -> None:
-        stop_process(self.proc, timeout)
-        self.proc = None
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
@@ -186,6 +335,26 @@ def register_blocks() -> list[str]:
     return [b.get_block_type_slug() for b in ALL_BLOCKS]
 
 
+def ensure_automation(automation) -> bool:
+    """Create ``automation`` on the server in ``PREFECT_API_URL``, or update the one of its name
+    when it differs; True when it changed."""
+    from prefect import get_client
+    from prefect.events.schemas.automations import AutomationCore
+
+    desired = AutomationCore(**automation.model_dump(exclude={"id"}))
+    fields = {"description", "enabled", "trigger", "actions", "actions_on_trigger", "actions_on_resolve"}
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(desired.name)
+        if not found:
+            client.create_automation(desired)
+            return True
+        current = found[0]
+        if current.model_dump(mode="json", include=fields) == desired.model_dump(mode="json", include=fields):
+            return False
+        client.update_automation(current.id, desired)
+        return True
+
+
 def serve_deployments() -> None:
     """Serve every deployment in ``deployments/`` (blocks until interrupted)."""
     from prefect import serve
@@ -206,16 +375,19 @@ def security_warning(s: StackSettings) -> str | None:
 def up(out=print) -> int:
     """Run the stack until interrupted. Returns the exit status."""
     s = StackSettings.from_env()
+    if not s.auth_string:
+        s.auth_string, made = ensure_auth_file()
+        if made:
+            # the one time it is shown: the UI asks for it; vtflow's commands read the file
+            out(f"Generated the Prefect API's auth string: {s.auth_string}\n"
+                f"  kept in {auth_file()} (readable only by you); the UI asks for it once, vtflow's commands "
+                "read it from there. Set PREFECT_SERVER_API_AUTH_STRING to use your own.")
     if warning := security_warning(s):
         out(warning)
     server = PrefectServer(s)
-    serve_proc: subprocess.Popen | None = None
-    webhook_proc: subprocess.Popen | None = None
-    stopping = False
+    children: list[Child] = []
 
     def _stop(signum, frame):
-        nonlocal stopping
-        stopping = True
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _stop)
@@ -227,52 +399,63 @@ def up(out=print) -> int:
         db = "PostgreSQL/other (PREFECT_API_DATABASE_CONNECTION_URL)" if s.database_url else f"SQLite in {s.home}"
         out(f"Starting the Prefect server on {s.host}:{s.port} ({db}) ...")
         server.start()
+        children.append(server)
         env = s.child_env()
         subprocess.run([sys.executable, "-m", "vtflow.stack", "register"], env=env, check=True)
-        serve_log = s.home / "serve.log"
-        with open(serve_log, "ab") as log:
-            serve_proc = subprocess.Popen([sys.executable, "-m", "vtflow.stack", "serve"], env=env,
-                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
-        webhook_log = s.home / "webhook.log"
+        # serve stops with SIGINT: it pauses its deployments on the way out
+        serve = Child("Serving the deployments", [sys.executable, "-m", "vtflow.stack", "serve"], env,
+                      s.home / "serve.log", stop_signal=signal.SIGINT, stop_timeout=20)
+        serve.spawn()
+        children.append(serve)
         if s.webhook_port:
             # it starts without a Harbor webhook block too: it answers 503 until one exists
-            with open(webhook_log, "ab") as log:
-                webhook_proc = subprocess.Popen(
-                    [sys.executable, "-m", "vtflow.cli", "webhook", "serve", "--host", s.webhook_host,
-                     "--port", str(s.webhook_port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True)
+            receiver = Child("The Harbor webhook receiver",
+                             [sys.executable, "-m", "vtflow.cli", "webhook", "serve", "--host", s.webhook_host,
+                              "--port", str(s.webhook_port)], env, s.home / "webhook.log", stop_timeout=10)
+            receiver.spawn()
+            children.append(receiver)
         out(f"vtflow is up. Prefect UI: {s.ui_url}  (API {s.api_url})")
-        if webhook_proc is not None:
-            out(f"Harbor webhook receiver: {s.webhook_url} (log: {webhook_log})")
-        out(f"Blocks registered; deployments served (log: {serve_log}). Press Ctrl-C to stop.")
+        if s.webhook_port:
+            out(f"Harbor webhook receiver: {s.webhook_url} (log: {receiver.log})")
+        out(f"Blocks registered; deployments served (log: {serve.log}). Press Ctrl-C to stop.")
+        # only the user stops the stack: a child that dies is started again
         while True:
-            if server.proc.poll() is not None:
-                out(f"The Prefect server stopped (status {server.proc.returncode}); see {server.log}.")
-                return 1
-            if serve_proc.poll() is not None:
-                out(f"Serving the deployments stopped (status {serve_proc.returncode}); see {serve_log}.")
-                return 1
-            if webhook_proc is not None and webhook_proc.poll() is not None:
-                out(f"The Harbor webhook receiver stopped (status {webhook_proc.returncode}); see {webhook_log}.")
-                return 1
+            for child in children:
+                child.supervise(out)
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     finally:
         out("Stopping ...")
-        stop_process(webhook_proc, timeout=10)
-        # serve first, with SIGINT: it pauses its deployments on the way out
-        stop_process(serve_proc, timeout=20, sig=signal.SIGINT)
+        # a second Ctrl-C or SIGTERM must not cut the clean stop short (each stop has its timeout)
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # the receiver, then serve, then the server: each one's clients go before it
+        for child in reversed(children):
+            child.stop()
         server.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         out("Stopped.")
+
+
+def register() -> None:
+    """``make up``'s set-up step, on the server in ``PREFECT_API_URL``: block types, zombie automation."""
+    from prefect.settings import get_current_settings
+
+    from deployments.zombies import MIN_HEARTBEAT_S, PREFECT_DEFAULT_HEARTBEAT_S, crash_zombies
+
+    print("registered block types:", ", ".join(register_blocks()))
+    heartbeat = get_current_settings().flows.heartbeat_frequency or PREFECT_DEFAULT_HEARTBEAT_S
+    automation = crash_zombies(max(heartbeat, MIN_HEARTBEAT_S))
+    changed = ensure_automation(automation)
+    print(f"automation {automation.name!r}: {'saved' if changed else 'unchanged'}")
 
 
 if __name__ == "__main__":  # the children `up` starts
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "register":
-        print("registered block types:", ", ".join(register_blocks()))
+        register()
     elif command == "serve":
         serve_deployments()
     else:

@@ -4,9 +4,13 @@ Open-source Prefect has no inbound webhooks, so ``vtflow webhook serve`` (starte
 listens for Harbor's webhook policy on ``POST /harbor`` (and ``GET /healthz``). For each delivery:
 
 1. the ``HarborWebhook`` block is read (cached; 503 until it exists), the ``Authorization``
-   header compared with it in constant time (401), before the body is read;
-2. the body is read up to ``max_body`` bytes (413) and parsed by ``vtflow.harbor`` (400 when it
-   is not a Harbor payload; 202 ``ignored`` for events, repositories and tags not routed);
+   header compared with it in constant time (401), before the body is read. The last good block
+   is kept in the state folder as routes plus a salted hash of the auth header (never the header
+   itself; the file 0600 in a 0700 folder), so a receiver (re)started while Prefect is away still
+   checks deliveries and spools them;
+2. the body is read up to ``max_body`` bytes (413) within ``body_timeout`` (408) and parsed by
+   ``vtflow.harbor`` (400 when it is not a Harbor payload or its push time is outside the window
+   around this clock; 202 ``ignored`` for events, registries, repositories and tags not routed);
 3. a routed push becomes a run of the block's deployment with the idempotency key
    ``harbor:<repository>@<digest>``: Prefect returns the same run for the same key, so Harbor's
    redeliveries never start a second redeploy (a cache of recent keys answers them at once);
@@ -15,7 +19,13 @@ listens for Harbor's webhook policy on ``POST /harbor`` (and ``GET /healthz``). 
    (JSON lines under the state folder) and answered 202 ``queued`` while the create goes on; what
    fails is handed over by a background task until Prefect takes it, also after a restart.
    Prefect refusing the run (parameters the deployment does not take) is 502; a spool that
-   cannot be written is 503, so that Harbor delivers again.
+   cannot be written is 503, so that Harbor delivers again. The pushes of one delivery share one
+   ``handover_timeout``: what is not created within it is spooled, so that the answer takes one
+   hand-over however many pushes the delivery holds.
+
+Slow clients are dropped (one log line each): a connection must send a request's headers within
+``header_timeout`` of connecting or of its last answer (a guard on uvicorn's h11 protocol, which
+has no such timeout), and at most ``max_connections`` are served at once (uvicorn answers 503 past it).
 
 It must not hold deploy logic, and never puts a secret in run parameters, logs or answers.
 """
@@ -24,9 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -42,11 +55,12 @@ from prefect.settings import get_current_settings
 from prefect.states import Scheduled, to_state_create
 from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from blocks.harbor import HarborWebhook
+from blocks.harbor import HarborWebhook, ImageRoute, auth_digest
 from vtflow import harbor
 from vtflow.errors import PermanentError, TransientError
 from vtflow.stack import state_dir
@@ -74,24 +88,75 @@ class ReceiverSettings:
     parallel_creates: int = 2         # creates sent to Prefect at once
     retry_max_delay: float = 10.0     # longest pause between spool attempts while Prefect is away
     seen_size: int = 4096             # recently accepted keys answered without asking Prefect
+    header_timeout: float = 10.0      # a connection's request headers, from connect or its last answer
+    body_timeout: float = 10.0        # a request's body, from its headers (408 past it)
+    max_connections: int = 256        # served at once; Harbor sends a few, a flood of slow ones must not starve them
 
 
 # ---------------------------------------------------------------- the block
+
+
+@dataclass(frozen=True)
+class BlockCopy:
+    """What the receiver uses of a ``HarborWebhook`` block: routes, deployment, registry, and the
+    auth header as a salted SHA-256 only. Kept in the state folder so that a receiver started
+    while Prefect is away can check deliveries; holding no secret, a stolen copy lets nobody in."""
+
+    routes: tuple[ImageRoute, ...]
+    deployment: str
+    registry: str | None
+    salt: str            # hex
+    auth_sha256: str     # hex of sha256(salt + auth header)
+    source: str = "prefect"   # "prefect" (read now) | "state dir" (the copy from an earlier read)
+
+    @classmethod
+    def of(cls, block: HarborWebhook, salt: bytes | None = None) -> BlockCopy:
+        salt = salt if salt is not None else os.urandom(16)
+        return cls(tuple(block.routes), block.deployment, block.registry, salt.hex(), block.auth_digest(salt))
+
+    def accepts(self, header: str | None) -> bool:
+        """Constant-time comparison of the received header's hash with the block's."""
+        return hmac.compare_digest(auth_digest(header or "", bytes.fromhex(self.salt)), self.auth_sha256)
+
+    def same_block(self, other: BlockCopy) -> bool:
+        return (self.routes, self.deployment, self.registry, self.salt, self.auth_sha256) == (
+            other.routes, other.deployment, other.registry, other.salt, other.auth_sha256)
+
+    def to_json(self) -> str:
+        return json.dumps({"routes": [r.model_dump() for r in self.routes], "deployment": self.deployment,
+                           "registry": self.registry, "salt": self.salt, "auth_sha256": self.auth_sha256}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> BlockCopy:
+        data = json.loads(text)
+        if not (isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("deployment", "salt", "auth_sha256"))
+                and re.fullmatch(r"[0-9a-f]{32}", data["salt"]) and re.fullmatch(r"[0-9a-f]{64}", data["auth_sha256"])):
+            raise ValueError("not a Harbor webhook block copy")
+        checked = HarborWebhook(auth_header="x" * 16, routes=data.get("routes"), deployment=data["deployment"],
+                                registry=data.get("registry"))  # the block's own validation of what was saved
+        return cls(tuple(checked.routes), checked.deployment, checked.registry, data["salt"], data["auth_sha256"],
+                   source="state dir")
 
 
 class BlockCache:
     """The ``HarborWebhook`` block, read through the receiver's Prefect client.
 
     A cached block is served at once and re-read in the background once stale; while Prefect is
-    away the last good copy stays in use. A missing block is looked for again after
-    ``missing_block_ttl``, so creating it takes effect without a restart.
+    away the last good copy stays in use, also across a restart (``copy_path``, replaced whenever
+    a fresh block is read, removed when Prefect says the block is gone). A missing block is
+    looked for again after ``missing_block_ttl``, so creating it takes effect without a restart.
     """
 
     def __init__(self, settings: ReceiverSettings, client):
         self.settings = settings
         self.client = client
-        self.block = None
+        self.block: BlockCopy | None = None
         self.reason = f"Harbor webhook block {settings.block!r} has not been read yet."
+        name = settings.block
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):  # a block name is not trusted as a path
+            name = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        self.copy_path = settings.spool_dir / f"block-{name}.json"
+        self._read_copy()
         self._checked = 0.0
         self._refresh: asyncio.Task | None = None
         self._loading = asyncio.Lock()  # requests arriving together share one read
@@ -104,7 +169,9 @@ class BlockCache:
         """(block, None), or (None, why the receiver cannot check deliveries yet)."""
         age = time.monotonic() - self._checked
         if self.block is not None:
-            if age > self.settings.block_ttl and (self._refresh is None or self._refresh.done()):
+            # a copy from the state dir is re-read as soon as a missing block would be: it may be old
+            ttl = self.settings.block_ttl if self.block.source == "prefect" else self.settings.missing_block_ttl
+            if age > ttl and (self._refresh is None or self._refresh.done()):
                 self._refresh = asyncio.create_task(self._load(self.settings.retry_timeout))
             return self.block, None
         if age > self.settings.missing_block_ttl:
@@ -120,9 +187,11 @@ class BlockCache:
     async def _load(self, timeout: float) -> None:
         name = self.settings.block
         try:
-            self.block = await asyncio.wait_for(HarborWebhook.aload(name, client=self.client), timeout)
+            fresh = await asyncio.wait_for(HarborWebhook.aload(name, client=self.client), timeout)
+            self._keep(fresh)
         except (ValueError, ObjectNotFound) as e:  # Block.aload says "not found" with a ValueError
             self.block = None
+            await asyncio.to_thread(self._drop_copy)
             if isinstance(e, ObjectNotFound) or "Unable to find block document" in str(e):
                 self.reason = (f"Harbor webhook block {name!r} does not exist. Fix: create it with `vtflow block "
                                f"create harbor --name {name} --auth-header-env VAR --route PROJECT/REPO=COMPONENT`.")
@@ -143,6 +212,51 @@ class BlockCache:
             self._refresh.cancel()
             with contextlib.suppress(BaseException):
                 await self._refresh
+
+    def _keep(self, fresh: HarborWebhook) -> None:
+        """Use a block just read, and write its copy when it differs from the one kept."""
+        old = self.block
+        salt = bytes.fromhex(old.salt) if old is not None else None
+        copy = BlockCopy.of(fresh, salt)
+        self.block = copy
+        if old is not None and old.same_block(copy):
+            return
+        try:
+            folder = self.copy_path.parent
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
+            tmp = self.copy_path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(copy.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.copy_path)
+        except OSError as e:  # the receiver works without it; only a restart while Prefect is away needs it
+            log.warning("cannot keep a copy of Harbor webhook block %r in %s (%s); a restart while Prefect is "
+                        "away will answer 503", self.settings.block, self.copy_path, e.strerror)
+
+    def _read_copy(self) -> None:
+        try:
+            text = self.copy_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warning("cannot read the copy of Harbor webhook block %r at %s (%s)", self.settings.block,
+                        self.copy_path, e.strerror)
+            return
+        try:
+            self.block = BlockCopy.from_json(text)
+        except (ValueError, TypeError) as e:  # ValidationError is a ValueError
+            log.warning("the copy of Harbor webhook block %r at %s is not usable (%s); waiting for Prefect",
+                        self.settings.block, self.copy_path, type(e).__name__)
+            return
+        log.info("using the copy of Harbor webhook block %r from %s until Prefect answers", self.settings.block,
+                 self.copy_path)
+
+    def _drop_copy(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.copy_path.unlink()
 
 
 # ---------------------------------------------------------------- the spool
@@ -265,7 +379,9 @@ class Handover:
                 with contextlib.suppress(BaseException):
                     await task
 
-    async def submit(self, deployment: str, request: harbor.RunRequest) -> Outcome:
+    async def submit(self, deployment: str, request: harbor.RunRequest, wait: float | None = None) -> Outcome:
+        """The answer for one push, waiting ``wait`` s at most (default ``handover_timeout``) for Prefect."""
+        wait = self.settings.handover_timeout if wait is None else wait
         slot = Spool.slot(deployment, request.idempotency_key)
         lock = self._locks.get(slot)
         if lock is None:
@@ -278,7 +394,7 @@ class Handover:
                 return Outcome("queued", duplicate=True, reason="this push is spooled already; it is handed over "
                                                                  "when Prefect takes it.")
             task = asyncio.create_task(self._attempt(deployment, request))
-            done, _ = await asyncio.wait({task}, timeout=self.settings.handover_timeout)
+            done, _ = await asyncio.wait({task}, timeout=wait) if wait > 0 else (set(), None)
             if not done:  # Prefect is slow: answer now, let the create go on
                 why = f"the Prefect API did not create the run within {self.settings.handover_timeout:g} s"
                 return await self._spool(slot, deployment, request, why, task)
@@ -480,10 +596,14 @@ class Receiver:
         if isinstance(body, JSONResponse):
             return body
         try:
-            items = harbor.parse_delivery(body, request.headers.get("content-type"))
+            items = harbor.parse_delivery(body, request.headers.get("content-type"), now=time.time())
         except harbor.PayloadError as e:
             return JSONResponse({"status": "rejected", "reason": str(e)}, status_code=400)
-        outcomes = [await self._decide(block, item) for item in items]
+        # one hand-over budget for the whole delivery: once it is spent, the rest is spooled at once
+        # (its creates go on in the background), so 40 pushes are answered as fast as one. One
+        # after another, not all at once: concurrent creates make SQLite hold each of them longer.
+        deadline = time.monotonic() + self.settings.handover_timeout
+        outcomes = [await self._decide(block, item, deadline) for item in items]
         if len(outcomes) == 1:
             answer = outcomes[0].body()
         else:
@@ -505,23 +625,36 @@ class Receiver:
             if len(length) > 12 or int(length) > limit:
                 return too_big
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return too_big
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        return too_big
+        except TimeoutError:
+            log.warning("dropped %s: body not complete within %g s (%d bytes)", _peer(request),
+                        self.settings.body_timeout, len(body))
+            return JSONResponse({"status": "rejected", "reason": (
+                f"the body did not arrive within {self.settings.body_timeout:g} s.")}, status_code=408,
+                headers={"connection": "close"})
+        except ClientDisconnect:
+            log.warning("%s disconnected before its body was complete (%d bytes)", _peer(request), len(body))
+            return JSONResponse({"status": "rejected", "reason": "disconnected"}, status_code=400)
         return bytes(body)
 
-    async def _decide(self, block, item) -> Outcome:
+    async def _decide(self, block, item, deadline: float) -> Outcome:
         if isinstance(item, harbor.Ignored):
             return Outcome("ignored", reason=item.reason)
-        route = harbor.match_route(item, block.routes)
+        route = harbor.match_route(item, block.routes, block.registry)
         if isinstance(route, harbor.Ignored):
             return Outcome("ignored", reason=route.reason)
-        return await self.handover.submit(block.deployment, harbor.run_request(item, route))
+        return await self.handover.submit(block.deployment, harbor.run_request(item, route),
+                                          wait=max(0.0, deadline - time.monotonic()))
 
     async def healthz(self, request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "block": self.settings.block,
-                             "block_loaded": self.blocks is not None and self.blocks.block is not None,
+        block = self.blocks.block if self.blocks is not None else None
+        return JSONResponse({"status": "ok", "block": self.settings.block, "block_loaded": block is not None,
+                             "block_from": block.source if block is not None else None,
                              "spooled": len(self.handover.spool.pending) if self.handover else 0})
 
 
@@ -540,11 +673,75 @@ def create_app(settings: ReceiverSettings | None = None):
     return app
 
 
+def _peer(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "a client"
+
+
+def guarded_protocol(header_timeout: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing a connection that has not sent a request's headers within
+    ``header_timeout`` of connecting or of its last answer (uvicorn times out idle keep-alive
+    connections only once they have had an answer, and never a request's headers)."""
+
+    class GuardedH11Protocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+        _answered = False
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request's headers are in: the app's body timeout takes over
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            self._answered = True
+            self._arm()  # before: a pipelined request's headers, handled inside, disarm it again
+            super().on_response_complete()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            waiting = len(self.conn.trailing_data[0])
+            if waiting or not self._answered:  # an idle keep-alive connection ends without a word
+                peer = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+                log.warning("dropped %s: request headers not complete within %g s (%d bytes)", peer,
+                            header_timeout, waiting)
+            self.transport.close()
+
+    return GuardedH11Protocol
+
+
+def server_config(app, host: str, port: int, settings: ReceiverSettings, **overrides):
+    """The uvicorn configuration the receiver runs with (``serve``, and the tests)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, http=guarded_protocol(settings.header_timeout),
+                          limit_concurrency=settings.max_connections, log_level="warning", access_log=False,
+                          lifespan="on", timeout_graceful_shutdown=5, **overrides)
+
+
 def serve(host: str, port: int, settings: ReceiverSettings) -> None:
     """Run the receiver until SIGINT/SIGTERM (``vtflow webhook serve``)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect call otherwise
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5)
+    uvicorn.Server(server_config(create_app(settings), host, port, settings)).run()

@@ -66,12 +66,15 @@ class _Conn:
         except (OSError, ConnectionError, ValueError, IndexError) as e:
             log.debug("vtgate connection ended: %s", e)
         finally:
+            # shutdown first: close() alone leaves the backend session open while the pump thread
+            # is blocked in recv() on it, and a real vtgate ends (rolls back) a client's session
+            # when the client goes
             for s in (self.client, self.server):
-                try:
-                    if s:
-                        s.close()
-                except OSError:
-                    pass
+                for end in (lambda: s.shutdown(socket.SHUT_RDWR), s.close) if s else ():
+                    try:
+                        end()
+                    except OSError:
+                        pass
 
     # -- framing -------------------------------------------------------------------------------
     @staticmethod

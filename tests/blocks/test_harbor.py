@@ -34,7 +34,7 @@ def test_a_route_needs_harbors_project_slash_repo():
     route = ImageRoute(repository="vitess/lite", component="vitess")
     assert (route.tags, route.target_block, route.mysql_block) == ("*", "default", "default")
     assert ImageRoute(repository="vitess/team/lite", tags=" v23.* ", component="vitess").tags == "v23.*"
-    for bad in ("lite", "harbor.lan/vitess/lite", "localhost/vitess/lite", "harbor.lan/vitess/lite:v1", "vitess/lite:v1", "vitess/lite@sha256:ab", "Vitess/Lite",
+    for bad in ("lite", "vitess/lite\n", "harbor.lan/vitess/lite", "localhost/vitess/lite", "harbor.lan/vitess/lite:v1", "vitess/lite:v1", "vitess/lite@sha256:ab", "Vitess/Lite",
                 "/vitess/lite", "vitess/lite/"):
         with pytest.raises(ValidationError, match='"project/repo"'):
             ImageRoute(repository=bad, component="vitess")
@@ -47,6 +47,23 @@ def test_a_route_needs_harbors_project_slash_repo():
 def test_deployment_is_flow_slash_deployment():
     with pytest.raises(ValidationError, match="flow-name/deployment-name"):
         HarborWebhook(auth_header="Bearer 0123456789abcdef", deployment="redeploy")
+    with pytest.raises(ValidationError, match="flow-name/deployment-name"):
+        HarborWebhook(auth_header="Bearer 0123456789abcdef", deployment="redeploy/redeploy\n")
+
+
+def test_registry_is_a_host_and_port():
+    assert HarborWebhook(auth_header="Bearer 0123456789abcdef").registry is None
+    for good in ("harbor.lan", "harbor.lan:8443", "10.0.0.5:443"):
+        assert HarborWebhook(auth_header="Bearer 0123456789abcdef", registry=good).registry == good
+    for bad in ("harbor.lan\n", "harbor.lan/vitess", "https://harbor.lan", "Harbor.lan", ""):
+        with pytest.raises(ValidationError, match="host"):
+            HarborWebhook(auth_header="Bearer 0123456789abcdef", registry=bad)
+
+
+def test_the_auth_digest_is_salted_and_not_the_secret():
+    block = HarborWebhook(auth_header="Bearer 0123456789abcdef")
+    a, b = block.auth_digest(b"salt-one"), block.auth_digest(b"salt-two")
+    assert a != b and len(a) == 64 and "0123456789abcdef" not in a
 
 
 def test_every_field_is_described_for_the_ui():

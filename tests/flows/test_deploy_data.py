@@ -194,3 +194,23 @@ def test_vtgate_unreachable_says_where_it_looked_and_what_to_do(stack, tmp_path)
     assert state.is_failed()
     assert f"127.0.0.1:{closed}: cannot connect." in state.message
     assert "vtgate_node_port" in state.message and "vtgate_address" in state.message
+
+
+def test_more_rows_than_the_files_after_loading_an_empty_table_fails_then_warns_once_loaded(stack):
+    state, _ = run(params(stack, until="schema"))
+    assert state.is_completed(), state.message
+    conn = pymysql.connect(host=stack.db.host, port=stack.db.port, user=stack.db.user, password=stack.db.password,
+                           database="commerce", autocommit=True)
+    with conn.cursor() as cur:   # each order adds a customer: rows the files do not hold, during the load
+        cur.execute("CREATE TRIGGER order_adds_customer AFTER INSERT ON corder FOR EACH ROW "
+                    "INSERT INTO customer(email) VALUES (CONCAT('extra-', NEW.order_id))")
+    conn.close()
+    state, _ = run(params(stack))
+    assert state.is_failed()
+    assert ("rows commerce.customer: 10 rows, more than the 5 the data files hold, in a table that was empty "
+            "before they were loaded: rows were loaded twice") in state.message
+    assert "rows commerce.corder" not in state.message
+    # loaded whole before: the extra rows may be the application's since, so a warning only
+    state, reports = run(params(stack))
+    assert state.is_completed(), state.message
+    assert {f.name: f.level for f in reports[6].findings}["rows commerce.customer"] == "warn"

@@ -138,3 +138,23 @@ def test_missing_block_names_the_command_that_creates_it(prefect_server):
     state = asyncio.run(node_prep(nodes_block="no-such-block", return_state=True))
     assert state.is_failed()
     assert "vtflow block create nodes --name no-such-block" in state.message
+
+
+def test_a_revoked_host_key_fails_that_node_as_revoked_and_nothing_runs_there(prefect_server, node_bed, nodes):
+    """The known_hosts both trusts node2's key and marks it `@revoked` (OpenSSH refuses such a key);
+    a `@cert-authority` line is skipped and the other nodes' lines still work."""
+    a, b = nodes[0], nodes[1]
+    ca = "@cert-authority * " + " ".join(a.host_key_line.split()[1:])
+    trusted = "\n".join([ca, a.host_key_line, b.host_key_line, f"@revoked {b.host_key_line}"]) + "\n"
+    name = save_nodes_block(nodes_block(node_bed, [a, b], known_hosts=trusted))
+    state, _ = run(name)
+    assert state.is_failed() and "not checked (unreachable or refused): node2." in state.message
+    state, reports = run(name, fail_on_unreachable=False)
+    assert state.is_completed(), state.message
+    good, bad = reports
+    assert good.reachable and by_check(good)["k3s"].level == "ok"
+    assert not bad.reachable and "is revoked" in bad.error and "@revoked" in bad.error
+    assert "refused before logging in" in bad.error
+    assert [f.name for f in bad.findings] == ["probe"] and "k3s" not in bad.values, "nothing may run on a revoked node"
+    rows = {row["node"]: row for row in read_table_artifact(artifact_key(name))}
+    assert rows["node2"]["probe"] == "fail: unreachable" and "is revoked" in rows["node2"]["problems"]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tasks.data import (CHECKPOINT_TABLE, coalesce, csv_batches, csv_rows, expected_rows, load_csv, load_sql)
+from blocks.mysql import MySQLCredentials
+from tasks.data import (CHECKPOINT_TABLE, coalesce, connector, csv_batches, csv_rows, expected_rows, load_csv, load_sql)
 from tasks.sqlscript import split
 from vtflow.errors import ConfigError, PermanentError, TransientError
 from helpers import EXAMPLES
@@ -106,11 +107,67 @@ def test_csv_rows_and_batches_bind_values_with_null_and_quoting():
     ('id,v\n1,"two\nlines"\n2,b,extra\n', "h.csv:4", "the row has 3 fields, the header 2"),
     ("id,v\n1,a\n2\n", "h.csv:3", "the row has 1 fields, the header 2"),
     ("id,v\n1,a\n2," + "x" * 200_000 + "\n", "h.csv:3", "field larger than field limit"),
+    # the file ends inside a quoted field: named where the field opens, not swallowed as one value
+    ('id,v\n1,"open\n2,b\n3,c\n', "h.csv:2", "a quoted field opens here and is never closed"),
+    ('id,v,w\n1,a,b\n2,"x""\n3,c,d\n', "h.csv:3", "a quoted field opens here and is never closed"),
+    ('id,v\r\n1,a\r\n2,"\r\n', "h.csv:3", "a quoted field opens here and is never closed"),
 ])
 def test_bad_csv_names_file_line_and_the_fix(text, where, problem):
     with pytest.raises(ConfigError) as e:
         csv_rows(text, "h.csv")
     assert str(e.value).startswith(f"{where}: ") and problem in str(e.value) and "Fix:" in str(e.value)
+
+
+def test_csv_with_an_unterminated_quote_is_refused_by_the_deploys_input_check(tmp_path):
+    from tasks.data import DataFile, read_files
+    bad = tmp_path / "t.csv"
+    bad.write_text("id,v\n" + "".join(f"{i},x\n" for i in range(100)) + '100,"never closed\n' +
+                   "".join(f"{i},x\n" for i in range(101, 150_000)))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}:102: a quoted field opens here and is never closed"):
+        read_files([DataFile(source=str(bad))])
+    closed = tmp_path / "u.csv"
+    closed.write_text('id,v\n1,""\n2,"a ""b"""\n3,"x\ny"\n')
+    assert read_files([DataFile(source=str(closed))]).rows == {"commerce.u": 3}
+
+
+# --- properties: generated CSV files read back as the rows that went in ---------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+# any text but the two characters \N, which mean NULL however they are quoted (MySQL's convention)
+_field = st.one_of(st.none(), st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10)
+                   .filter(lambda v: v != "\\N"))
+
+
+def _csv_field(v):
+    """RFC 4180 quoting: fields with a comma, quote or line break (and empty ones) quoted."""
+    if v is None:
+        return "\\N"
+    if v == "" or any(c in v for c in ',"\r\n'):
+        return '"' + v.replace('"', '""') + '"'
+    return v
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda n: st.lists(st.lists(_field, min_size=n, max_size=n), max_size=8)),
+       st.sampled_from(["\n", "\r\n"]))
+def test_generated_csv_reads_back_as_its_rows(rows, eol):
+    width = len(rows[0]) if rows else 1
+    text = eol.join([",".join(f"c{i}" for i in range(width))] + [",".join(map(_csv_field, r)) for r in rows]) + eol
+    batches = csv_batches("t", text, "g.csv", max_rows=3)
+    assert [tuple(p) for b in batches for p in b.params] == [tuple(r) for r in rows]
+    assert csv_rows(text, "g.csv") == len(rows)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(st.sampled_from(list('ab,"\n\r\\')), max_size=30))
+def test_any_csv_reads_or_fails_with_a_clear_error(text):
+    try:
+        rows = csv_rows("a,b\n" + text, "any.csv")
+    except ConfigError as e:
+        assert str(e).startswith("any.csv:") and "Fix:" in str(e)
+        return
+    assert rows >= 0
 
 
 def test_csv_table_name_must_be_an_identifier():
@@ -128,15 +185,20 @@ def database(mariadb):
         cur.execute(f"CREATE DATABASE {name}")
     conn.close()
 
-    def connect(db=name, autocommit=False):
-        return pymysql.connect(host=mariadb.host, port=mariadb.port, user=mariadb.user, password=mariadb.password,
-                               database=db, autocommit=autocommit, charset="utf8mb4")
+    # the loader's connections are the product's own (what load_data opens), never the test's
+    loader = connector(MySQLCredentials(user=mariadb.user, password=mariadb.password), mariadb.host, mariadb.port)
+
+    def connect(db=name):
+        return loader(db)
     connect.name = name
+    connect.raw = lambda: pymysql.connect(host=mariadb.host, port=mariadb.port, user=mariadb.user,
+                                          password=mariadb.password, database=name, autocommit=True, charset="utf8mb4")
     return connect
 
 
 def query(connect, sql):
-    conn = connect(autocommit=True)
+    """The test's own reads and DDL, on a connection of its own."""
+    conn = connect.raw()
     try:
         with conn.cursor() as cur:
             cur.execute(sql)
@@ -150,7 +212,7 @@ def has_checkpoint(database) -> bool:
 
 
 def test_upstream_data_loads_once_with_its_rows_per_table(database):
-    conn = database(autocommit=True)
+    conn = database.raw()
     with conn.cursor() as cur:
         for st in split((EXAMPLES / "create_commerce_schema.sql").read_text(), "schema.sql"):
             cur.execute(st.sql)
@@ -321,11 +383,12 @@ def test_another_batch_size_cannot_resume_a_partial_load(database):
 
 
 LOADER = r'''
-import sys, pymysql
+import sys
 sys.path.insert(0, sys.argv[1])
-from tasks.data import load_csv, load_sql
+from blocks.mysql import MySQLCredentials
+from tasks.data import connector, load_csv, load_sql
 kind, host, port, user, pw, db, path = sys.argv[2:9]
-connect = lambda ks: pymysql.connect(host=host, port=int(port), user=user, password=pw, database=ks, autocommit=False)
+connect = connector(MySQLCredentials(user=user, password=pw), host, int(port))   # the product's connection
 text = open(path).read()
 if kind == "sql":
     load_sql(connect, db, text, path, max_rows=100)

@@ -3,7 +3,8 @@
 import pytest
 
 from tasks.cluster import ClusterSpec, render
-from tasks.gateway import choose, parse_address
+from tasks.gateway import choose
+from vtflow.address import parse_address
 from vtflow.errors import ConfigError, TransientError
 
 
@@ -56,7 +57,12 @@ def test_no_vtgate_service_yet_is_transient():
         choose([_svc("vtctld", component="vtctld")], "example", "10.0.0.11", None)
 
 
-@pytest.mark.parametrize("bad", ["db.lan", ":3306", "db.lan:x", "db.lan:70000"])
+@pytest.mark.parametrize("bad", ["db.lan", ":3306", "db.lan:x", "db.lan:70000", "db.lan:0", "mysql://db.lan:3306",
+                                 "db.lan/x:3306", "fd00::1:3306", "db lan:3306"])
 def test_parse_address_refuses_what_is_not_host_port(bad):
     with pytest.raises(ConfigError, match="host:port"):
         parse_address(bad, "vtgate_address")
+
+
+def test_parse_address_takes_bracketed_ipv6():
+    assert parse_address("[fd00::1]:3306", "vtgate_address") == ("fd00::1", 3306)

@@ -18,6 +18,9 @@ def test_image_ref_needs_the_mirror():
         image_ref("harbor.lan/vitess/lite", D, None)
     with pytest.raises(ConfigError, match="not under the target's registry mirror"):
         image_ref("harbor.lan/vitessx/lite", D, "harbor.lan/vitess")
+    for digest, repository in ((D + "\n", "harbor.lan/vitess/lite"), (D, "harbor.lan/vitess/lite\n")):  # "$" passed "\n"
+        with pytest.raises(ConfigError):
+            image_ref(repository, digest, "harbor.lan/vitess")
 
 
 def test_cluster_patch_writes_every_vitess_image_and_the_push_time():

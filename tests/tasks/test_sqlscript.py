@@ -124,3 +124,49 @@ def test_looking_ahead_for_the_delimiter_scans_each_character_at_most_once(scrip
     parts = split(ScanCounting(script), "s.sql")
     assert len(parts) in (1, 5000)
     assert ScanCounting.scanned <= len(script), "a failed look-ahead must not be repeated over the same text"
+
+
+# --- properties: generated scripts split back into what went in -----------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_words = st.sampled_from(["select", "insert into t values", "update t set a =", "1", "a", "x-1", "b/2", "(", ")", ","])
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+
+
+def _quoted(q: str):
+    """A string literal with quote q holding any text: the quote doubled, backslashes escaped."""
+    return _text.map(lambda s: q + s.replace("\\", "\\\\").replace(q, q + q) + q)
+
+
+_piece = st.one_of(_words, _quoted("'"), _quoted('"'), _text.map(lambda s: "`" + s.replace("`", "``") + "`"))
+_statement = st.lists(_piece, min_size=1, max_size=6).map(" ".join).filter(
+    lambda s: not s.split()[0].lower() in ("use", "delimiter", "source", "system"))
+_comment = st.one_of(st.just(""), _text.filter(lambda s: "\n" not in s and "\r" not in s).map(lambda s: f"-- {s}\n"),
+                     _text.filter(lambda s: "\n" not in s and "\r" not in s).map(lambda s: f"# {s}\n"),
+                     _text.filter(lambda s: "*/" not in s and not s.startswith("!")).map(lambda s: f"/*{s}*/ "))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_comment, _statement), min_size=1, max_size=6))
+def test_generated_scripts_split_into_the_statements_that_went_in(parts):
+    script = "".join(f"{c}{s};\n" for c, s in parts)
+    got = split(script, "gen.sql")
+    assert all(isinstance(p, Statement) for p in got), got
+    assert [p.sql for p in got] == [s.strip() for _, s in parts]
+    lines = [1]
+    for c, s in parts[:-1]:
+        lines.append(lines[-1] + (c + s + ";\n").count("\n"))
+    # a statement's line is where its text begins, a comment before it included
+    assert [p.line for p in got] == lines
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(st.sampled_from(list("ab ;'\"`\\#-/*\n!")), max_size=40))
+def test_any_script_splits_or_fails_with_a_clear_error(script):
+    try:
+        got = split(script, "any.sql")
+    except ConfigError as e:
+        assert str(e).startswith("any.sql:") and "Fix:" in str(e)
+        return
+    assert all(isinstance(p, (Statement, MetaCommand)) and p.source == "any.sql" for p in got)

@@ -157,3 +157,13 @@ def test_run_script_names_the_failing_statement(db):
     finally:
         conn.close()
     assert "verify script select.sql:2" in str(e.value) and "missing_table" in str(e.value)
+
+
+def test_more_rows_than_the_files_fails_in_a_table_the_data_step_found_empty():
+    rows = [("commerce.corder", 5, 7), ("commerce.customer", 5, 7), ("commerce.product", 2, 2)]
+    checks = row_checks(rows, exact={"commerce.corder", "commerce.product"})
+    assert [c.level for c in checks] == ["fail", "warn", "ok"]
+    assert checks[0].line == ("rows commerce.corder: fail: 7 rows, more than the 5 the data files hold, in a table "
+                              "that was empty before they were loaded: rows were loaded twice. Fix: empty "
+                              "commerce.corder and re-run the data step, then report the duplicate load as a bug.")
+    assert "rows written since" in checks[1].problem, "a table that held rows before keeps the warning"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 import yaml
 
 from blocks.mysql import MySQLCredentials
@@ -184,3 +185,107 @@ def test_deploy_takes_over_a_conflicting_field_only_with_force_conflicts(prefect
         forced = vtflow(*args, "--force-conflicts")
         assert forced.returncode == 0, forced.stderr[-3000:]
         assert running() == spec_image != image
+
+
+def _kubeconfig(**changes) -> dict:
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "default",
+        "clusters": [{"name": "default", "cluster": {"server": "https://10.0.0.11:6443", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "default", "user": {"token": "kube-secret-token-8841"}}],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+    }
+    config.update(changes)
+    return config
+
+
+def test_block_create_target_refuses_bad_input_in_one_line_per_problem(prefect_server, tmp_path, capsys):
+    """Each bad kubeconfig or option is the CLI's last line(s), `error: <subject>: <problem> Fix: <fix>`,
+    one per bad field: no traceback, no pydantic dump, no secret, nothing saved. The first and the
+    last case run the command as a user does (a process of its own); the others call the same
+    entry point, `vtflow.cli.main`, in this process (each process costs seconds of imports)."""
+    from types import SimpleNamespace
+
+    from vtflow import cli
+
+    def inline(*args):
+        capsys.readouterr()
+        rc = cli.main(list(args))
+        return SimpleNamespace(returncode=rc, stderr=capsys.readouterr().err)
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(_kubeconfig()))
+    files = {
+        "not-yaml": "clusters: [\n  token: kube-secret-token-8841: x\n",
+        "a-string": "kube-secret-token-8841\n",
+        "empty": "",
+        "no-contexts": yaml.safe_dump(_kubeconfig(contexts=[])),
+        "no-current-context": yaml.safe_dump({k: v for k, v in _kubeconfig().items() if k != "current-context"}),
+        "ca-not-base64": yaml.safe_dump(_kubeconfig(clusters=[{"name": "default", "cluster": {
+            "server": "https://10.0.0.11:6443", "certificate-authority-data": "kube-secret-token-8841"}}])),
+    }
+    problems = {"not-yaml": "is not YAML", "a-string": "is a YAML string", "empty": "is empty",
+                "no-contexts": "no clusters or contexts", "no-current-context": "no current-context",
+                "ca-not-base64": "certificate-authority-data is not base64"}
+    cases = [([f"--kubeconfig={tmp_path / name}.yaml"], [f"kubeconfig {tmp_path / name}.yaml: ", problems[name]])
+             for name in files]
+    cases += [
+        (["--namespace", "Vitess"], ["--namespace: 'Vitess' is not a DNS-1123 label"]),
+        (["--vtgate-address", "10.0.0.11"], ["--vtgate-address: '10.0.0.11' is not host:port"]),
+        (["--vtgate-address", "10.0.0.11:70000"], ["--vtgate-address:", "port must be 1-65535"]),
+        (["--registry-mirror", "https://harbor.lan/vitess"], ["--registry-mirror:", "has a scheme"]),
+        (["--namespace", "a" * 64, "--vtgate-address", "db:0", "--node-address", "10.0.0.11:30306"],
+         ["--namespace:", "--vtgate-address:", "--node-address:", "this one has 64", "port must be 1-65535", "no port"]),
+    ]
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    tried = []
+    for i, (options, expected) in enumerate(cases):
+        if not options[0].startswith("--kubeconfig"):
+            options = ["--kubeconfig", str(good), *options]
+        name = f"cli-{uuid.uuid4().hex[:6]}"
+        tried.append(name)
+        r = (vtflow if i in (0, len(cases) - 1) else inline)("block", "create", "target", "--name", name, *options)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2, (options, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr and "kube-secret-token-8841" not in r.stderr, (options, r.stderr)
+        assert "validation error" not in r.stderr and "pydantic" not in r.stderr, (options, r.stderr)
+        want_lines = sum(text.endswith(":") and text.startswith("--") for text in expected) or 1
+        assert len(lines) == want_lines, (options, lines)
+        assert all(line.startswith("error: ") and " Fix: " in line for line in lines), (options, lines)
+        for text in expected:
+            assert any(text in line for line in lines), (options, text, lines)
+    for name in tried:  # nothing was saved
+        with pytest.raises(ValueError):
+            VitessTarget.load(name)
+
+
+def test_block_create_nodes_reads_known_hosts_markers_and_hashed_names(prefect_server, node_bed, nodes, tmp_path):
+    """`@cert-authority` lines are skipped (vtflow does not verify host certificates), hashed names
+    work, and a node whose key is `@revoked` is listed as missing, even when another line trusts it.
+    paramiko's reader made the markers a traceback ("Incorrect padding")."""
+    import paramiko
+
+    a, b, c = nodes[:3]
+    host_c, keytype_c, key_c = c.host_key_line.split()
+    hashed_c = f"{paramiko.HostKeys.hash_host(host_c)} {keytype_c} {key_c}"
+    ca = f"@cert-authority *.lan,[127.0.0.*]:* {keytype_c} {key_c}"
+    kh = tmp_path / "known_hosts"
+    kh.write_text("\n".join([ca, a.host_key_line, b.host_key_line, f"@revoked {b.host_key_line}", hashed_c]) + "\n")
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    refused = vtflow("block", "create", "nodes", "--name", name, "--inventory", str(write_inventory(tmp_path, node_bed, [a, b, c])),
+                     "--key", str(node_bed.client_key), "--known-hosts", str(kh))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    listed = refused.stderr.split("missing:")[1]
+    assert f"host key of node {b.name} ({b.address}:{b.port}) (its key in the known_hosts given is @revoked)" in listed
+    assert a.name not in listed and c.name not in listed
+
+    made = vtflow("block", "create", "nodes", "--name", name, "--inventory", str(write_inventory(tmp_path, node_bed, [a, c])),
+                  "--key", str(node_bed.client_key), "--known-hosts", str(kh))
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert SSHNodes.load(name).known_hosts.splitlines() == [a.host_key_line, c.host_key_line]
+
+    kh.write_text(a.host_key_line + "\n@revoked\n")
+    bad = vtflow("block", "create", "nodes", "--name", name + "x", "--inventory", str(write_inventory(tmp_path, node_bed, [a])),
+                 "--key", str(node_bed.client_key), "--known-hosts", str(kh))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: known_hosts {kh} line 2: ")

@@ -95,9 +95,13 @@ def test_other_cloudevent_types_are_ignored():
     assert isinstance(ignored, Ignored) and "harbor.artifact.deleted" in ignored.reason
 
 
-def test_untagged_push_and_push_without_digest_are_ignored():
+def test_untagged_push_is_a_push_by_digest_and_push_without_digest_is_ignored():
+    # was: Ignored ("no tag"); Harbor's untagged push (tag = digest, resource_url repo@digest) is a push
     [untagged] = parse(default_payload(tag=DIGEST))
-    assert isinstance(untagged, Ignored) and "no tag" in untagged.reason
+    assert untagged == PushEvent("default", "harbor.lan/vitess/lite", "vitess/lite", None, DIGEST, 1714564800)
+    body = default_payload(tag=DIGEST)
+    body["event_data"]["resources"][0]["tag"] = ""
+    assert parse(body)[0].tag is None
     body = default_payload()
     del body["event_data"]["resources"][0]["digest"]
     [no_digest] = parse(body)
@@ -146,6 +150,17 @@ def _with(path, value):
     (_with(["event_data", "resources", 0], "sha256:x"), '"event_data.resources[0]"'),
     (_with(["event_data", "resources", 0, "digest"], 12), '"event_data.resources[0].digest"'),
     (_with(["event_data", "resources", 0, "digest"], "md5:abc"), '"event_data.resources[0].digest"'),
+    (_with(["event_data", "resources", 0, "digest"], DIGEST + "\n"), '"event_data.resources[0].digest"'),
+    (_with(["event_data", "resources", 0, "digest"], DIGEST.upper()), '"event_data.resources[0].digest"'),
+    (_with(["event_data", "resources", 0, "digest"], "sha512:" + "ab" * 64), '"event_data.resources[0].digest"'),
+    (_with(["event_data", "resources", 0, "digest"], "sha256:" + "ab" * 31), '"event_data.resources[0].digest"'),
+    (_with(["event_data", "resources", 0, "tag"], "v23.0.3-mysql80\n"), '"event_data.resources[0].tag"'),
+    (_with(["event_data", "resources", 0, "resource_url"], "harbor.lan/vitess/lite:v1"), "does not name the pushed"),
+    (_with(["event_data", "resources", 0, "resource_url"], "harbor.lan/vitess/lite@sha256:" + "cd" * 32),
+     "does not name the pushed"),
+    (_with(["event_data", "resources", 0, "resource_url"], "harbor.lan/vitess/lite\n:v23.0.3-mysql80"),
+     "does not name"),
+    (_with(["event_data", "repository", "repo_full_name"], "vitess/lite\n"), '"event_data.repository.repo_full_name"'),
     (_with(["event_data", "resources", 0, "tag"], ["v1"]), '"event_data.resources[0].tag"'),
     (_with(["event_data", "resources", 0, "tag"], "v1; rm -rf /"), '"event_data.resources[0].tag"'),
     (_without(["event_data", "resources", 0, "resource_url"]), '"event_data.resources[0].resource_url"'),
@@ -243,3 +258,76 @@ def test_the_same_digest_under_another_tag_or_format_has_the_same_key():
     [b] = parse(default_payload("latest"))
     [c] = parse(cloudevent(), harbor.CLOUDEVENTS_MEDIA_TYPE)
     assert harbor.idempotency_key(a) == harbor.idempotency_key(b) == harbor.idempotency_key(c)
+
+
+# ---------------------------------------------------------------- the hostile tester's cases
+
+
+@pytest.mark.parametrize("time", [
+    "2024-05-01T12:00:00Z\n", "2024-05-01T12:00:00+01:99", "2024-05-01T12:00:00+24:00",
+    "\u0662\u0660\u0662\u0664-05-01T12:00:00Z",  # Arabic-Indic digits are digits to \\d, not to RFC 3339
+])
+def test_times_are_checked_whole_and_in_ascii(time):
+    with pytest.raises(PayloadError, match='"time"'):
+        harbor.parse_rfc3339(time, "time")
+
+
+NOW = 1714564800
+
+
+@pytest.mark.parametrize("time", ["9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z",
+                                  "1999-12-31T23:59:59Z", "2024-05-02T12:00:01Z"])
+def test_cloudevent_times_outside_the_window_are_refused_with_the_reason(time):
+    with pytest.raises(PayloadError) as e:
+        parse_delivery(json.dumps(cloudevent(time=time)).encode(), harbor.CLOUDEVENTS_MEDIA_TYPE, now=NOW)
+    assert '"time"' in str(e.value) and "outside the accepted push times" in str(e.value)
+    assert "2024-05-02T12:00:00Z" in str(e.value) and "clock" in e.value.fix
+
+
+@pytest.mark.parametrize("occur_at", [-1, 0, harbor.EARLIEST_PUSH - 1, NOW + harbor.MAX_PUSH_AHEAD + 1, 253402300799])
+def test_default_times_outside_the_window_are_refused(occur_at):
+    with pytest.raises(PayloadError, match='"occur_at".*outside the accepted push times'):
+        parse_delivery(json.dumps(_with(["occur_at"], occur_at)).encode(), "application/json", now=NOW)
+
+
+def test_times_inside_the_window_pass():
+    for occur_at in (harbor.EARLIEST_PUSH, NOW - 86400 * 365, NOW + harbor.MAX_PUSH_AHEAD):
+        [push] = parse_delivery(json.dumps(_with(["occur_at"], occur_at)).encode(), "application/json", now=NOW)
+        assert push.pushed_at == occur_at
+    [push] = parse_delivery(json.dumps(cloudevent(time="2024-05-02T11:59:59Z")).encode(), harbor.CLOUDEVENTS_MEDIA_TYPE,
+                            now=NOW)
+    assert push.pushed_at == NOW + 86399
+
+
+def test_an_untagged_push_matches_only_a_route_without_a_tag_pattern_and_redeploys_by_digest():
+    [push] = parse(default_payload(tag=DIGEST))
+    patterned = [ImageRoute(repository="vitess/lite", tags="v23.*", component="vitess")]
+    ignored = match_route(push, patterned)
+    assert isinstance(ignored, Ignored) and "has no tag" in ignored.reason and "'v23.*'" in ignored.reason
+    assert "PROJECT/REPO=COMPONENT" in ignored.reason
+    any_push = ImageRoute(repository="vitess/lite", component="vitess")
+    assert match_route(push, [*patterned, any_push]) is any_push
+    request = run_request(push, any_push)
+    assert "tag" not in request.parameters and request.parameters["digest"] == DIGEST
+    assert request.idempotency_key == f"harbor:harbor.lan/vitess/lite@{DIGEST}"
+    [tagged] = parse(default_payload("anything"))
+    assert match_route(tagged, [any_push]) is any_push
+
+
+def test_a_push_from_another_registry_host_is_ignored_with_the_reason():
+    [push] = parse(default_payload(host="evil.example"))
+    ignored = match_route(push, ROUTES, registry="harbor.lan")
+    assert isinstance(ignored, Ignored)
+    assert "evil.example" in ignored.reason and "not harbor.lan" in ignored.reason and "registry" in ignored.reason
+    [ours] = parse(default_payload(host="harbor.lan"))
+    assert match_route(ours, ROUTES, registry="harbor.lan") is ROUTES[0]
+    [port] = parse(default_payload(host="harbor.lan:8443"))
+    assert isinstance(match_route(port, ROUTES, registry="harbor.lan"), Ignored)
+    assert match_route(port, ROUTES, registry="harbor.lan:8443") is ROUTES[0]
+
+
+def test_a_digest_with_a_newline_is_not_a_second_key():
+    body = default_payload()
+    body["event_data"]["resources"][0]["digest"] = DIGEST + "\n"
+    with pytest.raises(PayloadError):
+        parse(body)

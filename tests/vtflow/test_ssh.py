@@ -91,3 +91,53 @@ def test_garbage_key_is_a_config_error():
     with pytest.raises(ConfigError, match="could not be read"):
         ssh.load_private_key("hello", None, "key file")
 
+
+
+def _connect(bed, n, known_hosts_text):
+    return ssh.connect(ssh.Endpoint(n.name, n.address, n.port), NODE_USER, _key(bed),
+                       ssh.parse_known_hosts(known_hosts_text, "known_hosts"))
+
+
+def test_a_revoked_key_is_refused_even_when_another_line_trusts_it(node_bed, nodes):
+    n, other = nodes[0], nodes[1]
+    revoked_everywhere = "@revoked * " + " ".join(n.host_key_line.split()[1:])
+    for text in (f"{n.host_key_line}\n@revoked {n.host_key_line}\n",      # trusted, then revoked
+                 f"{revoked_everywhere}\n{n.host_key_line}\n",            # revoked by pattern first
+                 f"@revoked {n.host_key_line}\n",                         # revoked only
+                 (f"{n.host_key_line.split()[0]} {' '.join(other.host_key_line.split()[1:])}\n"
+                  f"@revoked {n.host_key_line}\n")):                      # another key trusted for the host
+        with pytest.raises(HostKeyError, match="is revoked \\(known_hosts line [12] marks it @revoked\\)") as e:
+            _connect(node_bed, n, text)
+        assert "before logging in" in str(e.value)
+
+
+def test_cert_authority_lines_are_skipped_and_hashed_names_work(node_bed, nodes):
+    import paramiko
+
+    n = nodes[0]
+    host, keytype, key = n.host_key_line.split()
+    ca = f"@cert-authority [127.0.0.*]:* {keytype} {key}"
+    with _connect(node_bed, n, f"{ca}\n|1|{'A' * 27}=|{'B' * 27}= {keytype} {key}\n"
+                  f"{paramiko.HostKeys.hash_host(host)} {keytype} {key} comment\n") as s:
+        assert s.run("echo hi").stdout == "hi\n"
+    with pytest.raises(HostKeyError, match="line 1 is a @cert-authority line for this host, but vtflow does not "
+                                           "verify host certificates"):
+        _connect(node_bed, n, ca + "\n")
+
+
+@pytest.mark.parametrize("line,problem", [
+    ("@revoked [10.0.0.1]:22 ssh-ed25519", "is not a known_hosts line"),
+    ("@trusted 10.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5", "unknown marker '@trusted'"),
+    ("10.0.0.1 ssh-ed25519 not*base64", "is not base64"),
+    ("10.0.0.1 ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ==", "not a valid ssh-ed25519 key"),
+    ("|1|short|x ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDlgLFW7R0GJ2rGTsS2w2x2hoNGvuKF2Ta5OFK/QVDxh", "hashed host name"),
+])
+def test_a_malformed_line_names_its_number_and_never_its_key(line, problem):
+    with pytest.raises(ConfigError, match=f"known_hosts line 3: .*{problem}") as e:
+        ssh.parse_known_hosts(f"# comment\n\n{line}\n", "known_hosts")
+    assert "Fix: " in str(e.value) and "AAAA" not in str(e.value)
+
+
+def test_a_key_type_paramiko_cannot_use_is_skipped():
+    # it could never be negotiated, so it matches no connection; other lines still count
+    assert ssh.parse_known_hosts("h sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\n", "k").lines == []

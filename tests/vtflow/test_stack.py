@@ -35,6 +35,17 @@ def test_child_env_passes_the_auth_string_to_clients(tmp_path):
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:4300/api" and env["PREFECT_HOME"] == str(tmp_path)
 
 
+def test_the_zombie_window_assumes_prefects_own_heartbeat():
+    from prefect.flow_engine import MINIMUM_HEARTBEAT_INTERVAL
+    from prefect.settings.models.flows import FlowsSettings
+
+    from deployments.zombies import MIN_HEARTBEAT_S, PREFECT_DEFAULT_HEARTBEAT_S, crash_zombies
+
+    assert PREFECT_DEFAULT_HEARTBEAT_S == FlowsSettings.model_fields["heartbeat_frequency"].default
+    assert MIN_HEARTBEAT_S == MINIMUM_HEARTBEAT_INTERVAL
+    assert crash_zombies(30).trigger.within.total_seconds() == 90
+
+
 def _get(url, auth=None):
     req = urllib.request.Request(url)
     if auth:
@@ -65,18 +76,9 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
     env.update(VTFLOW_PORT=str(port), VTFLOW_STATE_DIR=str(tmp_path / "state"), PREFECT_SERVER_API_AUTH_STRING=auth,
                PREFECT_RUNNER_POLL_FREQUENCY="1", PYTHONUNBUFFERED="1",
                VTFLOW_WEBHOOK_PORT=str(webhook_port))
-    up = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "up"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    output = []
+    up, output = start_up(env)
     try:
-        deadline = time.monotonic() + 120
-        while not any("vtflow is up" in line for line in output):
-            assert time.monotonic() < deadline, "".join(output)
-            ready, _, _ = select.select([up.stdout], [], [], 1)
-            if ready:
-                line = up.stdout.readline()
-                assert line or up.poll() is None, "".join(output)
-                output.append(line)
+        read_until(up, output, "vtflow is up", 120)
         assert f"http://127.0.0.1:{port}" in "".join(output)
         api = f"http://127.0.0.1:{port}/api"
 
@@ -119,18 +121,46 @@ def test_make_up_serves_node_prep_behind_auth_and_stops_on_ctrl_c(node_bed, node
         assert "STATE COMPLETED" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
         assert len(processes_with_env("VTFLOW_STATE_DIR", str(tmp_path / "state"))) >= 3, "up, server, serve"
     finally:
-        os.killpg(up.pid, signal.SIGINT)
-        try:
-            rest, _ = up.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(up.pid, signal.SIGKILL)
-            rest, _ = up.communicate()
-        output.append(rest or "")
+        ctrl_c(up, output)
     assert up.returncode == 0, "".join(output)
     assert "Stopped." in "".join(output)
     assert port_is_free("127.0.0.1", port)
     assert processes_with_env("VTFLOW_STATE_DIR", str(tmp_path / "state")) == [], "a child of `up` outlived it"
     assert (tmp_path / "state" / "prefect" / "prefect.db").exists(), "SQLite under the state folder by default"
+
+
+def start_up(env):
+    """`vtflow up` as a user starts it (its own session, so that a test can Ctrl-C all of it)."""
+    up = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "up"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return up, []
+
+
+def read_until(up, output, text, timeout):
+    """Read `up`'s output into ``output`` until a line contains ``text``; return that line."""
+    deadline = time.monotonic() + timeout
+    seen = len(output)
+    while True:
+        for line in output[seen:]:
+            if text in line:
+                return line
+        seen = len(output)
+        assert time.monotonic() < deadline, f"no line with {text!r} within {timeout} s:\n" + "".join(output)
+        ready, _, _ = select.select([up.stdout], [], [], 1)
+        if ready:
+            line = up.stdout.readline()
+            assert line or up.poll() is None, "".join(output)
+            output.append(line)
+
+
+def ctrl_c(up, output):
+    os.killpg(up.pid, signal.SIGINT)
+    try:
+        rest, _ = up.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(up.pid, signal.SIGKILL)
+        rest, _ = up.communicate()
+    output.append(rest or "")
 
 
 def processes_with_env(name, value):
@@ -173,3 +203,189 @@ def test_prefect_server_runs_on_postgresql_when_told(tmp_path):
             server.stop()
     finally:
         pg.stop()
+
+
+def _call(method, url, auth=None, body=None, headers=None):
+    """(status, JSON body, response headers) of one HTTP request; auth is a `user:password` string."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null"), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, None, e.headers
+
+
+def answers(url):
+    try:
+        return _get(url)[0] == 200
+    except (urllib.error.URLError, OSError):  # not listening (yet)
+        return False
+
+
+def bare_env(state, port, **extra):
+    """What a user's shell has: no PREFECT_* at all, only where the stack lives (and its port)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VTFLOW_"))}
+    return {**env, "VTFLOW_STATE_DIR": str(state), "VTFLOW_PORT": str(port), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def vtflow(env, *argv, **kw):
+    return subprocess.run([sys.executable, "-m", "vtflow.cli", *argv], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=180, **kw)
+
+
+def child_pid(state, argv_part):
+    """The stack child (same VTFLOW_STATE_DIR) whose command line contains ``argv_part``."""
+    for pid in processes_with_env("VTFLOW_STATE_DIR", str(state)):
+        try:
+            if argv_part in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return pid
+        except OSError:
+            pass
+    return None
+
+
+def test_default_make_up_needs_its_generated_auth_string_and_restarts_a_dead_receiver(tmp_path):
+    """Issue items 3 and 9: no auth env at all, yet block secrets are not readable without the
+    generated auth string, other sites get no CORS answer, every command finds the string by
+    itself; a SIGKILLed receiver comes back; Ctrl-C stops everything."""
+    state, port, webhook_port = tmp_path / "state", free_port(), free_port()
+    env = bare_env(state, port, VTFLOW_WEBHOOK_PORT=str(webhook_port))
+    up, output = start_up(env)
+    try:
+        read_until(up, output, "vtflow is up", 120)
+        auth_path = state / "api-auth-string"
+        assert auth_path.stat().st_mode & 0o777 == 0o600, "readable only by the user"
+        auth = auth_path.read_text().strip()
+        printed = "".join(output)
+        assert printed.count(auth) == 1 and str(auth_path) in printed, "printed once, with where it is kept"
+        api, ui = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}"
+
+        # a DNS-rebinding page (or anyone else on the machine) reads no block secrets
+        assert _call("POST", f"{api}/block_documents/filter", body={"include_secrets": True})[0] == 401
+        assert _call("GET", f"{api}/block_documents/{'0' * 8}-0000-0000-0000-{'0' * 12}?include_secrets=true")[0] == 401
+        assert _call("POST", f"{api}/block_documents/filter", auth, body={"include_secrets": False})[0] == 200
+        # and other origins get no CORS grant, while the UI's own origin does
+        evil = {"Origin": "http://rebind.example", "Access-Control-Request-Method": "POST"}
+        for method, path in (("GET", "/health"), ("OPTIONS", "/block_documents/filter")):
+            headers = _call(method, api + path, headers=evil)[2]
+            assert headers.get("Access-Control-Allow-Origin") is None, (method, path, dict(headers))
+        assert _call("GET", f"{api}/health", headers={"Origin": ui})[2].get("Access-Control-Allow-Origin") == ui
+
+        # documented commands work with nothing but where the stack lives
+        shell = {**bare_env(state, port), "PW": "pw-in-env"}
+        r = vtflow(shell, "block", "create", "mysql", "--name", "app", "--password-env", "PW")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _call("GET", f"{api}/block_types/slug/vtflow-mysql-credentials/block_documents/name/app", auth)[0] == 200
+        r = vtflow(shell, "backup", "--target", "no-such-block")  # a flow run in the CLI's process
+        assert r.returncode == 1 and "backup failed" in r.stderr and "401" not in r.stderr + r.stdout, r.stderr[-2000:]
+        assert "no-such-block" in r.stderr, r.stderr[-2000:]
+
+        # item 9: a receiver killed outright is started again, with one line naming its status
+        receiver = child_pid(state, "webhook serve")
+        assert receiver and _get(f"http://127.0.0.1:{webhook_port}/healthz")[0] == 200
+        os.killpg(receiver, signal.SIGKILL)
+        line = read_until(up, output, "The Harbor webhook receiver exited", 20)
+        assert "status -9" in line and "starting it again in 1 s" in line, line
+        wait_until(lambda: answers(f"http://127.0.0.1:{webhook_port}/healthz"), 60,
+                   "the receiver to answer again", interval=0.5, detail=lambda: "".join(output))
+        assert child_pid(state, "webhook serve") not in (None, receiver)
+
+        # the string travels in environments only: no command line, no log
+        for pid in processes_with_env("VTFLOW_STATE_DIR", str(state)):
+            assert auth.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        ctrl_c(up, output)
+    assert up.returncode == 0 and "Stopped." in "".join(output), "".join(output)
+    assert processes_with_env("VTFLOW_STATE_DIR", str(state)) == [], "a child of `up` outlived it"
+    for log in (state / "prefect").glob("*.log"):
+        assert auth not in log.read_text(), log
+
+    # a second start uses the same string and does not show it again
+    up, output = start_up(env)
+    try:
+        read_until(up, output, "vtflow is up", 120)
+        assert auth not in "".join(output) and "Generated" not in "".join(output)
+        assert _call("POST", f"{api}/block_documents/filter", auth, body={})[0] == 200
+        assert _call("POST", f"{api}/block_documents/filter", body={})[0] == 401
+    finally:
+        ctrl_c(up, output)
+    assert up.returncode == 0, "".join(output)
+
+
+def test_a_served_run_killed_with_its_serve_ends_crashed_and_does_not_block_the_next(tmp_path):
+    """Issue item 12: a backup run hangs (its Kubernetes API never answers); serve and the run's
+    process group are SIGKILLed, so nothing of Prefect's client side is left to report it. The
+    zombie automation `make up` created sets it Crashed, which frees the deployment's one slot:
+    a second run of the same deployment (concurrency 1, ENQUEUE) runs; serve comes back (item 9)."""
+    import socket
+
+    import yaml
+
+    state, port = tmp_path / "state", free_port()
+    # Prefect's minimum heartbeat: the automation's window is three of them (90 s)
+    env = bare_env(state, port, VTFLOW_WEBHOOK_PORT="0", PREFECT_FLOWS_HEARTBEAT_FREQUENCY="30",
+                   PREFECT_RUNNER_POLL_FREQUENCY="1")
+    silent = socket.socket()  # a "Kubernetes API" that accepts connections and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{silent.getsockname()[1]}",
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}], "current-context": "x"}))
+    up, output = start_up(env)
+    try:
+        read_until(up, output, "vtflow is up", 120)
+        auth = (state / "api-auth-string").read_text().strip()
+        api = f"http://127.0.0.1:{port}/api"
+        found = _call("POST", f"{api}/automations/filter", auth, body={})[1]
+        zombie = [a for a in found if a["name"] == "vtflow - crash flow runs whose heartbeats stopped"]
+        assert len(zombie) == 1 and zombie[0]["trigger"]["within"] == 90.0, found
+
+        r = vtflow(bare_env(state, port), "block", "create", "target", "--name", "silent", "--kubeconfig", str(kubeconfig))
+        assert r.returncode == 0, r.stdout + r.stderr
+        deployment = wait_until(lambda: _call("GET", f"{api}/deployments/name/backup/backup", auth)[1], 60,
+                                "the backup deployment to be served", interval=0.5)
+
+        def run_backup(target):
+            status, run, _ = _call("POST", f"{api}/deployments/{deployment['id']}/create_flow_run", auth,
+                                   body={"parameters": {"target_block": target}})
+            assert status == 201, status
+            return run["id"]
+
+        def state_of(run_id):
+            return _call("GET", f"{api}/flow_runs/{run_id}", auth)[1]["state"]
+
+        hung = run_backup("silent")
+        wait_until(lambda: state_of(hung)["type"] == "RUNNING", 90, "the backup run to start", interval=0.5,
+                   detail=lambda: "".join(output))
+        # the automation starts watching a run at its first heartbeat, which the engine sends on entering the flow
+        wait_until(lambda: _call("POST", f"{api}/events/filter", auth, body={"filter": {
+            "event": {"name": ["prefect.flow-run.heartbeat"]}, "resource": {"id": [f"prefect.flow-run.{hung}"]}}}
+        )[1]["events"], 60, "the run's first heartbeat", interval=0.5)
+        serve = child_pid(state, "vtflow.stack serve")
+        run_process = processes_with_env("PREFECT__FLOW_RUN_ID", hung)
+        assert serve and run_process
+        for pid in {serve, *run_process}:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        line = read_until(up, output, "Serving the deployments exited", 20)
+        assert "status -9" in line, line
+
+        blocked = run_backup("no-such-block")  # same deployment: waits while the hung run holds the slot
+        crashed = wait_until(lambda: (s := state_of(hung))["type"] == "CRASHED" and s, 200,
+                             "the killed run to be set Crashed", interval=1, detail=lambda: "".join(output))
+        assert "No heartbeat for 90 s" in crashed["message"], crashed
+        after = wait_until(lambda: (s := state_of(blocked))["type"] in ("FAILED", "COMPLETED", "CRASHED") and s, 120,
+                           "the next run of the deployment to run", interval=1, detail=lambda: "".join(output))
+        assert after["type"] == "FAILED" and "no-such-block" in after["message"], after
+    finally:
+        ctrl_c(up, output)
+        silent.close()
+    assert up.returncode == 0, "".join(output)
+    assert processes_with_env("VTFLOW_STATE_DIR", str(state)) == [], "a child of `up` outlived it"

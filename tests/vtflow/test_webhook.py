@@ -33,7 +33,7 @@ from blocks.harbor import HarborWebhook
 from helpers import wait_until
 from testbed import free_port
 from vtflow.stack import port_is_free
-from vtflow.webhook import ReceiverSettings, create_app
+from vtflow.webhook import ReceiverSettings, create_app, server_config
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "Bearer webhook-test-secret-0123456789"
@@ -46,7 +46,8 @@ PARAMETERS_SCHEMA = {
         "repository": {"type": "string"}, "tag": {"type": "string"}, "digest": {"type": "string"},
         "pushed_at": {"type": "integer"}, "target_block": {"type": "string"}, "mysql_block": {"type": "string"},
     },
-    "required": ["component", "repository", "tag", "digest", "pushed_at", "target_block", "mysql_block"],
+    # no "tag": an untagged push (by digest) is redeployed without one, as the redeploy flow allows
+    "required": ["component", "repository", "digest", "pushed_at", "target_block", "mysql_block"],
 }
 
 
@@ -54,13 +55,14 @@ def digest(n=None) -> str:
     return "sha256:" + (uuid.uuid4().hex * 2 if n is None else f"{n:064x}")
 
 
-def push_body(tag="v23.0.3-mysql80", dig=None, repo="vitess/lite", event="PUSH_ARTIFACT") -> dict:
+def push_body(tag="v23.0.3-mysql80", dig=None, repo="vitess/lite", event="PUSH_ARTIFACT", host="harbor.lan",
+              occur_at=1714564800) -> dict:
     dig = dig or digest()
     project, name = repo.split("/", 1)
-    return {"type": event, "occur_at": 1714564800, "operator": "ci", "event_data": {
+    return {"type": event, "occur_at": occur_at, "operator": "ci", "event_data": {
         # an untagged push (Harbor puts the digest in "tag") is pulled by digest
         "resources": [{"digest": dig, "tag": tag,
-                       "resource_url": f"harbor.lan/{repo}{'@' if tag.startswith('sha256:') else ':'}{tag}"}],
+                       "resource_url": f"{host}/{repo}{'@' if tag.startswith('sha256:') else ':'}{tag}"}],
         "repository": {"date_created": 1714000000, "name": name, "namespace": project, "repo_full_name": repo,
                        "repo_type": "private"}}}
 
@@ -113,9 +115,9 @@ def wait_spool_empty(url: str, timeout: float = 10.0) -> None:
     wait_until(lambda: spooled(url) == 0, timeout, f"the spool of the receiver at {url} to be empty", interval=0.1)
 
 
-def save_block(deployment: str, name: str | None = None) -> str:
+def save_block(deployment: str, name: str | None = None, **fields) -> str:
     name = name or f"harbor-{uuid.uuid4().hex[:8]}"
-    HarborWebhook(auth_header=SECRET, deployment=deployment, routes=[
+    HarborWebhook(auth_header=SECRET, deployment=deployment, **fields, routes=[
         {"repository": "vitess/lite", "tags": "v*", "component": "vitess", "target_block": "prod", "mysql_block": "prod-db"},
         {"repository": "vitess/vtadmin", "component": "vtadmin"},
     ]).save(name, overwrite=True)
@@ -126,8 +128,8 @@ def save_block(deployment: str, name: str | None = None) -> str:
 def receiver(settings: ReceiverSettings):
     """The receiver app on a real uvicorn server in a thread; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", access_log=False))
+    # as `vtflow webhook serve` configures it; uvicorn's loggers left to propagate, so caplog sees them
+    server = uvicorn.Server(server_config(create_app(settings), "127.0.0.1", port, settings, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
 
@@ -521,6 +523,214 @@ def test_a_spool_that_cannot_be_written_is_503_so_that_harbor_retries(prefect_se
     assert "cannot be written" in r.json()["reason"] and "VTFLOW_STATE_DIR" in r.json()["reason"]
 
 
+# ---------------------------------------------------------------- the hostile tester's findings
+
+
+def test_newlines_and_malformed_digests_are_400_and_make_no_second_run(routed, tmp_path):
+    deployment, deployment_id, block = routed
+    dig = digest()
+    upper = push_body()
+    upper["event_data"]["resources"][0]["digest"] = upper["event_data"]["resources"][0]["digest"].upper()
+    with receiver(quick(tmp_path, block)) as url:
+        first = post(url, push_body(dig=dig))  # queued when SQLite stalls past retry_timeout
+        assert first.status_code == 202 and first.json()["status"] in ("accepted", "queued"), first.text
+        cases = {
+            "digest + newline": post(url, push_body(dig=dig + "\n")),
+            "tag + newline": post(url, push_body(tag="v23.0.4\n")),
+            "upper-case digest": post(url, upper),
+            "not sha256": post(url, push_body(dig="sha512:" + "ab" * 64)),
+            "resource_url of another tag": post(url, {**push_body(tag="v1"), "event_data": {
+                **push_body(tag="v1")["event_data"],
+                "resources": [{"digest": digest(), "tag": "v1", "resource_url": "harbor.lan/vitess/lite:v2"}]}}),
+        }
+        wait_for_runs(deployment_id, 1)
+        wait_spool_empty(url)
+    for case, r in cases.items():
+        assert r.status_code == 400 and r.json()["status"] == "rejected", (case, r.text)
+    [run] = runs_of(deployment_id)
+    assert run.idempotency_key == f"harbor:harbor.lan/vitess/lite@{dig}"
+
+
+def test_a_push_from_another_registry_host_is_ignored_with_the_reason(prefect_server, tmp_path):
+    deployment, deployment_id = make_deployment()
+    block = save_block(deployment, registry="harbor.lan")
+    with receiver(quick(tmp_path, block)) as url:
+        other = post(url, push_body(host="evil.example"))
+        ours = post(url, push_body())
+        wait_for_runs(deployment_id, 1)
+        wait_spool_empty(url)
+    assert other.status_code == 202 and other.json()["status"] == "ignored"
+    assert "from registry evil.example, not harbor.lan" in other.json()["reason"]
+    assert ours.json()["status"] in ("accepted", "queued"), ours.text
+    [run] = runs_of(deployment_id)
+    assert run.parameters["repository"] == "harbor.lan/vitess/lite"
+
+
+def test_push_times_outside_the_window_are_400_with_the_reason(routed, tmp_path):
+    deployment, deployment_id, block = routed
+    far_future = {**cloudevent_body(), "time": "9999-12-31T23:59:59-23:59"}
+    with receiver(quick(tmp_path, block)) as url:
+        answers = [post(url, far_future, content_type="application/cloudevents+json"),
+                   post(url, {**cloudevent_body(), "time": "1969-12-31T23:59:59Z"},
+                        content_type="application/cloudevents+json"),
+                   post(url, push_body(occur_at=int(time.time()) + 2 * 86400)),
+                   post(url, push_body(occur_at=-5))]
+        within = post(url, push_body(occur_at=int(time.time()) + 3600))  # a Harbor clock an hour ahead
+        wait_for_runs(deployment_id, 1)
+        wait_spool_empty(url)
+    for r in answers:
+        assert r.status_code == 400 and r.json()["status"] == "rejected", r.text
+    assert all("outside the accepted push times" in r.json()["reason"] for r in answers[:3]), [a.text for a in answers]
+    assert "NTP" in answers[0].json()["reason"]
+    assert within.status_code == 202 and within.json()["status"] in ("accepted", "queued"), within.text
+    assert len(runs_of(deployment_id)) == 1
+
+
+def test_an_untagged_push_redeploys_by_digest_through_a_route_without_a_tag_pattern(routed, tmp_path):
+    deployment, deployment_id, block = routed  # vitess/vtadmin has no tag pattern, vitess/lite has "v*"
+    dig = digest()
+    with receiver(quick(tmp_path, block)) as url:
+        by_digest = post(url, push_body(tag=dig, dig=dig, repo="vitess/vtadmin"))
+        patterned = post(url, push_body(tag=(d := digest()), dig=d))
+        wait_for_runs(deployment_id, 1)
+        wait_spool_empty(url)
+    assert by_digest.status_code == 202 and by_digest.json()["status"] in ("accepted", "queued"), by_digest.text
+    assert patterned.json()["status"] == "ignored" and "has no tag" in patterned.json()["reason"]
+    [run] = runs_of(deployment_id)
+    assert run.parameters == {"component": "vtadmin", "repository": "harbor.lan/vitess/vtadmin", "digest": dig,
+                              "pushed_at": 1714564800, "target_block": "default", "mysql_block": "default"}
+    assert run.idempotency_key == f"harbor:harbor.lan/vitess/vtadmin@{dig}"
+
+
+def test_a_receiver_started_while_prefect_is_away_checks_and_spools_with_its_copy_of_the_block(
+        routed, proxy, tmp_path):
+    deployment, deployment_id, block = routed
+    with receiver(quick(tmp_path, block, api_url=proxy.url)) as url:
+        wait_until(lambda: post(url, push_body(repo="library/nginx")).json()["status"] == "ignored", 10,
+                   "the block to be read")
+
+    proxy.set("refuse")
+    with receiver(quick(tmp_path, block, api_url=proxy.url)) as url:  # was: 503 to everything
+        assert post(url, push_body(), auth=SECRET + "x").status_code == 401
+        r = post(url, push_body(tag="v7"))
+        assert r.status_code == 202 and r.json()["status"] == "queued", r.text
+        assert httpx.get(f"{url}/healthz").json().get("block_from") == "state dir"
+        assert runs_of(deployment_id) == []
+        proxy.set("forward")
+        [run] = wait_for_runs(deployment_id, 1)
+        wait_until(lambda: post(url, push_body(repo="library/nginx")).json()["status"] == "ignored"
+                   and httpx.get(f"{url}/healthz").json()["block_from"] == "prefect", 30, "a fresh read")
+        wait_spool_empty(url)
+    assert run.parameters["tag"] == "v7"
+    copy = tmp_path / "spool" / f"block-{block}.json"
+    assert copy.stat().st_mode & 0o777 == 0o600 and copy.parent.stat().st_mode & 0o777 == 0o700
+    assert "webhook-test-secret" not in copy.read_text(), "a salted hash only"
+
+
+def test_a_deleted_block_takes_its_copy_with_it(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    deployment, _ = make_deployment()
+    block = save_block(deployment)
+    with receiver(quick(tmp_path, block, block_ttl=0.1)) as url:
+        assert post(url, push_body(repo="library/nginx")).json()["status"] == "ignored"
+        assert (tmp_path / "spool" / f"block-{block}.json").exists()
+        with get_client(sync_client=True) as client:
+            client.delete_block_document(client.read_block_document_by_name(block, "vtflow-harbor-webhook").id)
+        wait_until(lambda: post(url, push_body()).status_code == 503, 10, "the deleted block to be noticed")
+    assert not (tmp_path / "spool" / f"block-{block}.json").exists()
+
+
+def _slow_client(port: int, request: bytes, stop_after: int | None = None) -> socket.socket:
+    """A raw connection that sends ``request`` a byte at a time, 0.2 s apart, in a thread of its own."""
+    sock = socket.create_connection(("127.0.0.1", port))
+
+    def trickle():
+        for n, byte in enumerate(request):
+            if stop_after is not None and n == stop_after:
+                return
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                return
+            time.sleep(0.2)
+    threading.Thread(target=trickle, daemon=True).start()
+    return sock
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bytes:
+    """What the server sent before closing the connection; fails if it stays open ``within`` s."""
+    sock.settimeout(within)
+    got = b""
+    try:
+        while data := sock.recv(65536):
+            got += data
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open past {within} s (got {got[:100]!r})")
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    return got
+
+
+def test_slow_clients_are_dropped_with_one_line_each_and_no_traceback(routed, tmp_path, caplog):
+    deployment, deployment_id, block = routed
+    caplog.set_level(logging.INFO)
+    body = json.dumps(push_body()).encode()
+    head = (f"POST /harbor HTTP/1.1\r\nHost: x\r\nAuthorization: {SECRET}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    settings = quick(tmp_path, block, header_timeout=1.0, body_timeout=1.0)
+    with receiver(settings) as url:
+        port = int(url.rsplit(":", 1)[1])
+        assert post(url, push_body(repo="library/nginx")).json()["status"] == "ignored"  # the block is cached
+        slow_headers = [_slow_client(port, head + body) for _ in range(5)]
+        slow_bodies = []
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(head + body[:10])  # the headers at once, then the body never comes
+            slow_bodies.append(sock)
+        silent = socket.create_connection(("127.0.0.1", port))  # connects and sends nothing
+        gone = socket.create_connection(("127.0.0.1", port))
+        gone.sendall(head + body[:10])
+        gone.close()  # disconnects halfway through its body
+        for sock in slow_headers + [silent]:
+            assert _closed_by_server(sock, 5) == b""
+        for sock in slow_bodies:
+            assert _closed_by_server(sock, 5).startswith(b"HTTP/1.1 408 ")
+        assert post(url, push_body()).json()["status"] in ("accepted", "queued"), "still serving"
+        wait_for_runs(deployment_id, 1)
+        wait_spool_empty(url)
+        wait_until(lambda: caplog.text.count("disconnected before its body") == 1, 5, "the disconnect's line")
+    assert caplog.text.count("request headers not complete within 1 s") == 6, caplog.text
+    assert caplog.text.count("body not complete within 1 s") == 5, caplog.text
+    assert "Traceback" not in caplog.text and "Exception in ASGI" not in caplog.text, caplog.text
+    assert "webhook-test-secret" not in caplog.text
+    assert len(runs_of(deployment_id)) == 1
+
+
+def test_forty_pushes_in_one_delivery_are_answered_within_harbors_timeout(routed, proxy, tmp_path):
+    """Prefect holding every create: one by one, each would wait the hand-over timeout in turn."""
+    deployment, deployment_id, block = routed
+    body = push_body(tag="v0")
+    body["event_data"]["resources"] = [
+        {"digest": digest(), "tag": f"v{i}", "resource_url": f"harbor.lan/vitess/lite:v{i}"} for i in range(40)]
+    settings = quick(tmp_path, block, api_url=proxy.url, handover_timeout=DEFAULT.handover_timeout)
+    with receiver(settings) as url:
+        assert post(url, push_body(tag="v-warm")).json()["status"] in ("accepted", "queued")  # block, deployment id
+        wait_for_runs(deployment_id, 1)
+        proxy.set("hang")
+        started = time.monotonic()
+        r = post(url, body)
+        assert time.monotonic() - started < HARBOR_TIMEOUT, "Harbor would have given up"
+        assert r.status_code == 202 and r.json()["status"] == "queued", r.text
+        assert len(r.json()["results"]) == 40
+        proxy.set("forward")
+        wait_for_runs(deployment_id, 41, timeout=60)
+        wait_spool_empty(url, timeout=30)
+    assert len(runs_of(deployment_id)) == 41
+
+
 # ---------------------------------------------------------------- generated bodies
 
 
@@ -653,10 +863,11 @@ def test_block_create_harbor_takes_routes(prefect_server):
     name = f"cli-harbor-{uuid.uuid4().hex[:6]}"
     r = vtflow("block", "create", "harbor", "--name", name, "--auth-header-env", "HARBOR_AUTH",
                "--route", "vitess/lite:v23.*=vitess", "--route", "planetscale/vitess-operator=operator",
-               "--target", "prod", "--deployment", "redeploy/prod", env={"HARBOR_AUTH": SECRET})
+               "--target", "prod", "--deployment", "redeploy/prod", "--registry", "harbor.lan:8443",
+               env={"HARBOR_AUTH": SECRET})
     assert r.returncode == 0, r.stderr
     block = HarborWebhook.load(name)
-    assert block.deployment == "redeploy/prod" and block.accepts(SECRET)
+    assert block.deployment == "redeploy/prod" and block.accepts(SECRET) and block.registry == "harbor.lan:8443"
     assert [(x.repository, x.tags, x.component, x.target_block, x.mysql_block) for x in block.routes] == [
         ("vitess/lite", "v23.*", "vitess", "prod", "prod"), ("planetscale/vitess-operator", "*", "operator", "prod", "prod")]
 
@@ -666,6 +877,9 @@ def test_block_create_harbor_takes_routes(prefect_server):
     short = vtflow("block", "create", "harbor", "--name", name + "y", "--auth-header-env", "HARBOR_AUTH",
                    "--route", "vitess/lite", env={"HARBOR_AUTH": "short-secret"})
     assert short.returncode == 2 and "PROJECT/REPO[:TAG_GLOB]=COMPONENT" in short.stderr
+    registry = vtflow("block", "create", "harbor", "--name", name + "r", "--auth-header-env", "HARBOR_AUTH",
+                      "--registry", "https://harbor.lan", env={"HARBOR_AUTH": SECRET})
+    assert registry.returncode == 2 and "--registry" in registry.stderr and "Traceback" not in registry.stderr
     shorter = vtflow("block", "create", "harbor", "--name", name + "z", "--auth-header-env", "HARBOR_AUTH",
                      env={"HARBOR_AUTH": "short-secret"})
     assert shorter.returncode == 2 and "at least 16" in shorter.stderr and "short-secret" not in shorter.stderr

@@ -2,7 +2,8 @@
 
 Builds them from what the sandbox started (pure), saves each only when it differs from what the
 server holds (so a second ``up`` changes nothing), and deletes them on ``down``. The server is
-the one in ``PREFECT_API_URL`` (or the Prefect profile), else the one ``make up`` runs. It must
+the one in ``PREFECT_API_URL`` (or the Prefect profile), else the one ``make up`` runs (with its
+auth string, found by vtflow.stack.client_settings). It must
 not start processes, and never prints a block's secret fields.
 """
 
@@ -28,11 +29,14 @@ def api_url() -> str:
 
 @contextlib.contextmanager
 def prefect_api(url: str):
-    """Point Prefect's client at ``url`` for the duration (it may come from the fallback above)."""
+    """Point Prefect's client at ``url`` for the duration (it may come from the fallback above),
+    with ``make up``'s auth string when ``url`` is its server."""
     from prefect.events.worker import EventsWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: url}):
+    from vtflow.stack import client_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}), temporary_settings(updates=client_settings()):
         try:
             yield
         finally:
