@@ -13,6 +13,8 @@ waits, it is not lost. The steps are in tasks/redeploy.py; this module only orde
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import BaseModel
@@ -47,6 +49,7 @@ async def redeploy(component: rd.Component, repository: str, digest: str, tag: s
     target = await load_block(VitessTarget, target_block, "target")
     credentials = await load_block(MySQLCredentials, mysql_block, "mysql credentials")
     image = rd.image_ref(repository, digest, target.registry_mirror)
+    rd.check_pushed_at(pushed_at, time.time())
     ctx = TargetContext.of(target, kube.Kube(target.api_client()))
     vc, change = rd.read_change(ctx, component, image, pushed_at)
     verify_inputs = read_verify_inputs(verify) if verify.enabled else (None, None)  # a bad script fails here, unchanged

@@ -406,28 +406,18 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
     """Send ``batches`` in order, each committed in one transaction with the checkpoint row
     that says how many batches are done; resume after the last committed one."""
     total = len(batches)
-    try:
-        conn = opening.result()
-    except VtflowError:
-        raise
-    except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
-        raise _failure(e, source) from e
+    conn = _opened(opening, source)
     try:
         # the guarantee below needs a batch and its checkpoint row in one transaction: with
         # autocommit on, a batch the server was running when the loader died stays committed
         # without its checkpoint, and the re-run sends it again. Set here, whatever the factory did.
         mysql.transactional_mode(conn)
         done, rows, before = _read_checkpoint(conn, digest, source, total)
-        tables: dict[str, int] = {}
-        for batch in batches[:done]:
-            if batch.table is not None:
-                count = batch.rows if batch.rows is not None else sum(
-                    _tuples(sql[_INSERT.match(sql).end():]) or 0 for sql in batch.statements)  # only when resuming
-                tables[batch.table] = tables.get(batch.table, 0) + count
+        tables = _table_rows(batches[:done])
         if done:
             log(f"{source}: {done} of {total} batches already loaded" + ("" if done == total else "; going on from there"))
-        rows_before, loop_started = rows, time.monotonic()
-        last_report = loop_started
+        rows_before = rows
+        progress = _Progress(source, total, rows, log, progress_every_s)
         for index in range(done, total):
             batch = batches[index]
             if index == 0:
@@ -436,11 +426,7 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
             rows += count
             if batch.table is not None:
                 tables[batch.table] = tables.get(batch.table, 0) + count
-            now = time.monotonic()
-            if now - last_report >= progress_every_s:
-                log(f"{source}: {rows} rows, {index + 1}/{total} batches, "
-                    f"{(rows - rows_before) / max(now - loop_started, 1e-9):.0f} rows/s")
-                last_report = now
+            progress.sent(index, rows)
     finally:
         _quietly(conn.close)
     seconds = time.monotonic() - started
@@ -449,6 +435,42 @@ def _run(opening: Future, batches: list[Batch], digest: str, source: str,
         + (f"; {done} of {total} batches ({rows_before} rows) were already loaded" if done else ""))
     return LoadResult(source, rows, total, done, seconds, tables, before,
                       plain=all(b.table is not None for b in batches))
+
+
+def _opened(opening: Future, source: str):
+    """The connection the opener thread made, or its failure as vtflow's error."""
+    try:
+        return opening.result()
+    except VtflowError:
+        raise
+    except Exception as e:  # noqa: BLE001 - classified by vtflow.mysql
+        raise _failure(e, source) from e
+
+
+def _table_rows(batches: list[Batch]) -> dict[str, int]:
+    """Rows per table of batches already committed (a resumed load counts what it skips)."""
+    tables: dict[str, int] = {}
+    for batch in batches:
+        if batch.table is not None:
+            count = batch.rows if batch.rows is not None else sum(
+                _tuples(sql[_INSERT.match(sql).end():]) or 0 for sql in batch.statements)
+            tables[batch.table] = tables.get(batch.table, 0) + count
+    return tables
+
+
+class _Progress:
+    """Logs rows and rows/s every ``every_s`` seconds while batches go out."""
+
+    def __init__(self, source: str, total: int, rows: int, log: Callable[[str], None], every_s: float):
+        self.source, self.total, self.first_rows, self.log, self.every_s = source, total, rows, log, every_s
+        self.started = self.last = time.monotonic()
+
+    def sent(self, index: int, rows: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.log(f"{self.source}: {rows} rows, {index + 1}/{self.total} batches, "
+                     f"{(rows - self.first_rows) / max(now - self.started, 1e-9):.0f} rows/s")
+            self.last = now
 
 
 _UNKNOWN_COLUMN = 1054

@@ -17,6 +17,7 @@ images and whether they came up: only then may anyone say they run again.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal, Mapping
 
@@ -28,7 +29,7 @@ from tasks.cluster import not_ready
 from tasks.common import retry_transient
 from tasks.context import TargetContext
 from tasks.report import Finding
-from vtflow import names
+from vtflow import harbor, names
 from vtflow.errors import ConfigError, PermanentError, VtflowError
 
 Component = Literal["vitess", "vtadmin", "operator"]
@@ -43,6 +44,17 @@ PODS_OF = {"vitess": (names.VTCTLD, names.VTGATE, names.VTTABLET, names.VTORC), 
 _FIELDS_OF_POD = {names.VTCTLD: ("images.vtctld",), names.VTGATE: ("images.vtgate",), names.VTORC: ("images.vtorc",),
                   names.VTTABLET: ("images.vttablet", "images.mysqld.mysql80Compatible"),
                   names.VTADMIN: ("images.vtadmin",)}
+
+
+def check_pushed_at(pushed_at: float | None, now: float) -> None:
+    """A push time may not lie more than a day past ``now`` (the receiver's own bound): the newest
+    applied push time is what makes later pushes skip, so one far-future run would block every
+    redeploy of the component. Past times are harmless (such a push is skipped or applied)."""
+    if pushed_at is None:
+        return
+    if not (math.isfinite(pushed_at) and 0 <= pushed_at <= now + harbor.MAX_PUSH_AHEAD):
+        raise ConfigError(f"pushed_at {pushed_at!r}", "is not a push time: negative, not a number, or more than a day "
+                          "past this machine's clock.", "give the push's time in seconds since 1970 (UTC), or none.")
 
 
 def image_ref(repository: str, digest: str, mirror: str | None) -> str:
@@ -249,7 +261,10 @@ def _write(target: TargetContext, component: str, images: dict[str, str], pushed
     k, namespace = target.k, target.namespace
     if component == "operator":
         dep = k.get(*DEPLOYMENT, names.OPERATOR_DEPLOYMENT, namespace)
-        k.patch(*DEPLOYMENT, names.OPERATOR_DEPLOYMENT, namespace, operator_patch(dep, images["image"], pushed_at))
+        # strategic: a merge patch would replace the containers list with this one entry, and the
+        # operator would lose its command, env (WATCH_NAMESPACE) and resources
+        k.patch(*DEPLOYMENT, names.OPERATOR_DEPLOYMENT, namespace, operator_patch(dep, images["image"], pushed_at),
+                strategic=True)
     else:
         k.patch(*VC, target.cluster, namespace, cluster_patch(component, images, pushed_at))
 

@@ -395,13 +395,17 @@ class Kube:
         return Applied(subject, action, after)
 
     def patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: dict,
-              manager: str = FIELD_MANAGER + "-redeploy") -> dict:
+              manager: str = FIELD_MANAGER + "-redeploy", strategic: bool = False) -> dict:
         """A JSON merge patch as field manager ``manager`` (a change of a few fields, e.g. images,
-        without taking over the whole object as a server-side apply would)."""
+        without taking over the whole object as a server-side apply would). A merge patch
+        replaces every list it names whole (RFC 7386): to change one container of a built-in
+        kind, pass ``strategic`` (a strategic merge patch merges ``containers`` by name; custom
+        resources refuse it with 415)."""
         res = self.resource(api_version, kind)
         subject = ref({"kind": kind, "metadata": {"name": name, "namespace": namespace}})
+        content_type = "application/strategic-merge-patch+json" if strategic else "application/merge-patch+json"
         return self._retry(lambda: res.patch(name=name, namespace=namespace, body=patch, field_manager=manager,
-                                             content_type="application/merge-patch+json",
+                                             content_type=content_type,
                                              dry_run="All" if self.dry_run else None).to_dict(),
                            subject, "patch", res.name, res.group, namespace)
 

@@ -87,6 +87,16 @@ def test_image_references_outside_the_mirror_or_malformed_are_refused(cluster, r
     assert vc(cluster)["metadata"]["resourceVersion"] == before
 
 
+@pytest.mark.parametrize("pushed_at", [time.time() + 3 * 86400, -1.0])
+def test_a_push_time_far_in_the_future_or_not_a_time_is_refused_before_anything_changes(cluster, pushed_at):
+    # one far-future time would make every later push of the component "older" and skip it
+    before = vc(cluster)["metadata"]["resourceVersion"]
+    state, _ = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("future"),
+                   pushed_at=pushed_at)
+    assert state.is_failed() and "is not a push time" in state.message
+    assert vc(cluster)["metadata"]["resourceVersion"] == before
+
+
 def test_a_failed_verification_rolls_back_and_reports_both_states(cluster, tmp_path):
     current = cluster_images(vc(cluster), "vitess")
     expected = tmp_path / "expected.tsv"
@@ -172,8 +182,14 @@ def test_vtadmin_and_operator_components(cluster):
                         backup_first=False)
     assert state.is_completed(), state.message
     assert vc(cluster)["spec"]["images"]["vtadmin"] == f"{MIRROR}/vtadmin@{digest('adm')}"
+    before = cluster.k.get("apps/v1", "Deployment", "vitess-operator", NS)["spec"]["template"]["spec"]["containers"]
     state, result = run(cluster, component="operator", repository=f"{MIRROR}/vitess-operator", digest=digest("op"),
                         backup_first=False)
     assert state.is_completed(), state.message
     dep = cluster.k.get("apps/v1", "Deployment", "vitess-operator", NS)
-    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"{MIRROR}/vitess-operator@{digest('op')}"
+    after = dep["spec"]["template"]["spec"]["containers"]
+    assert after[0]["image"] == f"{MIRROR}/vitess-operator@{digest('op')}"
+    # only the image changed: a merge patch of the containers list would have dropped the
+    # operator's command, env (WATCH_NAMESPACE) and resources
+    assert before[0]["env"] and before[0]["command"]
+    assert [{**c, "image": None} for c in after] == [{**c, "image": None} for c in before]

@@ -111,3 +111,14 @@ def test_only_a_confirmed_rollback_says_the_previous_images_run_again():
     assert unwritten.summary == "not rolled back: the previous images could not be written back (VitessCluster a/b: forbidden)"
     for r in (timed_out, unwritten, Rollback(written=True, reason="images.vtorc had no image before")):
         assert "running again" not in r.summary and "running again" not in r.finding.line
+
+
+def test_a_push_time_must_be_a_time_at_most_a_day_ahead():
+    from tasks.redeploy import check_pushed_at
+
+    now = 1_800_000_000.0
+    for fine in (None, 0.0, 1000.0, now, now + 86_000):
+        check_pushed_at(fine, now)
+    for bad in (now + 90_000, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="is not a push time"):
+            check_pushed_at(bad, now)
