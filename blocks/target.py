@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from vtflow import kube
 from vtflow.address import parse_address
-from vtflow.errors import ConfigError
+from vtflow.errors import ConfigError, invalid_field
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOST = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
@@ -45,15 +45,15 @@ class VitessTarget(Block):
         default=None, description="Image registry prefix that mirrors upstream images, e.g. harbor.example.lan/vitess (your Harbor).",
     )
 
-    # Each validator's message ends with " Fix: ...": the CLI shows it as the fix (one line per field).
+    # Each validator raises invalid_field(problem, fix): the CLI shows both (one line per field).
 
     @field_validator("namespace", "cluster_name")
     @classmethod
     def _dns(cls, v: str) -> str:
         if not _DNS1123.match(v):
-            raise ValueError(f"{v!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending "
-                             f"with a letter or digit, at most 63 characters; this one has {len(v)}). "
-                             "Fix: use a name such as example or vitess-prod.")
+            raise invalid_field(f"{v!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting and "
+                                f"ending with a letter or digit, at most 63 characters; this one has {len(v)}).",
+                                "use a name such as example or vitess-prod.")
         return v
 
     @field_validator("vtgate_address")
@@ -64,7 +64,7 @@ class VitessTarget(Block):
         try:
             parse_address(v, "vtgate_address")
         except ConfigError as e:
-            raise ValueError(f"{e.problem} Fix: {e.fix}") from None
+            raise invalid_field(e.problem, e.fix or "") from None
         return v
 
     @field_validator("node_address")
@@ -73,8 +73,8 @@ class VitessTarget(Block):
         if not v:
             return None
         if not _HOST.match(v):
-            raise ValueError(f"{v!r} is not a host name or IPv4 address (no scheme, no port: vtflow adds the "
-                             "NodePorts itself). Fix: give a node's address, e.g. 10.0.0.11.")
+            raise invalid_field(f"{v!r} is not a host name or IPv4 address (no scheme, no port: vtflow adds the "
+                                "NodePorts itself).", "give a node's address, e.g. 10.0.0.11.")
         return v
 
     @field_validator("registry_mirror")
@@ -85,7 +85,7 @@ class VitessTarget(Block):
         v = v.rstrip("/")  # harbor.lan/vitess/ means harbor.lan/vitess
         if not _MIRROR.match(v):
             why = "it has a scheme: image references have none" if "://" in v else "it is not REGISTRY[:PORT][/PROJECT] with the project in lower case"
-            raise ValueError(f"{v!r} is not an image registry prefix ({why}). Fix: write it as harbor.example.lan/vitess.")
+            raise invalid_field(f"{v!r} is not an image registry prefix ({why}).", "write it as harbor.example.lan/vitess.")
         return v
 
     def api_client(self):

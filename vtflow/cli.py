@@ -27,7 +27,7 @@ class InvalidFields(ConfigError):
 
     pydantic's own text spans several lines per field and quotes the input, which may be a
     secret (a kubeconfig, a key): only the field's name, pydantic's complaint and a fix are kept.
-    A validator may end its message with `` Fix: ...``; otherwise the field's description is the fix.
+    A validator gives its fix with ``vtflow.errors.invalid_field``; otherwise the field's description is the fix.
     """
 
     def __init__(self, error, subject: str, options: dict[str, str] | None = None, model=None):
@@ -37,8 +37,8 @@ class InvalidFields(ConfigError):
             loc = [str(part) for part in err["loc"]]
             label = (options or {}).get(loc[0]) if loc else None
             label = " ".join([label, *loc[1:]]) if label else ".".join(loc)
-            msg = err["msg"].removeprefix("Value error, ")
-            problem, _, fix = msg.partition(" Fix: ")
+            problem = err["msg"].removeprefix("Value error, ")
+            fix = (err.get("ctx") or {}).get("fix", "") if err.get("type") == "vtflow_invalid" else ""
             if not fix:
                 described = fields.get(loc[0]).description if loc and loc[0] in fields else None
                 fix = f"give {label} as: {described}" if described else f"correct {label or 'it'}."

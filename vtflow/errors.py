@@ -67,3 +67,11 @@ class CommandError(PermanentError):
 def is_transient(exc: BaseException) -> bool:
     """True when a retry may succeed: used as the tasks' retry condition."""
     return isinstance(exc, TransientError)
+
+
+def invalid_field(problem: str, fix: str):
+    """What a pydantic field validator raises: the problem as pydantic's message and the fix kept
+    apart in its context, so that the CLI shows both without parsing one out of the other."""
+    from pydantic_core import PydanticCustomError
+
+    return PydanticCustomError("vtflow_invalid", "{problem}", {"problem": problem, "fix": fix})
