@@ -4,8 +4,7 @@ Runs after defaulting and schema validation, before the store write (also for dr
 namespaces must exist and not be terminating; Services get a cluster IP and node ports
 (a requested node port already taken is 422 ``provided port is already allocated``); a
 PersistentVolumeClaim without a class gets the default StorageClass (the DefaultStorageClass
-plugin); Deployment/ReplicaSet/StatefulSet selectors must match their template labels; Job
-templates need restartPolicy Never/OnFailure; a CRD's name must be <plural>.<group>.
+plugin); Job templates need restartPolicy Never/OnFailure; a CRD's name must be <plural>.<group>.
 It reads the store but never writes it.
 """
 
@@ -14,8 +13,14 @@ from __future__ import annotations
 import ipaddress
 
 from .resources import ResourceType
-from .selectors import match_label_selector_obj
-from .status import ApiError, invalid, invalid_value, not_found, required_value, unsupported_value
+from .status import (
+    ApiError,
+    invalid,
+    invalid_value,
+    not_found,
+    required_value,
+    unsupported_value,
+)
 from .store import Store
 
 SERVICE_CIDR = ipaddress.ip_network("10.43.0.0/16")   # K3s defaults
@@ -43,7 +48,10 @@ def admit(store: Store, rt: ResourceType, obj: dict, old: dict | None) -> None:
             raise ApiError(403, "Forbidden",
                            f'{rt.plural} "{meta.get("name") or meta.get("generateName", "")}" is forbidden: '
                            f"unable to create new content in namespace {ns} because it is being terminated",
-                           {"name": meta.get("name", ""), "group": rt.group, "kind": rt.plural})
+                           {"name": meta.get("name", ""), "group": rt.group, "kind": rt.plural,
+                            # plugin/pkg/admission/namespace/lifecycle/admission.go adds this cause
+                            "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                                        "message": f"namespace {ns} is being terminated"}]})
     key = (rt.group, rt.plural)
     if key == ("", "services"):
         _admit_service(store, rt, obj, old)
@@ -53,20 +61,6 @@ def admit(store: Store, rt: ResourceType, obj: dict, old: dict | None) -> None:
             default = default_storage_class(store)
             if default:
                 spec["storageClassName"] = default
-    elif key in (("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"), ("apps", "daemonsets")):
-        spec = obj.get("spec") or {}
-        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        selector = spec.get("selector") or {}
-        if not selector.get("matchLabels") and not selector.get("matchExpressions"):
-            raise invalid(rt.kind, rt.group, meta.get("name", ""),
-                          [invalid_value("spec.selector", "null", "empty selector is invalid for deployment")])
-        if not match_label_selector_obj(selector, labels):
-            raise invalid(rt.kind, rt.group, meta.get("name", ""),
-                          [invalid_value("spec.template.metadata.labels", labels,
-                                         "`selector` does not match template `labels`")])
-        if old is not None and key != ("apps", "deployments") and selector != (old.get("spec") or {}).get("selector"):
-            raise invalid(rt.kind, rt.group, meta.get("name", ""),
-                          [invalid_value("spec.selector", selector, "field is immutable")])
     elif key == ("batch", "jobs"):
         policy = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("restartPolicy")
         if policy not in ("Never", "OnFailure"):

@@ -23,10 +23,16 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .api import Call
+from . import table
+from .api import Call, validate_list_options
 from .auth import Attributes, authorize
+from .execs import ExecStartError
+from .logs import LogOptions, format_entry, log_options
+from . import openapi_pb
+from .openapi import accepts_json, v2_media
 from .resources import ResourceType
-from .status import ApiError, bad_request, status_body
+from .semantics import GoValue
+from .status import ApiError, bad_request, invalid, method_not_allowed, status_body, unsupported_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import KubeDouble
@@ -105,6 +111,19 @@ def _verb(method: str, t: Target, query) -> str:
             "DELETE": "delete" if t.name else "deletecollection"}.get(method, method.lower())
 
 
+def _flag(value: str | None) -> bool:
+    return value in ("true", "1", "True")
+
+
+def _bool_param(query, name: str) -> bool:
+    value = query.get(name)
+    if value in ("true", "1", "True", "TRUE", "t", "T"):
+        return True
+    if value in ("false", "0", "False", "FALSE", "f", "F"):
+        return False
+    raise bad_request(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
 class DoubleApp:
     def __init__(self, double: "KubeDouble"):
         self.d = double
@@ -114,19 +133,32 @@ class DoubleApp:
         ])
 
     # -- plain HTTP -------------------------------------------------------------------------
+    def _authorize_path(self, user, method: str, path: str) -> None:
+        """A non-resource request (health, version, discovery, OpenAPI) by the stored RBAC policy."""
+        authorize(self.d.store, user, Attributes(method.lower(), "", "", path=path))
+
     async def http(self, request: Request) -> Response:
         faults = self.d.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         path = request.url.path
-        if path in ("/healthz", "/readyz", "/livez"):
-            return PlainTextResponse("ok")
         try:
             user = self.d.users.authenticate(request.headers.get("authorization"))
-            t = parse_path(self.d, path)
+            if path in ("/healthz", "/readyz", "/livez"):
+                self._authorize_path(user, request.method, path)
+                return PlainTextResponse("ok")
+            if path == "/openapi" or path.startswith("/openapi/"):
+                self._authorize_path(user, request.method, path)
+                return self.openapi(path, request)
+            try:
+                t = parse_path(self.d, path)
+            except ApiError:
+                self._authorize_path(user, request.method, path)  # a path nobody may read is 403 before it is 404
+                raise
             query = request.query_params
             verb = _verb(request.method, t, query)
             if t.discovery:
+                self._authorize_path(user, request.method, path)
                 faults.maybe_fail(discovery=True)
                 if request.method != "GET":
                     raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -138,6 +170,9 @@ class DoubleApp:
                 raise _NOT_FOUND
             authorize(self.d.store, user, Attributes(verb if t.subresource != "exec" else "create", t.group, t.rt.plural,
                                                      t.subresource, t.namespace, t.name))
+            # a verb the resource does not serve (GET of a review, DELETE of all namespaces) has no route
+            if verb not in (t.rt.subresources.get(t.subresource, ()) if t.subresource else t.rt.verbs):
+                raise method_not_allowed()
             if t.subresource == "log":
                 return self.pod_log(t, query)
             if t.subresource == "exec":
@@ -146,14 +181,27 @@ class DoubleApp:
             call = Call(verb, t.rt, t.namespace, t.name, t.subresource, dict(query), user,
                         request.headers.get("user-agent", ""), body, request.headers.get("content-type", ""))
             if "dryRun" in query and query.get("dryRun") != "All":
-                raise bad_request(f'dryRun: Unsupported value: "{query.get("dryRun")}": supported values: "All"')
+                # ValidateDryRun on the verb's options kind (apimachinery meta/v1 validation): 422
+                options = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}.get(
+                    verb, "DeleteOptions")
+                raise invalid(options, "meta.k8s.io", "",
+                              [unsupported_value("dryRun", GoValue('[]string{"%s"}' % query.get("dryRun")), ["All"])])
             api = self.d.api
+            if verb in ("get", "list", "watch"):
+                as_table = table.negotiate(request.headers.get("accept"))
             if verb == "get":
-                return _json(api.get(call))
+                obj = api.get(call)
+                if as_table and t.subresource != "scale":
+                    return _json(table.to_table([obj], {}, t.rt.gr, query, as_table, api.printer(t.rt)))
+                return _json(obj)
             if verb == "list":
-                return _json(api.list(call))
+                listed = api.list(call)
+                if as_table:
+                    return _json(table.to_table(listed["items"], listed["metadata"], t.rt.gr, query, as_table,
+                                                api.printer(t.rt)))
+                return _json(listed)
             if verb == "watch":
-                return await self.watch(call)
+                return await self.watch(call, as_table)
             if verb == "create":
                 if t.name:
                     raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -168,7 +216,10 @@ class DoubleApp:
                 code, obj = api.delete_collection(call)
             else:
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            return _json(obj, code)
+            response = _json(obj, code)
+            for text in call.warnings:  # one Warning header each, as k8s.io/apiserver/pkg/warning writes them
+                response.headers.append("Warning", f"299 - {json.dumps(text)}")
+            return response
         except ApiError as e:
             return _error(e)
 
@@ -190,6 +241,38 @@ class DoubleApp:
         gv = f"{t.group}/{t.version}" if t.group else t.version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 
+    def openapi(self, path: str, request: Request) -> Response:
+        """/openapi/v2 and /openapi/v3[/<group-version>] as kube-openapi's handlers serve them."""
+        if request.method != "GET":
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        docs = self.d.openapi
+        media = "json"
+        if path == "/openapi/v2":
+            media = v2_media(request.headers.get("accept"))
+            if media is None:
+                return Response(b"", 406)
+            found = docs.v2_protobuf() if media == "protobuf" else docs.v2_document()
+        elif path == "/openapi/v3":
+            found = docs.v3_index()
+        elif path.startswith("/openapi/v3/"):
+            gv = path[len("/openapi/v3/"):]
+            found = docs.v3_document(gv)
+            if found and not accepts_json(request.headers.get("accept")):
+                return Response(b"", 406, {"Vary": "Accept"})
+            if found and request.query_params.get("hash") not in (None, found[1]):
+                return Response(b"", 301, {"Location": f"/openapi/v3/{gv}?hash={found[1]}"})
+        else:
+            found = None
+        if found is None:
+            raise _NOT_FOUND
+        body, etag = found
+        headers = {"Etag": f'"{etag}"', "Vary": "Accept"}
+        if path.startswith("/openapi/v3/") and request.query_params.get("hash"):
+            headers["Cache-Control"] = "public, immutable"
+        if request.headers.get("if-none-match") == headers["Etag"]:
+            return Response(b"", 304, headers)
+        return Response(body, 200, headers, media_type=openapi_pb.RETURNED_TYPE if media == "protobuf" else "application/json")
+
     @staticmethod
     def _group(group: str, versions: list[str]) -> dict:
         entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
@@ -197,69 +280,151 @@ class DoubleApp:
 
     # -- logs -------------------------------------------------------------------------------
     def pod_log(self, t: Target, query) -> Response:
+        """``pods/{name}/log`` as the apiserver (pkg/registry/core/pod/strategy.go LogLocation) and the
+        kubelet (pkg/kubelet/kubelet_pods.go validateContainerLogStatus) answer it."""
+        opts = log_options(query, t.name)
         pod = self.d.store.get(("", "pods"), t.namespace, t.name)
         if pod is None:
             raise ApiError(404, "NotFound", f'pods "{t.name}" not found', {"name": t.name, "kind": "pods"})
-        container = self._container(pod, query.get("container"))
-        statuses = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses") or []}
-        if container not in statuses or "waiting" in (statuses[container].get("state") or {}) and \
-                statuses[container].get("restartCount", 0) == 0:
-            raise bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: ContainerCreating')
-        tail = query.get("tailLines")
-        text = self.d.logs.read(t.namespace, t.name, container, int(tail) if tail is not None else None)
-        return PlainTextResponse(text)
+        container = self._container(pod, opts.container)
+        previous = opts.previous
+        cs = next((c for c in ((pod.get("status") or {}).get("containerStatuses") or [])
+                   + ((pod.get("status") or {}).get("initContainerStatuses") or []) if c["name"] == container), None)
+        if cs is None:
+            if not (pod.get("spec") or {}).get("nodeName"):
+                raise bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: ContainerCreating')
+            raise bad_request(f'container "{container}" in pod "{t.name}" is not available')
+        state, last = cs.get("state") or {}, (cs.get("lastState") or {}).get("terminated")
+        if previous:
+            if not last or not last.get("containerID"):
+                raise bad_request(f'previous terminated container "{container}" in pod "{t.name}" not found')
+        elif "running" not in state and "terminated" not in state and not (last and last.get("containerID")):
+            raise bad_request(f'container "{container}" in pod "{t.name}" is waiting to start: '
+                              f'{(state.get("waiting") or {}).get("reason", "ContainerCreating")}')
+        # the instance read: previous, the running/terminated one, or else the last terminated one
+        from_previous = previous or ("running" not in state and "terminated" not in state)
+        text, seen = self.d.logs.read(t.namespace, t.name, container, opts.tail, previous=from_previous,
+                                      since=opts.since, timestamps=opts.timestamps)
+        text = text.encode()
+        # limitBytes: the kubelet's LimitWriter cuts the stream at exactly that many bytes, mid-line
+        if opts.limit_bytes is not None and len(text) >= opts.limit_bytes:
+            return Response(text[:opts.limit_bytes], media_type="text/plain")
+        if not opts.follow or from_previous:
+            return Response(text, media_type="text/plain")
+        return StreamingResponse(self._follow(t, container, pod["metadata"]["uid"], cs.get("containerID"), text, seen,
+                                              opts), media_type="text/plain")
+
+    async def _follow(self, t: Target, container: str, uid: str, cid: str | None, first: bytes, seen: int,
+                      opts: LogOptions):
+        """``follow=true``: what is there, then the lines after sequence ``seen`` until this instance
+        of the container stops (or ``limitBytes`` are sent)."""
+        yield first
+        left = None if opts.limit_bytes is None else opts.limit_bytes - len(first)
+        while True:
+            await asyncio.sleep(0.05)
+            for e in self.d.logs.entries(t.namespace, t.name, container, after=seen):
+                seen = e[0]
+                line = format_entry(e, opts.timestamps).encode()
+                if left is not None:
+                    line, left = line[:left], left - len(line)
+                yield line
+                if left is not None and left <= 0:
+                    return
+            pod = self.d.store.get(("", "pods"), t.namespace, t.name)
+            cs = next((c for c in ((pod or {}).get("status") or {}).get("containerStatuses") or []
+                       if c["name"] == container), None)
+            if pod is None or pod["metadata"]["uid"] != uid or cs is None or cs.get("containerID") != cid \
+                    or "running" not in (cs.get("state") or {}):
+                return
 
     @staticmethod
     def _container(pod: dict, wanted: str | None) -> str:
-        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        # the server never reads kubectl's default-container annotation: kubectl does, client side
+        spec = pod.get("spec") or {}
+        names = [c["name"] for c in spec.get("containers") or []]
+        init = [c["name"] for c in spec.get("initContainers") or []]
+        ephemeral = [c["name"] for c in spec.get("ephemeralContainers") or []]
         name = pod["metadata"]["name"]
         if not wanted:
             if len(names) == 1:
                 return names[0]
-            default = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
-            if default in names:
-                return default
-            raise bad_request(f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]")
-        init = [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or []]
-        if wanted not in names and wanted not in init:
+            if not names:
+                raise bad_request(f"a container name must be specified for pod {name}")
+            msg = f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
+            if init:
+                msg += f" or one of the init containers: [{' '.join(init)}]"
+            if ephemeral:
+                msg += f" or one of the ephemeral containers: [{' '.join(ephemeral)}]"
+            raise bad_request(msg)
+        if wanted not in names + init + ephemeral:
             raise bad_request(f"container {wanted} is not valid for pod {name}")
         return wanted
 
     # -- watch ------------------------------------------------------------------------------
-    async def watch(self, call: Call) -> Response:
+    async def watch(self, call: Call, as_table: str | None = None) -> Response:
+        """A watch as a real server's watch cache serves it (apiserver pkg/storage/cacher).
+
+        Where it starts: ``resourceVersion`` unset or "0" lists the current objects as ADDED
+        events first; N resumes after N (410 Expired when N left the history). The watch-list
+        protocol (``sendInitialEvents=true``, which validation ties to
+        ``resourceVersionMatch=NotOlderThan``) lists the current objects and then, when bookmarks
+        are allowed, one BOOKMARK annotated ``k8s.io/initial-events-end``; ``sendInitialEvents=false``
+        sends no initial objects. Only the watched resource's changes are replayed and streamed.
+        """
         store, rt = self.d.store, call.rt
+        query = call.query
+        send_initial = None if query.get("sendInitialEvents") is None else _bool_param(query, "sendInitialEvents")
+        validate_list_options(query, watch=True)
         predicate = self.d.api.predicate(call)
         ns = call.namespace if rt.namespaced else ""
-        query = call.query
         timeout = float(query.get("timeoutSeconds") or self.d.config.watch_default_timeout)
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1", "True")
+        bookmarks = _flag(query.get("allowWatchBookmarks"))
         drop = self.d.faults.watch_drop_after_s
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+        # changes handed to the loop vs taken from the queue: a bookmark may only claim the
+        # store's version when every change up to it has been sent (fed under the store lock)
+        counts = {"fed": 0, "taken": 0}
 
         def feed(change) -> None:
-            if change.gr == rt.gr:
-                loop.call_soon_threadsafe(queue.put_nowait, change)
+            counts["fed"] += 1
+            loop.call_soon_threadsafe(queue.put_nowait, change)
 
-        rv = query.get("resourceVersion")
+        rv = query.get("resourceVersion") or ""
+        since: int | None = None
+        if rv:
+            try:
+                since = int(rv)
+            except ValueError as e:
+                raise bad_request(f'invalid resource version "{rv}"') from e
         initial: list[dict] = []
         try:
             with store.lock:
-                if not rv or rv == "0":
+                current = store.resource_version
+                if since is not None and since > current:
+                    # the real cacher waits ~3 s for the version, then fails the watch with this
+                    raise ApiError(504, "Timeout", f"Too large resource version: {since}, current: {current}",
+                                   {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                "message": "Too large resource version"}], "retryAfterSeconds": 1})
+                if send_initial or (send_initial is None and since in (None, 0)):
                     items, _ = store.list(rt.gr, ns or None, predicate)
                     initial = [{"type": "ADDED", "object": o} for o in items]
-                    token, backlog = store.subscribe(feed)
+                    token, backlog = store.subscribe(feed, gr=rt.gr)
+                elif since in (None, 0):
+                    token, backlog = store.subscribe(feed, gr=rt.gr)
                 else:
-                    try:
-                        since = int(rv)
-                    except ValueError as e:
-                        raise bad_request(f'invalid resource version "{rv}"') from e
-                    token, backlog = store.subscribe(feed, since=since)
+                    token, backlog = store.subscribe(feed, since=since, gr=rt.gr)
         except ApiError as e:
-            if e.code != 410:
+            if e.code not in (410, 504):
                 raise
-            body = json.dumps({"type": "ERROR", "object": status_body(410, "Expired", e.message)}) + "\n"
+            reason = "Expired" if e.code == 410 else e.reason
+            body = json.dumps({"type": "ERROR", "object": status_body(e.code, reason, e.message, e.details or None)}) + "\n"
             return Response(body, 200, media_type="application/json")
+        if send_initial and bookmarks:
+            initial.append({"type": "BOOKMARK", "object": {
+                "kind": rt.kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(current),
+                             "annotations": {"k8s.io/initial-events-end": "true"}}}})
 
         def translate(change) -> dict | None:
             if ns and change.obj["metadata"].get("namespace") != ns:
@@ -279,6 +444,18 @@ class DoubleApp:
             return None
 
         interval = self.d.config.bookmark_interval
+        printer = self.d.api.printer(rt) if as_table else None
+        headers_sent = [False]
+
+        def encode(ev: dict) -> bytes:
+            if as_table and ev["type"] != "BOOKMARK":
+                # each event carries a one-row Table; the columns come with the first one only
+                tbl = table.to_table([ev["object"]], {}, rt.gr, query, as_table, printer)
+                if headers_sent[0]:
+                    tbl["columnDefinitions"] = []
+                headers_sent[0] = True
+                ev = {"type": ev["type"], "object": tbl}
+            return (json.dumps(ev, separators=(",", ":")) + "\n").encode()
 
         async def stream():
             deadline = time.monotonic() + timeout
@@ -286,11 +463,11 @@ class DoubleApp:
             next_bookmark = time.monotonic() + interval
             try:
                 for ev in initial:
-                    yield (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+                    yield encode(ev)
                 for change in backlog:
                     ev = translate(change)
                     if ev:
-                        yield (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+                        yield encode(ev)
                 while True:
                     now = time.monotonic()
                     if drop_at is not None and now >= drop_at:
@@ -305,16 +482,22 @@ class DoubleApp:
                         wait = min(wait, max(0.0, next_bookmark - now))
                     try:
                         change = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.001))
+                        counts["taken"] += 1
                     except asyncio.TimeoutError:
                         if bookmarks and time.monotonic() >= next_bookmark:
+                            with store.lock:
+                                caught_up = counts["fed"] == counts["taken"]
+                                at = store.resource_version
+                            if not caught_up:
+                                continue
                             next_bookmark = time.monotonic() + interval
-                            yield (json.dumps({"type": "BOOKMARK", "object": {
+                            yield encode({"type": "BOOKMARK", "object": {
                                 "kind": rt.kind, "apiVersion": rt.api_version,
-                                "metadata": {"resourceVersion": str(store.resource_version)}}}) + "\n").encode()
+                                "metadata": {"resourceVersion": str(at)}}})
                         continue
                     ev = translate(change)
                     if ev:
-                        yield (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+                        yield encode(ev)
             finally:
                 store.unsubscribe(token)
 
@@ -355,23 +538,30 @@ class DoubleApp:
         await ws.accept(subprotocol=proto)
         try:
             stdin = await self._read_stdin(ws, proto) if params.get("stdin") in ("true", "1", "True") else None
-            code, out, err = await asyncio.to_thread(self.d.execs.run, pod, container, argv, stdin)
+            # the kubelet's ServeExec (pkg/cri/streaming/remotecommand/exec.go) with containerd's errors
+            try:
+                code, out, err = await asyncio.to_thread(self.d.execs.run, pod, container, argv, stdin)
+            except ExecStartError as e:
+                code, out, err = None, b"", b""
+                cause = f"error executing command in container: {e}"
+                st = {"metadata": {}, "status": "Failure", "message": f"Internal error occurred: {cause}",
+                      "reason": "InternalError", "details": {"causes": [{"message": cause}]}, "code": 500}
             if out and params.get("stdout", "true") in ("true", "1", "True"):
                 await ws.send_bytes(b"\x01" + out)
             if err and params.get("stderr", "true") in ("true", "1", "True"):
                 await ws.send_bytes(b"\x02" + err)
+            if code == 0:
+                st = {"metadata": {}, "status": "Success"}
+            elif code is not None:
+                st = {"metadata": {}, "status": "Failure",
+                      "message": f"command terminated with non-zero exit code: error executing command "
+                                 f"[{' '.join(argv)}], exit code {code}",
+                      "reason": "NonZeroExitCode",
+                      "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
             if proto in ("v5.channel.k8s.io", "v4.channel.k8s.io"):
-                if code == 0:
-                    st = {"metadata": {}, "status": "Success"}
-                else:
-                    st = {"metadata": {}, "status": "Failure",
-                          "message": f"command terminated with non-zero exit code: error executing command "
-                                     f"[{' '.join(argv)}], exit code {code}",
-                          "reason": "NonZeroExitCode",
-                          "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
                 await ws.send_bytes(b"\x03" + json.dumps(st).encode())
-            elif code != 0:
-                await ws.send_bytes(b"\x03" + f"command terminated with non-zero exit code: exit code {code}".encode())
+            elif code != 0:   # v1-v3 (v1WriteStatus): the message as plain text, nothing on success
+                await ws.send_bytes(b"\x03" + st["message"].encode())
             await ws.close()
         except WebSocketDisconnect:
             return

@@ -64,6 +64,7 @@ class ResourceType:
 
 _STATUS = {"status": ("get", "patch", "update")}
 _SCALE = {"scale": ("get", "patch", "update")}
+_CREATE = ("create",)
 
 
 def _rt(group, version, plural, kind, namespaced, short=(), sub=None, verbs=ALL_VERBS, categories=()):
@@ -107,6 +108,12 @@ def builtin_types() -> list[ResourceType]:
         _rt("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
         _rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), _STATUS),
         _rt("coordination.k8s.io", "v1", "leases", "Lease", True),
+        # create-only and never stored (reviews.py); tokenreviews is not served (no token API here)
+        _rt("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, verbs=_CREATE),
+        _rt("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, verbs=_CREATE),
+        _rt("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, verbs=_CREATE),
+        _rt("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", True, verbs=_CREATE),
+        _rt("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=_CREATE),
     ]
 
 

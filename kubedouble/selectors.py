@@ -143,3 +143,15 @@ def parse_field_selector(text: str | None, resource: str, kind: str) -> Predicat
         else:
             checks.append(lambda o, g=getter, v=value: g(o) == v)
     return lambda obj: all(c(obj) for c in checks)
+
+
+def selector_string(selector: dict | None) -> str:
+    """A LabelSelector as ``metav1.LabelSelectorAsSelector(...).String()`` prints it (the ``status.selector``
+    of a Scale): requirements sorted by key, ``k=v``, ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``."""
+    reqs: list[tuple[str, str]] = [(k, f"{k}={v}") for k, v in ((selector or {}).get("matchLabels") or {}).items()]
+    for e in (selector or {}).get("matchExpressions") or []:
+        key, op, values = e.get("key", ""), e.get("operator"), ",".join(sorted(e.get("values") or []))
+        text = {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                "DoesNotExist": f"!{key}"}.get(op, key)
+        reqs.append((key, text))
+    return ",".join(text for _, text in sorted(reqs, key=lambda r: r[0]))

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import base64
+
 import uvicorn
 import yaml
 
 from .admission import default_storage_class
 from .api import Api
 from .asgi import DoubleApp
-from .auth import User, Users
+from .auth import User, Users, bootstrap_policy
 from .controllers import Controller, ControllerManager
 from .controllers.crd import CRDController
 from .controllers.gc import GarbageCollector
@@ -42,9 +44,11 @@ from .events import EventRecorder
 from .execs import ExecHandler, ExecMatch, ExecRegistry
 from .faults import Faults
 from .logs import PodLogs
+from .openapi import OpenAPI
 from .resources import Registry
 from .selectors import parse_label_selector
 from .store import Change, Store
+from .tls import ServingCerts, issue
 
 ADMIN_TOKEN = "kubedouble-admin-token"
 
@@ -61,6 +65,7 @@ class DoubleConfig:
     control_plane: bool = True            # K3s servers carry the control-plane role
     local_path_storage: bool = True       # K3s's default StorageClass "local-path"
     pod_start_delay: float = 0.05         # bound pod -> Running
+    pod_stop_delay: float = 0.05          # deleted pod -> containers stopped (capped by its grace period)
     job_duration: float = 0.2             # Running Job pod -> Succeeded
     crash_interval: float = 1.0           # CrashLoopBackOff restart period
     history: int = 10000                  # watch resume window, in writes
@@ -100,6 +105,9 @@ class KubeDouble:
         self.store = Store(history=self.config.history)
         self.registry = Registry()
         self.api = Api(self.store, self.registry, self.config.server_version)
+        self.openapi = OpenAPI(self.registry, self.config.server_version, self.config.git_version)
+        for gr, obj in bootstrap_policy():  # the default RBAC policy a new cluster starts with
+            self.store.create(gr, obj)
         self.users = Users()
         self.users.add(User("admin", ("system:masters", "system:authenticated"), ADMIN_TOKEN))
         for token, (name, groups) in self.config.users.items():
@@ -121,6 +129,7 @@ class KubeDouble:
         self.store.subscribe(self._crd_listener)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._certs: ServingCerts | None = None
         self.base_url = ""
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -133,9 +142,11 @@ class KubeDouble:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         port = sock.getsockname()[1]
+        self._certs = issue(host)
         self.controllers.start()
         cfg = uvicorn.Config(DoubleApp(self).app, log_level="critical", access_log=False,
-                             ws="websockets-sansio", lifespan="off", timeout_graceful_shutdown=1)
+                             ws="websockets-sansio", lifespan="off", timeout_graceful_shutdown=1,
+                             ssl_certfile=self._certs.certfile, ssl_keyfile=self._certs.keyfile)
         self._server = uvicorn.Server(cfg)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="kubedouble-http", daemon=True)
@@ -145,7 +156,7 @@ class KubeDouble:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError(f"kubedouble: the HTTP server did not start on {host}:{port}")
             time.sleep(0.01)
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = f"https://{host}:{port}"
         self.wait_ready()
         return self.base_url
 
@@ -166,6 +177,8 @@ class KubeDouble:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.controllers.stop()
+        if self._certs is not None:
+            self._certs.remove()
         for listeners in (self.vtgate, self.vtadmin):
             if listeners is not None:
                 listeners.close()
@@ -194,7 +207,9 @@ class KubeDouble:
         if not self.base_url:
             raise RuntimeError("kubedouble: start() before writing a kubeconfig")
         doc = {"apiVersion": "v1", "kind": "Config", "current-context": "kubedouble",
-               "clusters": [{"name": "kubedouble", "cluster": {"server": self.base_url}}],
+               "clusters": [{"name": "kubedouble", "cluster": {
+                   "server": self.base_url,
+                   "certificate-authority-data": base64.b64encode(self.ca_pem).decode()}}],
                "users": [{"name": user, "user": {"token": self.token_of(user)}}],
                "contexts": [{"name": "kubedouble", "context": {"cluster": "kubedouble", "user": user,
                                                                "namespace": "default"}}],
@@ -202,6 +217,13 @@ class KubeDouble:
         path = Path(path)
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The PEM of the CA that signed this double's serving certificate (in every kubeconfig)."""
+        if self._certs is None:
+            raise RuntimeError("kubedouble: start() before asking for its CA")
+        return self._certs.ca_pem
 
     def version_info(self) -> dict:
         major, minor = (self.config.server_version.split(".") + ["0"])[:2]

@@ -80,12 +80,11 @@ def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
+def unsupported_media_type(accepted: tuple[str, ...] | list[str], detail: str = "") -> ApiError:
+    """415 as negotiation.NewUnsupportedMediaTypeError words it (``detail`` is the double's own addition)."""
     return ApiError(415, "UnsupportedMediaType",
-                    f'the body of the request was in an unknown format - accepted media types include: '
-                    f'application/json-patch+json, application/merge-patch+json, '
-                    f'application/apply-patch+yaml, application/strategic-merge-patch+json '
-                    f'(got "{content_type}")')
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    + ", ".join(accepted) + (f" ({detail})" if detail else ""))
 
 
 class Cause(dict):
@@ -98,7 +97,8 @@ class Cause(dict):
 def invalid(kind: str, group: str, name: str, causes: list[Cause]) -> ApiError:
     """422 Invalid, message ``Kind.group "name" is invalid: <field>: <message>[, ...]``."""
     qual = f"{kind}.{group}" if group else kind
-    parts = [f"{c['field']}: {c['message']}" if c["field"] else c["message"] for c in causes]
+    # field.Error.Error() is "%s: %s" even for the empty path (PodLogOptions' ": Forbidden: ...")
+    parts = [f"{c['field']}: {c['message']}" for c in causes]
     joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return ApiError(422, "Invalid", f'{qual} "{name}" is invalid: {joined}',
                     {"name": name, "group": group, "kind": kind, "causes": list(causes)})
@@ -106,7 +106,7 @@ def invalid(kind: str, group: str, name: str, causes: list[Cause]) -> ApiError:
 
 def go_quote(value: Any) -> str:
     """How field errors print a value: strings quoted, numbers bare (Go's %v / %q mix)."""
-    if isinstance(value, str):
+    if type(value) is str:  # a str subclass (semantics.GoValue) is already printed the Go way
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -67,7 +67,11 @@ class Store:
         self._objects: dict[GR, dict[tuple[str, str], dict]] = {}
         self._rv = 0
         self._history: deque[Change] = deque(maxlen=max(1, history))
-        self._subscribers: dict[int, Callable[[Change], None]] = {}
+        # the same window split by resource, as a real server keeps one watch cache per
+        # resource: a resumed watch reads only its own resource's changes
+        self._history_by_gr: dict[GR, deque[Change]] = {}
+        # token -> (resource or None for every resource, callback)
+        self._subscribers: dict[int, tuple[GR | None, Callable[[Change], None]]] = {}
         self._next_token = 0
 
     # -- reads ------------------------------------------------------------------------------
@@ -192,35 +196,51 @@ class Store:
             return self.replace(gr, work)
 
     # -- notifications ----------------------------------------------------------------------
-    def subscribe(self, callback: Callable[[Change], None], since: int | None = None) -> tuple[int, list[Change]]:
-        """Register ``callback`` for every later write; atomically return the backlog after ``since``.
+    def subscribe(self, callback: Callable[[Change], None], since: int | None = None,
+                  gr: GR | None = None) -> tuple[int, list[Change]]:
+        """Register ``callback`` for every later write (of resource ``gr`` only, when given);
+        atomically return the backlog after ``since`` (of that resource only).
 
         Raises 410 Gone when ``since`` is older than the retained history. The callback runs
         with the store lock held: it must only hand the change over (queue it), never block.
         """
         with self.lock:
-            backlog = self.changes_since(since) if since is not None else []
+            backlog = self.changes_since(since, gr) if since is not None else []
             self._next_token += 1
-            self._subscribers[self._next_token] = callback
+            self._subscribers[self._next_token] = (gr, callback)
             return self._next_token, backlog
 
     def unsubscribe(self, token: int) -> None:
         with self.lock:
             self._subscribers.pop(token, None)
 
-    def changes_since(self, rv: int) -> list[Change]:
+    def changes_since(self, rv: int, gr: GR | None = None) -> list[Change]:
+        """The retained changes after ``rv`` (of resource ``gr`` only, when given), oldest first."""
         with self.lock:
             if rv >= self._rv:
                 return []
             oldest = self._history[0].rv if self._history else self._rv + 1
             if rv + 1 < oldest:
                 raise gone(f"too old resource version: {rv} ({oldest - 1})")
-            return [c for c in self._history if c.rv > rv]
+            window = self._history if gr is None else self._history_by_gr.get(gr, ())
+            # read from the newest end: the cost is the backlog, not the whole history
+            newer: list[Change] = []
+            for c in reversed(window):
+                if c.rv <= rv:
+                    break
+                newer.append(c)
+            newer.reverse()
+            return newer
 
     def _emit(self, change: Change) -> None:
+        if len(self._history) == self._history.maxlen:
+            evicted = self._history[0]
+            self._history_by_gr[evicted.gr].popleft()
         self._history.append(change)
-        for cb in list(self._subscribers.values()):
-            cb(change)
+        self._history_by_gr.setdefault(change.gr, deque()).append(change)
+        for gr, cb in list(self._subscribers.values()):
+            if gr is None or gr == change.gr:
+                cb(change)
 
 
 def _without_field_times(obj: dict) -> dict:

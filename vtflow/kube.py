@@ -32,6 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL
 
 from vtflow.errors import AuthError, ConfigError, PermanentError, ReadyTimeout, TransientError, UnreachableError
 
@@ -213,6 +214,11 @@ def translate(e: ApiException, subject: str, verb: str, resource: str, group: st
         return ForbiddenError(subject, f"forbidden: {message}",
                               f"grant `{verb}` on `{qualified}` to the kubeconfig's user (check with "
                               f"`kubectl auth can-i {verb} {qualified}{scope}`), or use an admin kubeconfig.")
+    if e.status == 400 and body.get("reason") == "BadRequest":
+        # the decoder's refusal (a value of the wrong type, an unknown field under Strict): the
+        # message names the field, e.g. "json: cannot unmarshal string into Go struct field
+        # DeploymentSpec.spec.replicas of type int32"
+        return InvalidObjectError(subject, f"invalid: {message}", "correct the field named above in the spec vtflow was given.")
     if e.status == 422:
         causes = (body.get("details") or {}).get("causes") or []
         fields = "; ".join(f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes)
@@ -246,6 +252,29 @@ def field_conflict(subject: str, causes: list[dict]) -> FieldConflictError:
 
 
 # ---------------------------------------------------------------- the client
+
+
+def exit_status(subject: str, program: str, status_text: str) -> int:
+    """The exit status from the exec stream's status channel (a metav1.Status, kubelet's
+    remotecommand.ServeExec): Success is 0, NonZeroExitCode carries the code in its ExitCode
+    cause; any other failure means the command never ran (containerd: "executable file not
+    found in $PATH") and is a PermanentError naming the program. The client's own ``returncode``
+    would raise a bare ValueError for that one."""
+    try:
+        st = yaml.safe_load(status_text or "") or {}
+    except yaml.YAMLError:
+        st = {}
+    if not isinstance(st, dict):
+        st = {}
+    if st.get("status") == "Success":
+        return 0
+    if st.get("reason") == "NonZeroExitCode":
+        for cause in (st.get("details") or {}).get("causes") or []:
+            if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
+                return int(cause["message"])
+    message = st.get("message") or (status_text or "the stream ended without a status").strip()
+    raise PermanentError(subject, f"`{program}` could not run: {message}",
+                         f"check that the container's image has `{program}` (the image or the component may be wrong).")
 
 
 @dataclass(frozen=True)
@@ -415,13 +444,16 @@ class Kube:
         return self._namespaces[namespace]
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        """Delete if present. Returns whether something was (or, in dry-run, would be) deleted."""
+        """Delete if present, its dependents after it (Background, as kubectl sends: a server's
+        default for batch/v1 Jobs would orphan their pods). Returns whether something was (or,
+        in dry-run, would be) deleted."""
         res = self.resource(api_version, kind)
         subject = ref({"kind": kind, "metadata": {"name": name, "namespace": namespace}})
 
         def call():
             try:
-                res.delete(name=name, namespace=namespace, dry_run="All" if self.dry_run else None)
+                res.delete(name=name, namespace=namespace, dry_run="All" if self.dry_run else None,
+                           body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
                 return True
             except ApiException as e:
                 if e.status == 404:
@@ -455,7 +487,8 @@ class Kube:
                 if resp.is_open():
                     raise TransientError(subject, f"`{argv[0]}` did not finish within {timeout_s:.0f} s.",
                                          "check the pod's load, or raise the step's timeout.")
-                return resp.returncode, resp.read_stdout() or "", resp.read_stderr() or ""
+                out, err = resp.read_stdout() or "", resp.read_stderr() or ""
+                return exit_status(subject, argv[0], resp.read_channel(ERROR_CHANNEL)), out, err
             finally:
                 resp.close()
                 api.close()

@@ -10,8 +10,8 @@ CRD it cannot list EtcdClusters and exits too. (Its EtcdCluster members would th
 ``tolerate-unready-endpoints``; this controller does not simulate EtcdClusters at all.)
 
 Recognised by image: ``quay.io/coreos/etcd-operator:v0.9.4`` or any image ending in
-``etcd-operator:<tag>``. This module only judges and drives the pod through the kubelet's
-hooks (``crash_loop``) and writes log lines; it creates no objects.
+``etcd-operator:<tag>``. This module is a kubelet program (kubelet.add_program): at each start
+of the container it says what the process logs and whether it exits; it creates no objects.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from . import Controller
-from .common import is_terminal
+from .kubelet import Run
 
 CRD_NAME = "etcdclusters.etcd.database.coreos.com"
 IMAGE = re.compile(r"(^|/)etcd-operator:[^/]+$")
@@ -28,13 +27,6 @@ IMAGE = re.compile(r"(^|/)etcd-operator:[^/]+$")
 
 def _ts() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _operator_container(pod: dict) -> dict | None:
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        if IMAGE.search(str(c.get("image", ""))):
-            return c
-    return None
 
 
 def crd_ready(double) -> bool:
@@ -74,40 +66,9 @@ def verdict(double, container: dict) -> tuple[bool, list[str]]:
     return True, head + [f'time="{t}" level=info msg="start running..." cluster-name=etcd-operator pkg=controller']
 
 
-class EtcdOperator(Controller):
-    name = "etcd-operator"
-    watches = ("pods", "apiextensions.k8s.io/customresourcedefinitions")
-    resync_s = 1.0
-
-    def __init__(self) -> None:
-        self._judged: dict[str, bool] = {}   # pod uid -> runs
-
-    def handle(self, double, change) -> None:
-        if change.resource == "pods":
-            if change.type == "DELETED":
-                self._judged.pop(change.obj["metadata"]["uid"], None)
-            else:
-                self.reconcile(double, change.obj)
-        else:
-            self.resync(double)
-
-    def resync(self, double) -> None:
-        for pod in double.list("pods"):
-            if _operator_container(pod):
-                self.reconcile(double, pod)
-
-    def reconcile(self, double, pod: dict) -> None:
-        c = _operator_container(pod)
-        st = pod.get("status") or {}
-        if c is None or is_terminal(pod) or st.get("phase") != "Running" or not st.get("containerStatuses"):
-            return
-        runs, lines = verdict(double, c)
-        uid = pod["metadata"]["uid"]
-        if self._judged.get(uid) == runs:
-            return
-        self._judged[uid] = runs
-        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        for line in lines:
-            double.log(ns, name, c["name"], line)
-        # each restart of a crashing container logs the same fatal line again; one copy is enough here
-        double.kubelet.crash_loop(double, ns, name, c["name"], on=not runs)
+def etcd_operator(double, pod: dict, container: dict, env: dict) -> Run | None:
+    """Kubelet program: judged again at every (re)start, so a CRD applied later lets it recover."""
+    if not IMAGE.search(str(container.get("image", ""))):
+        return None
+    runs, lines = verdict(double, container)
+    return Run(lines, None if runs else 1)     # logrus Fatal exits 1

@@ -46,9 +46,12 @@ class ReplicaSetController(Controller):
             self.reconcile(double, change.obj)
 
     def reconcile(self, double, rs: dict) -> None:
+        if rs["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the real controllers stop managing its pods (the GC takes over)
         ns, name = rs["metadata"]["namespace"], rs["metadata"]["name"]
         want = (rs.get("spec") or {}).get("replicas", 1)
-        pods = [p for p in _owned(double, "pods", ns, rs) if not is_terminal(p)]
+        # controller.FilterActivePods: a terminating pod no longer counts, so a replacement starts
+        pods = [p for p in _owned(double, "pods", ns, rs) if not is_terminal(p) and not p["metadata"].get("deletionTimestamp")]
         template = (rs.get("spec") or {}).get("template") or {}
         for _ in range(want - len(pods)):
             double.create("pods", pod_from_template(template, ns, rs, generate_prefix=f"{name}-"))
@@ -79,6 +82,8 @@ class DeploymentController(Controller):
             self.reconcile(double, change.obj)
 
     def reconcile(self, double, dep: dict) -> None:
+        if dep["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the real controllers stop managing its pods (the GC takes over)
         ns, name = dep["metadata"]["namespace"], dep["metadata"]["name"]
         spec = dep.get("spec") or {}
         want = spec.get("replicas", 1)
@@ -166,6 +171,8 @@ class StatefulSetController(Controller):
             self.reconcile(double, change.obj)
 
     def reconcile(self, double, sts: dict) -> None:
+        if sts["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the real controllers stop managing its pods (the GC takes over)
         ns, name = sts["metadata"]["namespace"], sts["metadata"]["name"]
         spec = sts.get("spec") or {}
         want = spec.get("replicas", 1)
@@ -253,6 +260,8 @@ class DaemonSetController(Controller):
             self.reconcile(double, change.obj)
 
     def reconcile(self, double, ds: dict) -> None:
+        if ds["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the real controllers stop managing its pods (the GC takes over)
         ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
         spec = ds.get("spec") or {}
         selector = (spec.get("template") or {}).get("spec", {}).get("nodeSelector") or {}
@@ -290,6 +299,8 @@ class JobController(Controller):
             self.reconcile(double, change.obj)
 
     def reconcile(self, double, job: dict) -> None:
+        if job["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the real controllers stop managing its pods (the GC takes over)
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
         spec, old = job.get("spec") or {}, job.get("status") or {}
         if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in old.get("conditions") or []):

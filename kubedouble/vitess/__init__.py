@@ -4,7 +4,8 @@
 ``DoubleConfig.operators`` or ``mysql_backend`` is set) and returns the shared
 ``VitessState``; ``double.vitess`` is that state, ``double.vtgate`` the proxy's listeners and
 ``double.vtadmin`` vtadmin's HTTP listeners (closed when the double stops).
-Modules: names (object names and labels), desired (the operator's plan, pure), status
+Modules: names (object names and labels), desired (the operator's plan, pure), processes
+(what the kubelet's simulated containers log and whether they exit), status
 (status fields, pure), operator (the Controller), state (topology stand-in), vtctld (exec
 handler), vtgate + mysqlwire (MySQL proxy), vtadmin (vtadmin's API and web UI over HTTP).
 Nothing here may be imported by vtflow itself.
@@ -16,8 +17,9 @@ from .state import Backend, VitessState
 
 
 def install(double, *, operators: bool = True) -> VitessState:
-    from ..controllers.etcd_operator import EtcdOperator
+    from ..controllers.etcd_operator import etcd_operator
     from .operator import VitessOperator
+    from .processes import vitess_component, vitess_operator
     from .vtadmin import VtadminListeners
     from .vtctld import Vtctld
     from .vtgate import VtgateListeners
@@ -32,7 +34,9 @@ def install(double, *, operators: bool = True) -> VitessState:
     double.add_controller(double.vtadmin)
     if operators:
         double.add_controller(VitessOperator(state))
-        double.add_controller(EtcdOperator())
+        if double.kubelet is not None:
+            for program in (vitess_component, vitess_operator, etcd_operator):
+                double.kubelet.add_program(program)
     double.register_exec(Vtctld(double, state), label_selector="planetscale.com/component=vtctld")
     return state
 

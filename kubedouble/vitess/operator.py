@@ -1,8 +1,10 @@
 """The simulated vitess-operator: a Controller that turns VitessClusters into running parts.
 
-It acts only while the operator's own Deployment (``vitess-operator``, from operator.yaml) is
-Available and, like the real one, only for namespaces in that Deployment's WATCH_NAMESPACE
-(when set): with no operator running a VitessCluster just sits there without status.
+It acts only while an operator process runs: a Ready pod whose vitess-operator container the
+kubelet runs (processes.py decides at start: no WATCH_NAMESPACE, no operator), and, like the real
+one, only for the namespaces in the WATCH_NAMESPACE of that running container's environment as
+the kubelet resolved it (empty: all namespaces). With no operator running a VitessCluster just
+sits there without status.
 
 One pass per cluster, in this order (each step needs the one before):
   1. build the desired children (desired.plan: pure);
@@ -34,9 +36,9 @@ from ..store import now_rfc3339
 from . import desired as desired_mod
 from . import names
 from . import status as st
+from .processes import is_operator_container
 from .state import BackupRecord, VitessState
 
-OPERATOR_DEPLOYMENT = "vitess-operator"
 VC = "planetscale.com/vitessclusters"
 # kinds this operator deletes when they leave the plan (claims are kept, as data must survive)
 # record_backup picks a free name and stores it in one step (BackupShards run in parallel threads)
@@ -46,17 +48,17 @@ PRUNABLE = ("pods", "apps/deployments", "services", "planetscale.com/vitesscells
 
 
 def operator_watches(double, namespace: str) -> bool:
-    """Is an Available vitess-operator Deployment watching ``namespace``?"""
-    for dep in double.list("apps/deployments"):
-        if dep["metadata"]["name"] != OPERATOR_DEPLOYMENT or not st.deployment_available(dep):
+    """Does a running vitess-operator process watch ``namespace``?"""
+    for pod in double.list("pods"):
+        if pod["metadata"].get("deletionTimestamp") or not is_ready(pod):
             continue
-        env = {}
-        for c in ((dep["spec"].get("template") or {}).get("spec") or {}).get("containers") or []:
-            for e in c.get("env") or []:
-                env[e.get("name")] = e.get("value")
-        watch = (env.get("WATCH_NAMESPACE") or "").strip()
-        if not watch or namespace in [w.strip() for w in watch.split(",")]:
-            return True
+        for c in pod["spec"].get("containers") or []:
+            env = double.kubelet.environment(pod, c["name"]) if is_operator_container(c) else None
+            if env is None or "WATCH_NAMESPACE" not in env:
+                continue
+            watch = env["WATCH_NAMESPACE"]
+            if not watch or namespace in [w.strip() for w in watch.split(",")]:
+                return True
     return False
 
 
@@ -77,7 +79,7 @@ class VitessOperator(Controller):
             if change.type != "DELETED":
                 self._schedule(double, ns, obj["metadata"]["name"])
             return
-        if change.resource == "deployments" and obj["metadata"]["name"] == OPERATOR_DEPLOYMENT:
+        if change.resource == "pods" and any(is_operator_container(c) for c in obj["spec"].get("containers") or []):
             self.resync(double)
             return
         cluster = (obj["metadata"].get("labels") or {}).get(names.CLUSTER)

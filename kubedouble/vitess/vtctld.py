@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 
 import pymysql
 
+from ..execs import not_in_image
 from . import names
 from .operator import forget_backup, record_backup
 from .state import BackupRecord, Tablet, VitessState
@@ -161,12 +162,18 @@ class Vtctld:
         state.attach(double)   # for VitessState.add_backup, which creates a VitessBackup
 
     def __call__(self, argv: list[str], stdin: bytes | None, pod: dict) -> tuple[int, bytes, bytes]:
-        if len(argv) == 3 and argv[0] in ("sh", "/bin/sh", "bash") and argv[1] == "-c":
+        shell_argv0 = argv[0] if argv else ""
+        shell = len(argv) == 3 and shell_argv0 in ("sh", "/bin/sh", "bash", "/bin/bash") and argv[1] == "-c"
+        if shell:
             argv = shlex.split(argv[2])    # `sh -c 'vtctldclient ...'`, as scripts often exec it
         if not argv or argv[0].rsplit("/", 1)[-1] != "vtctldclient":
-            prog = argv[0] if argv else ""
-            return 126, b"", (f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
-                              f'"{prog}": executable file not found in $PATH: unknown\n').encode()
+            if shell and not argv:
+                return 0, b"", b""
+            if shell:   # the image's shell runs and cannot find it (vitess/lite's Debian base: dash, bash)
+                bash = shell_argv0.endswith("bash")
+                return 127, b"", (f"bash: line 1: {argv[0]}: command not found\n" if bash
+                                  else f"sh: 1: {argv[0]}: not found\n").encode()
+            raise not_in_image(argv[0] if argv else "")
         try:
             r = self.run(argv[1:], stdin, pod)
         except UsageError as e:

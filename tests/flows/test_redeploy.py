@@ -143,6 +143,8 @@ def test_a_rollback_whose_rollout_times_out_does_not_claim_the_previous_images_r
                             verify={"script": "select sleep(3) as s;\nselect 2 as n;", "expected_output": str(expected)})
         cordoner.join(timeout=5)
         assert not cordoner.is_alive()
+        # read while still cordoned: once the nodes are back the rollback's pods start at once
+        tablet_images = pod_images(cluster, "vttablet")
     finally:
         cordon(cluster, False)
     assert state.is_failed()
@@ -152,7 +154,7 @@ def test_a_rollback_whose_rollout_times_out_does_not_claim_the_previous_images_r
             "(VitessCluster example/example: not ready after 20 s: ") in state.message
     assert "Fix: watch the cluster's pods until they run the images of the artifact's 'before' column" in state.message
     assert cluster_images(vc(cluster), "vitess") == current          # written back ...
-    assert broken in pod_images(cluster, "vttablet")                  # ... but not running
+    assert broken in tablet_images                                    # ... but not running
     report = Artifact.get("redeploy-example").data
     assert "# Redeploy of vitess: rolled back" in report and "rollback: fail: the previous images were written back" in report
     assert "running again" not in report

@@ -134,3 +134,148 @@ def test_apply_dry_run_stores_nothing(api, core, ns):
     with pytest.raises(ApiException) as e:
         core.read_namespaced_config_map("dry-apply", ns)
     assert e.value.status == 404
+
+
+# -- strategic merge patch with the real patch keys (apimachinery strategicpatch/patch.go) ------
+
+def _web(ports=(80, 443), mounts=("/a", "/b")):
+    body = _deploy("smk", replicas=0)
+    pod = body["spec"]["template"]["spec"]
+    pod["containers"][0].update(
+        ports=[{"containerPort": p, "protocol": "TCP"} for p in ports],
+        volumeMounts=[{"name": m.strip("/"), "mountPath": m} for m in mounts])
+    pod["volumes"] = [{"name": m.strip("/"), "emptyDir": {}} for m in mounts]
+    return body
+
+
+def _smp(apps, ns, patch):
+    return raw(apps.api_client, "PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/smk", patch,
+               content_type="application/strategic-merge-patch+json")
+
+
+def test_strategic_patch_deletes_one_container_port_by_containerPort(apps, ns):
+    """The patch client-side `kubectl apply` sends when 443 leaves the manifest: the real server
+    merges ports on containerPort, so 80 stays and no `$patch` literal is stored."""
+    apps.create_namespaced_deployment(ns, _web())
+    out = _smp(apps, ns, {"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "web"}],
+        "containers": [{"$setElementOrder/ports": [{"containerPort": 80}], "name": "web",
+                        "ports": [{"$patch": "delete", "containerPort": 443}]}]}}}})
+    assert out["spec"]["template"]["spec"]["containers"][0]["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+
+
+def test_strategic_patch_deletes_a_volume_mount_by_mountPath(apps, ns):
+    """volumeMounts merge on mountPath and volumes on name: removing /b is a 200, /a stays."""
+    apps.create_namespaced_deployment(ns, _web())
+    out = _smp(apps, ns, {"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "web"}],
+        "$setElementOrder/volumes": [{"name": "a"}],
+        "containers": [{"$setElementOrder/volumeMounts": [{"mountPath": "/a"}], "name": "web",
+                        "volumeMounts": [{"$patch": "delete", "mountPath": "/b"}]}],
+        "volumes": [{"$patch": "delete", "name": "b"}]}}}})
+    pod = out["spec"]["template"]["spec"]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "a", "mountPath": "/a"}]
+    assert [v["name"] for v in pod["volumes"]] == ["a"]
+
+
+def test_strategic_patch_adds_a_port_and_keeps_set_element_order(apps, ns):
+    apps.create_namespaced_deployment(ns, _web(ports=(80,)))
+    out = _smp(apps, ns, {"spec": {"template": {"spec": {"containers": [{
+        "$setElementOrder/ports": [{"containerPort": 8080}, {"containerPort": 80}], "name": "web",
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}}}})
+    assert [p["containerPort"] for p in out["spec"]["template"]["spec"]["containers"][0]["ports"]] == [8080, 80]
+
+
+def test_strategic_patch_replaces_lists_without_a_merge_strategy(apps, ns):
+    """args and tolerations have no patchStrategy: the patch's list replaces the live one."""
+    body = _web()
+    body["spec"]["template"]["spec"]["containers"][0]["args"] = ["a", "b"]
+    body["spec"]["template"]["spec"]["tolerations"] = [{"key": "x", "operator": "Exists"}]
+    apps.create_namespaced_deployment(ns, body)
+    out = _smp(apps, ns, {"spec": {"template": {"spec": {
+        "tolerations": [{"key": "y", "operator": "Exists"}],
+        "containers": [{"name": "web", "args": ["c"]}]}}}})
+    pod = out["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "y", "operator": "Exists"}]
+    assert pod["containers"][0]["args"] == ["c"] and len(pod["containers"][0]["ports"]) == 2
+
+
+def test_strategic_patch_merges_service_ports_on_port(core, ns):
+    core.create_namespaced_service(ns, {"metadata": {"name": "s"}, "spec": {"selector": {"a": "b"}, "ports": [
+        {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}})
+    out = raw(core.api_client, "PATCH", f"/api/v1/namespaces/{ns}/services/s",
+              {"spec": {"ports": [{"port": 80, "targetPort": 9090}, {"name": "https", "port": 443, "protocol": "TCP"}]}},
+              content_type="application/strategic-merge-patch+json")
+    assert [(p["port"], p["targetPort"]) for p in out["spec"]["ports"]] == [(80, 9090), (443, 443)]
+
+
+def test_strategic_patch_directives_on_maps_and_primitive_lists(core, apps, ns):
+    """$deleteFromPrimitiveList on finalizers (merge strategy), $retainKeys on the strategy
+    (retainKeys), $patch: replace on a map."""
+    body = _web()
+    body["metadata"]["finalizers"] = ["example.com/a", "example.com/b"]
+    body["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}
+    apps.create_namespaced_deployment(ns, body)
+    out = _smp(apps, ns, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/a"]},
+                          "spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+                                   "selector": {"$patch": "replace", "matchLabels": {"app": "smk"}}}})
+    assert out["metadata"]["finalizers"] == ["example.com/b"]
+    assert out["spec"]["strategy"] == {"type": "Recreate"}
+    _smp(apps, ns, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/b"]}})
+
+
+def test_strategic_patch_delete_item_without_merge_key_is_400(apps, ns):
+    """mergepatch.ErrNoMergeKey: the real server answers 400 naming the key."""
+    apps.create_namespaced_deployment(ns, _web())
+    with pytest.raises(ApiException) as e:
+        _smp(apps, ns, {"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "ports": [{"$patch": "delete", "name": "x"}]}]}}}})
+    assert e.value.status == 400
+    assert "does not contain declared merge key: containerPort" in json.loads(e.value.body)["message"]
+
+
+# -- server-side apply keyed by the schema (structured-merge-diff) -------------------------------
+
+def _svc(ports):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": f"p{p}", "port": p} for p in ports]}}
+
+
+def test_apply_two_managers_own_different_service_ports(api, ns):
+    """Service ports are a list-map keyed by port+protocol: 80 and 443 are different items,
+    so the second manager's apply merges in with no conflict and each owns its own entry."""
+    path = f"/api/v1/namespaces/{ns}/services/web"
+    _apply(api, ns, _svc([80]), "one", path=path)
+    out = _apply(api, ns, _svc([443]), "two", path=path)
+    assert sorted(p["port"] for p in out["spec"]["ports"]) == [80, 443]
+    owners = {m["manager"]: m["fieldsV1"]["f:spec"]["f:ports"] for m in out["metadata"]["managedFields"]}
+    assert list(owners["one"]) == ['k:{"port":80,"protocol":"TCP"}']
+    assert list(owners["two"]) == ['k:{"port":443,"protocol":"TCP"}']
+    # "one" drops its port: only its own entry goes
+    out = _apply(api, ns, {**_svc([]), "spec": {"selector": {"app": "web"}}}, "one", path=path)
+    assert [p["port"] for p in out["spec"]["ports"]] == [443]
+
+
+def test_apply_conflict_inside_a_list_map_entry(api, ns):
+    path = f"/api/v1/namespaces/{ns}/services/web"
+    _apply(api, ns, _svc([80]), "one", path=path)
+    other = _svc([80])
+    other["spec"]["ports"][0]["targetPort"] = 9090
+    _apply(api, ns, other, "two", path=path)  # targetPort is new: nobody owned it
+    other["spec"]["ports"][0]["name"] = "renamed"
+    with pytest.raises(ApiException) as e:
+        _apply(api, ns, other, "two", path=path)
+    assert e.value.status == 409
+    assert json.loads(e.value.body)["message"] == \
+        'Apply failed with 1 conflict: conflict with "one": .spec.ports[port=80,protocol="TCP"].name'
+
+
+def test_apply_merges_containers_and_env_by_name(api, ns):
+    _apply(api, ns, _deploy("ke", replicas=0, env=[{"name": "A", "value": "1"}]), "one")
+    two = _deploy("ke", replicas=0, env=[{"name": "B", "value": "2"}])
+    del two["spec"]["replicas"]
+    two["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "busybox:1"})
+    out = _apply(api, ns, two, "two")
+    containers = out["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["web", "side"]
+    assert [e["name"] for e in containers[0]["env"]] == ["A", "B"]

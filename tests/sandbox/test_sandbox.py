@@ -66,6 +66,32 @@ def blocks_saved() -> list[str]:
     return saved
 
 
+UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[3] / "shared" / "upstream"))
+
+
+def kubectl_from_the_printed_line(printed: str, home: Path) -> None:
+    """What a user does with the `export KUBECONFIG=` line `sandbox up` prints: the real kubectl
+    applies the upstream operator.yaml (client-side, default validation), waits for its CRDs and
+    the operator's rollout, as on a real cluster."""
+    line = next((ln for ln in printed.splitlines() if "export KUBECONFIG=" in ln), None)
+    assert line, f"sandbox up printed no export KUBECONFIG= line:\n{printed}"
+    shell = line.split("export ", 1)[1].split("   ")[0]
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    kubectl = str(Path(sys.executable).with_name("kubectl"))
+
+    def run(*args, input=None):
+        done = subprocess.run(["sh", "-c", f'export {shell}; exec "$@"', "sh", kubectl, *args], input=input,
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}{done.stdout}"
+        return done.stdout
+    run("apply", "-f", "-", input='{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "example"}}')
+    applied = run("apply", "-n", "example", "-f", str(UPSTREAM / "vitess-operator-v2.17.0" / "examples" / "operator.yaml"))
+    assert "deployment.apps/vitess-operator created" in applied, applied
+    assert "condition met" in run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    assert "successfully rolled out" in run("rollout", "status", "-n", "example", "deployment/vitess-operator",
+                                            "--timeout=90s")
+
+
 def test_up_then_down_twice_leaves_nothing_behind(prefect_server, state_dir):
     root = state_dir / "sandbox"
     for round_ in (1, 2):
@@ -101,6 +127,9 @@ def test_up_then_down_twice_leaves_nothing_behind(prefect_server, state_dir):
             finally:
                 session.close()
         assert sorted(blocks_saved()) == sorted(["vtflow-vitess-target", "vtflow-ssh-nodes", "vtflow-mysql-credentials"])
+
+        if round_ == 1:
+            kubectl_from_the_printed_line(up.stdout, state_dir)
 
         status = vtflow("sandbox", "status", state=state_dir)
         assert status.returncode == 0 and status.stdout.count("running (pid") == 5, status.stdout

@@ -1,5 +1,6 @@
 """vtflow/kube.py: the official client against the Kubernetes API double."""
 
+import json
 import threading
 import time
 import uuid
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from vtflow import kube
-from vtflow.errors import AuthError, ConfigError, ReadyTimeout, TransientError, is_transient
+from vtflow.errors import AuthError, ConfigError, PermanentError, ReadyTimeout, TransientError, is_transient
 from kubedouble import DoubleConfig, Faults, KubeDouble
 
 
@@ -66,7 +67,10 @@ def test_invalid_object_names_the_object_and_the_field(k, ns):
                     "template": {"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
     with pytest.raises(kube.InvalidObjectError) as e:
         k.apply(bad)
-    assert str(e.value).startswith(f"Deployment {ns}/web: invalid: spec.replicas")
+    # refused by the decoder (400, not 422): the product passes the server's words through, which
+    # name the field
+    assert str(e.value).startswith(f"Deployment {ns}/web: invalid: ")
+    assert "spec.replicas" in str(e.value) and "Fix: correct the field named above" in str(e.value)
 
 
 def test_missing_crd_says_to_apply_the_operator(k):
@@ -189,3 +193,33 @@ def test_exec_runs_in_a_ready_pod_with_stdin_and_exit_status(double, k, ns):
         remove()
     with pytest.raises(TransientError, match="no Running and Ready pod matches app=nothing"):
         k.ready_pod(ns, "app=nothing", "vtctld")
+    # no handler: the program is not in the image, and a real kubelet+containerd answer with an
+    # InternalError status and no exit code; one clear line, not the client's ValueError
+    with pytest.raises(PermanentError, match=r"`vtctldclient` could not run: .*executable file not found"):
+        k.exec(ns, name, "main", ["vtctldclient", "GetTablets"])
+
+
+def test_exit_status_reads_the_status_channel():
+    assert kube.exit_status("p", "x", "status: Success\nmetadata: {}\n") == 0
+    st = {"status": "Failure", "reason": "NonZeroExitCode", "message": "command terminated with non-zero exit code",
+          "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
+    assert kube.exit_status("p", "x", json.dumps(st)) == 3
+    with pytest.raises(PermanentError, match="`x` could not run: the stream ended without a status"):
+        kube.exit_status("p", "x", "")
+
+
+def test_delete_takes_a_jobs_pods_with_it(double, k, ns):
+    # batch/v1 Jobs orphan their pods by default (pkg/registry/batch/job/strategy.go); delete asks
+    # for Background as kubectl does, so the garbage collector removes the pods after the Job
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once", "namespace": ns},
+           "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
+    k.apply(job)
+    deadline = time.monotonic() + 10
+    while not k.list("v1", "Pod", ns, label_selector="job-name=once"):
+        assert time.monotonic() < deadline, "the Job's pod never appeared"
+        time.sleep(0.05)
+    assert k.delete("batch/v1", "Job", "once", ns) is True
+    while k.list("v1", "Pod", ns, label_selector="job-name=once"):
+        assert time.monotonic() < deadline, "the Job's pod was left behind (orphaned)"
+        time.sleep(0.05)
+    assert k.delete("batch/v1", "Job", "once", ns) is False

@@ -206,7 +206,17 @@ def test_prefect_server_runs_on_postgresql_when_told(tmp_path):
 
 
 def _call(method, url, auth=None, body=None, headers=None):
-    """(status, JSON body, response headers) of one HTTP request; auth is a `user:password` string."""
+    """(status, JSON body, response headers) of one HTTP request; auth is a `user:password` string.
+    A 503 (the server's "retry me": SQLite was busy) is retried as Prefect's own client retries it."""
+    for attempt in range(6):
+        status, answer, got = _call_once(method, url, auth, body, headers)
+        if status != 503:
+            break
+        time.sleep(0.2 * 2 ** attempt)
+    return status, answer, got
+
+
+def _call_once(method, url, auth, body, headers):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -263,8 +264,9 @@ def _report(sb: Sandbox, state: SandboxState, url: str, changes: list[str], out)
     vtgate = ("vtgate's MySQL port (NodePort on 127.0.0.1 once the cluster is deployed) proxies to it; "
               f"the simulated tablets use its account {cluster.MYSQL_DBA_USER!r}")
     lines = [
-        ("Kubernetes API", f"http://127.0.0.1:{state.kube_port}  ({cluster.NODE_COUNT} nodes of {state.node_cpu} CPU / "
-                           f"{state.node_memory}, {cluster.K3S_VERSION}); kubeconfig {sb.kubeconfig}"),
+        ("Kubernetes API", f"https://127.0.0.1:{state.kube_port}  ({cluster.NODE_COUNT} nodes of {state.node_cpu} CPU / "
+                           f"{state.node_memory}, {cluster.K3S_VERSION}); kubeconfig {sb.kubeconfig} (its CA included)"),
+        ("kubectl", f"export KUBECONFIG={shlex.quote(str(sb.kubeconfig))}   then: kubectl get pods -A -w"),
         ("MySQL", f"MariaDB on 127.0.0.1:{state.mysql_port}, user {MYSQL_USER!r}; {vtgate}"),
         ("SSH nodes", ", ".join(f"node{i + 1} 127.0.0.{i + 2}:{p}" for i, p in enumerate(state.node_ports))
          + f"; user {NODE_USER}, key {bed_root / 'client_ed25519'}"),

@@ -34,7 +34,7 @@ class ClusterSpec:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
 
 def command(spec: ClusterSpec) -> list[str]:

@@ -57,6 +57,12 @@ def _kubectl_for(double: KubeDouble, tmp: Path, user: str = "admin") -> Kubectl:
     return Kubectl(double, double.kubeconfig(tmp / f"kubeconfig-{user}", user=user), home)
 
 
+@pytest.fixture(scope="session")
+def operator_release() -> Path:
+    """The upstream vitess-operator v2.17.0 files (manifests, CRDs), read in place."""
+    return UPSTREAM / "vitess-operator-v2.17.0"
+
+
 @pytest.fixture(scope="module")
 def double():
     if not KUBECTL.exists():
