@@ -60,13 +60,17 @@ def test_the_cli_and_every_flow_load_without_the_double(tmp_path):
     import sys
 
     env = without_the_double(tmp_path)
-    probe = subprocess.run([sys.executable, "-c", "import kubedouble"], env=env, capture_output=True, text=True)
+    # run from elsewhere: `python -c` puts the working directory first on sys.path, and the
+    # checkout's own kubedouble/ would shadow the stand-in (it did when pytest ran from the checkout)
+    probe = subprocess.run([sys.executable, "-c", "import kubedouble"], env=env, capture_output=True, text=True,
+                           cwd=tmp_path)
     assert probe.returncode != 0 and "test stand-in" in probe.stderr, "the stand-in blocks the double"
     modules = sorted(m[:-3].replace("/", ".") for m in product_modules()
                      if not m.endswith("__main__.py"))
     code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m.removesuffix('.__init__'))"
-    loaded = subprocess.run([sys.executable, "-c", code, *modules], env=env, capture_output=True, text=True, timeout=120)
+    loaded = subprocess.run([sys.executable, "-c", code, *modules], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     cli = subprocess.run([sys.executable, "-m", "vtflow.cli", "--help"], env=env, capture_output=True, text=True,
-                         timeout=120, stdin=subprocess.DEVNULL)
+                         timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert cli.returncode == 0 and "deploy" in cli.stdout, cli.stderr[-2000:]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from kubernetes import config as k8s_config
 from kubernetes import dynamic, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL
@@ -301,6 +303,26 @@ def _comparable(obj: dict | None) -> dict | None:
     return out
 
 
+class _Discovery(LazyDiscoverer):
+    """The library's discoverer, with its cache in memory only. By default it keeps discovery in
+    ``<tmp>/osrcp-<md5 of the server URL>.json``, shared by every process and user of the machine
+    and never expired, and answers from that file before asking the server: a cluster rebuilt at
+    the same address (its CRDs deleted, or upgraded to other versions) would be served another
+    cluster's kinds, and a file planted there would steer every client."""
+
+    def _write_cache(self):
+        pass
+
+
+# the cache file the discoverer reads first: a path below /dev/null, which can never exist
+_NO_CACHE_FILE = os.path.join(os.devnull, "vtflow-discovery")
+
+
+def discovery_client(api: k8s_client.ApiClient) -> dynamic.DynamicClient:
+    """A dynamic client whose discovery starts from the server and lives as long as it does."""
+    return dynamic.DynamicClient(api, cache_file=_NO_CACHE_FILE, discoverer=_Discovery)
+
+
 class Kube:
     """One cluster, through the official client. ``dry_run`` makes every write a server dry-run;
     ``force_conflicts`` makes every server-side apply take over fields other managers own."""
@@ -324,7 +346,7 @@ class Kube:
     @property
     def dyn(self) -> dynamic.DynamicClient:
         if self._dyn is None:
-            self._dyn = self._retry(lambda: dynamic.DynamicClient(self.api), "Kubernetes API", "get", "discovery", "", None)
+            self._dyn = self._retry(lambda: discovery_client(self.api), "Kubernetes API", "get", "discovery", "", None)
         return self._dyn
 
     def _retry(self, call, subject: str, verb: str, resource: str, group: str, namespace: str | None):

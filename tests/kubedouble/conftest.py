@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, dynamic
 
+from vtflow.kube import discovery_client
+
 # the helpers module sits next to this file; tests import it by name
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -62,7 +64,7 @@ def apps(api) -> client.AppsV1Api:
 
 @pytest.fixture(scope="session")
 def dyn(api) -> dynamic.DynamicClient:
-    return dynamic.DynamicClient(api)
+    return discovery_client(api)
 
 
 @pytest.fixture

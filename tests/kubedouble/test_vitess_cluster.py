@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from kubernetes import client, dynamic
+from kubernetes import client
+
+from vtflow.kube import discovery_client
 
 from vitess_helpers import (NS, apply, apply_file, cluster_ready, cluster_status, docs, make_namespace,
                             start_double, wait_for)
@@ -122,7 +124,7 @@ def test_image_change_rolls_tablets_and_status_follows(vitess_101):
 def test_no_operator_means_no_status(tmp_path):
     d, api = start_double(tmp_path, nodes=3, node_cpu="8", node_memory="16Gi", operators=True)
     try:
-        dyn = dynamic.DynamicClient(api)
+        dyn = discovery_client(api)
         make_namespace(api)
         for doc in docs("operator.yaml"):
             if doc["kind"] != "Deployment":
@@ -147,7 +149,7 @@ def test_no_operator_means_no_status(tmp_path):
 def test_operator_ignores_namespaces_outside_watch_namespace(tmp_path):
     d, api = start_double(tmp_path, nodes=3, node_cpu="8", node_memory="16Gi", operators=True)
     try:
-        dyn = dynamic.DynamicClient(api)
+        dyn = discovery_client(api)
         make_namespace(api)
         make_namespace(api, "other")
         apply_file(dyn, "operator.yaml")
@@ -181,7 +183,7 @@ def test_small_nodes_leave_pods_pending_with_insufficient_memory(tmp_path):
     workloads are modelled as a DaemonSet requesting 3000Mi per node (an assumption, see report)."""
     d, api = start_double(tmp_path, nodes=3, node_cpu="2", node_memory="4Gi", operators=True)
     try:
-        dyn = dynamic.DynamicClient(api)
+        dyn = discovery_client(api)
         make_namespace(api)
         load = {"apiVersion": "apps/v1", "kind": "DaemonSet",
                 "metadata": {"name": "platform-load", "namespace": "kube-system"},

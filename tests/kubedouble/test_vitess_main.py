@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pymysql
-from kubernetes import client, config, dynamic
+from kubernetes import client, config
 from kubernetes.stream import stream
+
+from vtflow.kube import discovery_client
 
 from testbed import free_port
 from vitess_helpers import NS, apply_file, cluster_ready, cluster_status, make_namespace, wait_for
@@ -25,7 +27,7 @@ def test_operators_vtctld_and_vtgate_from_the_command_line(tmp_path, kd_mariadb)
     try:
         assert "kubedouble serving" in proc.stdout.readline()
         api = config.new_client_from_config(str(kc))
-        dyn = dynamic.DynamicClient(api)
+        dyn = discovery_client(api)
         make_namespace(api)
         apply_file(dyn, "operator.yaml")
         apply_file(dyn, "101_initial_cluster.yaml")

@@ -4,8 +4,10 @@ import copy
 
 import pytest
 import yaml
-from kubernetes import client, dynamic
+from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from vtflow.kube import discovery_client
 
 from kubedouble_helpers import OPERATOR_DIR, wait_for
 
@@ -120,7 +122,7 @@ def running_operator(tmp_path):
     from vitess_helpers import start_double
     d, api = start_double(tmp_path, operators=True, crash_interval=0.05)
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="example")))
-    dyn = dynamic.DynamicClient(api)
+    dyn = discovery_client(api)
     for doc in _docs("operator.yaml"):   # the pod's contract needs no CRDs (and they are slow to apply)
         if doc["kind"] in ("PriorityClass", "ServiceAccount", "Deployment"):
             _apply(dyn, doc, "example")

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from kubernetes import client, dynamic
 
+from vtflow.kube import discovery_client
+
 from kubedouble_helpers import OPERATOR_DIR, api_client_for
 
 from kubedouble import DoubleConfig, KubeDouble
@@ -89,7 +91,7 @@ def make_namespace(api: client.ApiClient, name: str = NS) -> None:
 
 def deploy_101(api: client.ApiClient, example: str = "101_initial_cluster.yaml", timeout: float = 15.0) -> dynamic.DynamicClient:
     """operator.yaml then the example, into namespace "example"; waits until the cluster is ready."""
-    dyn = dynamic.DynamicClient(api)
+    dyn = discovery_client(api)
     make_namespace(api)
     apply_file(dyn, "operator.yaml")
     apply_file(dyn, example)

@@ -1,12 +1,17 @@
 """vtflow/kube.py: the official client against the Kubernetes API double."""
 
+import hashlib
 import json
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import dynamic
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from vtflow import kube
 from vtflow.errors import AuthError, ConfigError, PermanentError, ReadyTimeout, TransientError, is_transient
@@ -76,6 +81,54 @@ def test_invalid_object_names_the_object_and_the_field(k, ns):
 def test_missing_crd_says_to_apply_the_operator(k):
     with pytest.raises(kube.MissingKindError, match="apply the vitess-operator first"):
         k.get("planetscale.com/v2", "VitessCluster", "example", "example")
+
+
+def _stale_crd_cache_for(host: str, tmp_path) -> Path:
+    """What the library's default discovery leaves in the shared temp directory after seeing a
+    cluster with a planetscale.com CRD, filed under ``host``'s name: the state a machine is in
+    when an earlier cluster (or another test's) answered at this same address."""
+    other = KubeDouble(DoubleConfig(nodes=1))
+    other.start()
+    try:
+        api = kube.api_client(other.kubeconfig(tmp_path / "other").read_text(), None, "other")
+        kube.Kube(api).apply({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "vitessclusters.planetscale.com"},
+            "spec": {"group": "planetscale.com", "scope": "Namespaced",
+                     "names": {"plural": "vitessclusters", "singular": "vitesscluster", "kind": "VitessCluster",
+                               "listKind": "VitessClusterList"},
+                     "versions": [{"name": "v2", "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+        library_default = Path(tempfile.gettempdir()) / f"osrcp-{hashlib.md5(api.configuration.host.encode()).hexdigest()}.json"
+        for _ in range(50):  # the CRD is served once Established
+            try:
+                dynamic.DynamicClient(api).resources.get(api_version="planetscale.com/v2", kind="VitessCluster")
+                break
+            except ResourceNotFoundError:
+                time.sleep(0.1)
+        stale = json.loads(library_default.read_text())
+        library_default.unlink()
+    finally:
+        other.stop()
+    planted = Path(tempfile.gettempdir()) / f"osrcp-{hashlib.md5(host.encode()).hexdigest()}.json"
+    planted.write_text(json.dumps(stale))
+    return planted
+
+
+def test_discovery_is_asked_of_the_server_not_of_a_shared_cache_file(double, k, tmp_path):
+    # CI failed on this once: a double started earlier at the same port left the library's cache,
+    # and the product was served a VitessCluster kind this cluster does not have
+    planted = _stale_crd_cache_for(k.api.configuration.host, tmp_path)
+    try:
+        fooled = dynamic.DynamicClient(k.api).resources.get(api_version="planetscale.com/v2", kind="VitessCluster")
+        assert fooled.kind == "VitessCluster", "the planted file must be what the library's default reads"
+        with pytest.raises(kube.MissingKindError, match="apply the vitess-operator first"):
+            kube.Kube(k.api).get("planetscale.com/v2", "VitessCluster", "example", "example")
+        before = planted.read_text()
+        kube.Kube(k.api).get("v1", "ConfigMap", "x", "default")
+        assert planted.read_text() == before, "the product writes no discovery cache"
+    finally:
+        planted.unlink(missing_ok=True)
 
 
 def test_removed_api_version_is_a_missing_kind(k):
