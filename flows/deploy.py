@@ -15,6 +15,7 @@ running, so a failure is named by the step's own name. This module holds no step
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Literal, get_args
 
@@ -30,7 +31,8 @@ from tasks.cluster import ClusterSpec, init_cluster
 from tasks.context import TargetContext
 from tasks.data import DataFile, load_data
 from tasks.node_prep import NodeRequirements
-from tasks.operators import DEFAULT_OPERATOR_VERSION, OPERATOR_URL, install_etcd_operator, install_vitess_operator
+from tasks import versions
+from tasks.operators import install_etcd_operator, install_vitess_operator, load_manifest
 from tasks.plan import DeployPlan, build_plan
 from tasks.report import StepReport
 from tasks.schema import KeyspaceSchema, apply_schemas
@@ -51,10 +53,16 @@ class DeployParameters(BaseModel):
     mysql_block: str = Field(default="default", description="MySQL credentials block: the gateway user and password.")
     node_requirements: NodeRequirements = Field(default_factory=NodeRequirements)
     etcd_operator: bool = Field(default=False, description="Install coreos/etcd-operator v0.9.4 (not needed by vitess-operator).")
-    operator_manifest: str = Field(default=OPERATOR_URL.format(version=DEFAULT_OPERATOR_VERSION),
-                                   description="operator.yaml: a release URL, or a local file for clusters without internet.")
-    force: bool = Field(default=False, description="Go on when the operator does not support the cluster's Kubernetes "
-                                                             "version (field conflicts: force_conflicts).")
+    operator_version: str | None = Field(
+        default=None, description="vitess-operator release, e.g. v2.17.0; empty: the newest release of vtflow's "
+                                  "version table that supports the cluster's Kubernetes version.")
+    vitess_version: str | None = Field(
+        default=None, description="Vitess release, e.g. v24.0.4; empty: the one the table gives for the operator release.")
+    operator_manifest: str | None = Field(
+        default=None, description="operator.yaml (a URL, or a local file for clusters without internet); empty: the "
+                                  "chosen release's, fetched from GitHub.")
+    force: bool = Field(default=False, description="Go on with versions outside the version table (with a warning "
+                                                   "in the report); field conflicts: force_conflicts.")
     force_conflicts: bool = Field(
         default=False, description="Take over fields another field manager set (a redeploy's image, a kubectl edit): "
                                    "the deploy's spec wins. Without it such a conflict fails the run and names them.")
@@ -104,10 +112,13 @@ async def deploy(params: DeployParameters = DeployParameters()) -> list[StepRepo
     sections: list[str] = []
     try:
         # every input read and checked once, first: a bad one stops the run before anything changes
-        plan = build_plan(params.operator_manifest, params.schemas, params.data, params.verify)
-        ctx = TargetContext.of(target, kube.Kube(target.api_client(), dry_run=params.dry_run,
-                                                 force_conflicts=params.force_conflicts))
-        await _steps(run, params, plan, ctx, credentials, sections)
+        k = kube.Kube(target.api_client(), dry_run=params.dry_run, force_conflicts=params.force_conflicts)
+        choice, manifest, spec = choose_versions(params, k.server_version())
+        sections.append(choice.markdown)
+        log.info("%s", choice.reason)
+        plan = build_plan(manifest[0], manifest[1], params.schemas, params.data, params.verify)
+        await _steps(run, params.model_copy(update={"cluster": spec}), plan, choice, TargetContext.of(target, k),
+                     credentials, sections)
     except Exception as e:
         where = f"step {run.current}" if run.current else "input check"
         await _publish(target.cluster_name, summary_markdown(run.reports, params.dry_run, f"{where}: {e}", sections))
@@ -117,6 +128,19 @@ async def deploy(params: DeployParameters = DeployParameters()) -> list[StepRepo
     changed = any(r.changed for r in run.reports)
     log.info("%s", "nothing changed: the cluster already matched" if not changed and not params.dry_run else text)
     return run.reports
+
+
+def choose_versions(params: DeployParameters, kubernetes: str):
+    """The release and images for this cluster (the version table), its operator manifest as
+    (source, documents), and the cluster spec with the chosen images; read once, before step 1."""
+    given = load_manifest(params.operator_manifest) if params.operator_manifest else None
+    operator, pinned_by = versions.operator_for(given, params.operator_manifest, params.operator_version)
+    choice = versions.choose(kubernetes, operator, params.vitess_version, params.force, pinned_by)
+    spec, image_warnings = versions.with_images(params.cluster, choice, params.force)
+    source = params.operator_manifest or versions.MANIFEST_URL.format(version=choice.release.operator)
+    docs = versions.pin_operator_image(given if given is not None else load_manifest(source), choice.release)
+    choice = dataclasses.replace(choice, warnings=choice.warnings + tuple(image_warnings))
+    return choice, (source, docs), spec
 
 
 async def _publish(cluster: str, text: str) -> None:
@@ -154,15 +178,15 @@ def _skipped(step: Step, why: str):
     return lambda: StepReport(step=step, skipped=why)
 
 
-async def _steps(run: StepRunner, params: DeployParameters, plan: DeployPlan, ctx: TargetContext,
-                 credentials: MySQLCredentials, sections: list[str]) -> None:
+async def _steps(run: StepRunner, params: DeployParameters, plan: DeployPlan, choice: versions.Choice,
+                 ctx: TargetContext, credentials: MySQLCredentials, sections: list[str]) -> None:
     # 1. nodes first: a node short of memory is cheaper to find before anything is applied
     await run("node-prep", (lambda: _node_prep(params)) if params.nodes_block else _skipped("node-prep", "no nodes block given"))
     # 2. before the vitess-operator: nothing depends on it, and it is off by default
     await run("etcd-operator", lambda: install_etcd_operator(ctx, params.etcd_operator))
     # 3. the operator (and its CRDs) before any VitessCluster can be accepted
     await run("vitess-operator", lambda: install_vitess_operator(ctx, plan.operator_docs, plan.operator_source,
-                                                                 params.force))
+                                                                 choice))
     # 4. the cluster, refused by the preflight when the nodes are too small
     await run("cluster", lambda: init_cluster(ctx, params.cluster, credentials, plan.operator_docs,
                                               params.allow_memory_overcommit, params.ready_timeout_s))

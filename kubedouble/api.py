@@ -4,8 +4,12 @@ Transport-free: the server parses HTTP into a ``Call`` and this module answers w
 ``(status_code, body)`` or raises ``ApiError``. Every write goes through one path
 (``_commit``): kind/namespace checks, status-subresource rules, defaults, schema
 validation, admission, managedFields, then the store (skipped for ``dryRun=All``, after
-every check has run). Watch streaming, exec and logs are transport concerns and live in
-``server.py``; controllers bypass this module and write to the store directly.
+every check has run). A kind served in two versions is stored in one (``resources.to_storage``)
+and read back in the version asked for (``resources.from_storage``, on every read and answer).
+What depends on the server's minor is decided here too: ``fieldValidation`` (honoured from 1.25,
+ignored before) and the watch-list ListOptions (``validate_list_options``). Watch streaming,
+exec and logs are transport concerns and live in ``server.py``; controllers bypass this module
+and write to the store directly.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import yaml
 from . import admission, apply as ssa, patch as patches, table, reviews
 from .auth import User
 from .defaults import apply_defaults
-from .openapi import schema_for
-from .resources import Registry, ResourceType
+from .openapi import schema_for, server_minor
+from .resources import Registry, ResourceType, from_storage, to_storage
 from .selectors import parse_field_selector, parse_label_selector, selector_string
 from .status import (ApiError, bad_request, conflict, forbidden_field, go_quote, invalid, invalid_value,
                      not_found, required_value, status_body, unsupported_media_type, unsupported_value)
@@ -81,13 +85,19 @@ class Call:
         raise unsupported_media_type(BODY_TYPES if self.rt.crd else BODY_TYPES + (PROTOBUF,),
                                      PROTOBUF_DETAIL if ctype == PROTOBUF and not self.rt.crd else "")
 
-    def decoding(self, options: str, patch: bool = False) -> Decoding:
+    def decoding(self, options: str, patch: bool = False, minor: int = 33) -> Decoding:
         """The ``fieldValidation`` directive (422 on an unknown one, as ValidateFieldValidation
-        does for ``options``: CreateOptions, UpdateOptions, PatchOptions) and the body's duplicates."""
+        does for ``options``: CreateOptions, UpdateOptions, PatchOptions) and the body's duplicates.
+
+        Before 1.25 the ServerSideFieldValidation gate was alpha and off: the server validated the
+        value, then discarded it and decoded as Ignore (unknown fields dropped without a warning,
+        Strict not honoured; the 1.23/1.24 OpenAPI describe the parameter so)."""
         directive = self.query.get("fieldValidation", "")
         if directive not in ("", *FIELD_VALIDATION):
             raise invalid(options, "meta.k8s.io", "", [unsupported_value(
                 "fieldValidation", directive, sorted(("", *FIELD_VALIDATION)))])
+        if minor < 25:
+            directive = "Ignore"
         json_body = self.content_type.split(";")[0].strip().lower() in ("", "application/json",
                                                                          "application/merge-patch+json",
                                                                          "application/strategic-merge-patch+json")
@@ -105,16 +115,33 @@ def _meta_details(rt: ResourceType, obj: dict) -> dict:
             "uid": obj["metadata"].get("uid", "")}
 
 
-def validate_list_options(query: Mapping[str, str], watch: bool) -> None:
+# The WatchList gate of kube-apiserver: the sendInitialEvents option exists from 1.27 (alpha, off),
+# and the gate is on by default from 1.32 (beta); before 1.27 a watch may not name resourceVersionMatch.
+WATCH_LIST_OPTION, WATCH_LIST_ON = 27, 32
+
+
+def validate_list_options(query: Mapping[str, str], watch: bool, minor: int = 33) -> None:
     """422 for the ListOptions a real server refuses, with its messages (apimachinery
-    pkg/apis/meta/internalversion/validation/validation.go, the WatchList gate on as in 1.37)."""
+    pkg/apis/meta/internalversion/validation/validation.go of the server's minor: before 1.27 a
+    watch with resourceVersionMatch is refused and sendInitialEvents is an unknown parameter,
+    ignored; 1.27-1.31 refuse sendInitialEvents on a watch (WatchList gate off); 1.32+ accept it).
+    client-go (kubectl wait, rollout status) answers such a 422 by falling back to list+watch."""
     match, rv = query.get("resourceVersionMatch", ""), query.get("resourceVersion", "")
     initial, cont = query.get("sendInitialEvents"), query.get("continue", "")
+    if minor < WATCH_LIST_OPTION:
+        initial = None
     causes = []
+    if watch and minor < WATCH_LIST_OPTION:
+        if match:
+            causes.append(forbidden_field("resourceVersionMatch", "resourceVersionMatch is forbidden for watch"))
+        watch = False  # then the list rules, as the old ValidateListOptions ran them for both
     if watch:
         if initial is not None and match != "NotOlderThan":
             causes.append(forbidden_field("resourceVersionMatch",
                                           "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"))
+        if initial is not None and minor < WATCH_LIST_ON:
+            causes.append(forbidden_field("sendInitialEvents", "sendInitialEvents is forbidden for watch unless the "
+                                                               "WatchList feature gate is enabled"))
         if match:
             if initial is None:
                 causes.append(forbidden_field("resourceVersionMatch", "resourceVersionMatch is forbidden for watch "
@@ -144,6 +171,12 @@ class Api:
         self.store = store
         self.registry = registry
         self.server_version = server_version
+        self.minor = server_minor(server_version)
+
+    @staticmethod
+    def view(rt: ResourceType, obj: dict) -> dict:
+        """A stored object as a client of ``rt`` reads it (the watch stream uses it too)."""
+        return from_storage(rt, obj)
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, call: Call) -> dict:
@@ -152,7 +185,7 @@ class Api:
             raise not_found(call.rt.plural, call.rt.group, call.name)
         if call.subresource == "scale":
             return self._scale_view(call.rt, obj)
-        return obj
+        return self.view(call.rt, obj)
 
     def printer(self, rt: ResourceType):
         """The Table columns of a custom resource's version (None for built-ins: table.py has them)."""
@@ -168,9 +201,10 @@ class Api:
         return lambda o: labels(o["metadata"].get("labels") or {}) and fields(o)
 
     def list(self, call: Call) -> dict:
-        validate_list_options(call.query, watch=False)
+        validate_list_options(call.query, watch=False, minor=self.minor)
         ns = call.namespace if call.rt.namespaced and call.namespace else None
         items, rv = self.store.list(call.rt.gr, ns, self.predicate(call))
+        items = [self.view(call.rt, o) for o in items]
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         limit = int(call.query.get("limit") or 0)
         start = 0
@@ -190,7 +224,7 @@ class Api:
 
     # -- writes -----------------------------------------------------------------------------
     def create(self, call: Call) -> tuple[int, dict]:
-        decoding = call.decoding("CreateOptions")
+        decoding = call.decoding("CreateOptions", minor=self.minor)
         if call.rt.gr in reviews.KINDS:  # answered, never stored; `kubectl auth` sends them as protobuf
             body = reviews.decode_protobuf(call.rt.gr, call.body) \
                 if call.content_type.split(";")[0].strip().lower() == PROTOBUF else call.object_body()
@@ -202,7 +236,7 @@ class Api:
         return 201, obj
 
     def update(self, call: Call) -> tuple[int, dict]:
-        decoding = call.decoding("UpdateOptions")
+        decoding = call.decoding("UpdateOptions", minor=self.minor)
         body = call.object_body()
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be an object")
@@ -226,7 +260,7 @@ class Api:
         accepted = CR_PATCH_TYPES if call.rt.crd else PATCH_TYPES
         if ctype not in accepted:
             raise unsupported_media_type(accepted)
-        decoding = call.decoding("PatchOptions", patch=True)
+        decoding = call.decoding("PatchOptions", patch=True, minor=self.minor)
         if ctype == "application/apply-patch+yaml":
             return self._apply(call, decoding)
         body = call.json_body()
@@ -282,6 +316,7 @@ class Api:
         force = call.query.get("force") in ("true", "True", "1")
         with self.store.lock:
             live = self.store.get(call.rt.gr, call.namespace, call.name)
+            live = None if live is None else self.view(call.rt, live)
             if live is None and call.subresource:
                 raise not_found(call.rt.plural, call.rt.group, call.name)
             if live is not None and meta.get("resourceVersion") and meta["resourceVersion"] != live["metadata"]["resourceVersion"]:
@@ -306,7 +341,7 @@ class Api:
         old = self.store.get(call.rt.gr, call.namespace, call.name)
         if old is None:
             raise not_found(call.rt.plural, call.rt.group, call.name)
-        return old
+        return self.view(call.rt, old)
 
     def _commit(self, call: Call, body: dict, old: dict | None, managed_done: bool = False,
                 decoding: Decoding | None = None) -> dict:
@@ -380,10 +415,13 @@ class Api:
                 ssa.record_update(old, obj, call.manager, rt.api_version, call.subresource,
                                   include_status=call.subresource == "status" or not rt.has_status,
                                   schema=schema_for(rt, self.server_version))
+            stored = to_storage(rt, obj, self.registry.storage(rt))
             if old is None:
-                return self.store.create(rt.gr, obj, namespace=call.namespace if rt.namespaced else "",
-                                         dry_run=call.dry_run)
-            return self._replace(rt.gr, obj, old, dry_run=call.dry_run)
+                saved = self.store.create(rt.gr, stored, namespace=call.namespace if rt.namespaced else "",
+                                          dry_run=call.dry_run)
+            else:
+                saved = self._replace(rt.gr, stored, old, dry_run=call.dry_run)
+            return self.view(rt, saved)
 
     # -- scale subresource ------------------------------------------------------------------
     # As pkg/registry/apps/deployment/storage/storage.go (scaleFromDeployment, scaleUpdatedObjectInfo):
@@ -428,7 +466,7 @@ class Api:
         gone, obj = self.delete_object(call.rt, call.namespace, call.name, opts, dry_run=call.dry_run)
         # handlers/delete.go: 202 only when not deleted at once and orphanDependents=false was asked
         code = 202 if not gone and opts.get("orphanDependents") is False else 200
-        return code, self._delete_response(call.rt, obj, gone)
+        return code, self._delete_response(call.rt, self.view(call.rt, obj), gone)
 
     def delete_collection(self, call: Call) -> tuple[int, dict]:
         opts = self._delete_options(call)

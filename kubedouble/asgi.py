@@ -24,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import table
-from .api import Call, validate_list_options
+from .api import WATCH_LIST_OPTION, Call, validate_list_options
 from .auth import Attributes, authorize
 from .execs import ExecStartError
 from .logs import LogOptions, format_entry, log_options
@@ -369,12 +369,15 @@ class DoubleApp:
         protocol (``sendInitialEvents=true``, which validation ties to
         ``resourceVersionMatch=NotOlderThan``) lists the current objects and then, when bookmarks
         are allowed, one BOOKMARK annotated ``k8s.io/initial-events-end``; ``sendInitialEvents=false``
-        sends no initial objects. Only the watched resource's changes are replayed and streamed.
+        sends no initial objects. Only the watched resource's changes are replayed and streamed, each
+        object in the watched version. Before 1.27 ``sendInitialEvents`` is no option of the server
+        (ignored, as an unknown parameter), and 1.27-1.31 refuse it (``validate_list_options``).
         """
-        store, rt = self.d.store, call.rt
+        store, rt, api = self.d.store, call.rt, self.d.api
         query = call.query
-        send_initial = None if query.get("sendInitialEvents") is None else _bool_param(query, "sendInitialEvents")
-        validate_list_options(query, watch=True)
+        send_initial = None if query.get("sendInitialEvents") is None or api.minor < WATCH_LIST_OPTION \
+            else _bool_param(query, "sendInitialEvents")
+        validate_list_options(query, watch=True, minor=api.minor)
         predicate = self.d.api.predicate(call)
         ns = call.namespace if rt.namespaced else ""
         timeout = float(query.get("timeoutSeconds") or self.d.config.watch_default_timeout)
@@ -408,7 +411,7 @@ class DoubleApp:
                                                 "message": "Too large resource version"}], "retryAfterSeconds": 1})
                 if send_initial or (send_initial is None and since in (None, 0)):
                     items, _ = store.list(rt.gr, ns or None, predicate)
-                    initial = [{"type": "ADDED", "object": o} for o in items]
+                    initial = [{"type": "ADDED", "object": api.view(rt, o)} for o in items]
                     token, backlog = store.subscribe(feed, gr=rt.gr)
                 elif since in (None, 0):
                     token, backlog = store.subscribe(feed, gr=rt.gr)
@@ -427,6 +430,10 @@ class DoubleApp:
                              "annotations": {"k8s.io/initial-events-end": "true"}}}})
 
         def translate(change) -> dict | None:
+            ev = _translate(change)
+            return ev if ev is None else {"type": ev["type"], "object": api.view(rt, ev["object"])}
+
+        def _translate(change) -> dict | None:
             if ns and change.obj["metadata"].get("namespace") != ns:
                 return None
             if change.type == "DELETED":

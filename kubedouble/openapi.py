@@ -1,5 +1,10 @@
 """The schemas the double validates with, as the OpenAPI documents and merge metadata of a real server.
 
+- The loader (``schema_folder``, ``schema_file``, ``definitions``): kubernetes-validate's JSON
+  schemas of the server's minor, each file parsed once per process, shared with validation.py.
+  1.25+ come from the pinned package, 1.22-1.24 from an older release in a folder of its own
+  (``older_release_dir``); a minor neither has raises ``SchemaVersionError`` when the double is
+  built, never later on a write.
 - ``Schema``: one node of a kind's schema with ``$ref``s resolved; patch.py and apply.py read the
   patch strategy / merge key (strategic merge patch) and list type / map keys (server-side
   apply) from it, as the real server reads them from its Go types and OpenAPI models.
@@ -18,52 +23,149 @@ subresource paths. Pure: reads the registry handed in, never the store or HTTP.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import importlib.util
 import json
+import os
 import re
+import sys
 import threading
+from pathlib import Path
 from typing import Any, Iterable
-
-import kubernetes_validate.utils as kv_utils
 
 from . import openapi_pb
 from .resources import Registry, ResourceType
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _lock = threading.Lock()
-_defs: dict[str, dict] = {}          # schema version -> kubernetes-validate's $defs
-_gvk_names: dict[str, dict] = {}     # schema version -> {(group, version, kind): definition name}
-_converted: dict[tuple[str, bool], dict] = {}  # (schema version, v3) -> definitions in OpenAPI form
+_gvk_names: dict[Path, dict] = {}     # schema folder -> {(group, version, kind): definition name}
+_converted: dict[tuple[Path, bool], dict] = {}  # (schema folder, v3) -> definitions in OpenAPI form
 
 
-def schema_version(server_version: str) -> str:
-    """The newest kubernetes-validate schema version not newer than the server's."""
-    want = kv_utils.major_minor(server_version.lstrip("v"))
-    versions = [v for v in kv_utils.all_versions() if kv_utils.major_minor(v) <= want]
-    if not versions:
-        raise LookupError(f"kubernetes-validate has no schemas for {server_version}")
-    return versions[-1]
+# -- where the schemas come from -------------------------------------------------------------------
+# kubernetes-validate ships kubernetes-json-schema, one folder per minor. The pinned release (the
+# sandbox extra) has 1.25 and later; 1.22-1.24 exist only in older releases of the same project
+# (Apache-2.0, github.com/willthames/kubernetes-validate). Two releases cannot be installed under one
+# name, so the older one is installed into a folder of its own (``python -m kubedouble
+# --install-schemas``) and read in place, only for minors the pinned release lacks.
+OLDER_RELEASE = "kubernetes-validate==1.33.1"
+OLDER_MINORS = range(22, 34)                    # the minors it has schemas for
+OLDER_ENV = "KUBEDOUBLE_OLDER_SCHEMAS"          # where it lives, when not under this Python's prefix
 
 
-def definitions(server_version: str) -> dict[str, dict]:
-    """kubernetes-validate's definitions of the server version, loaded once."""
-    version = schema_version(server_version)
-    with _lock:
-        if version not in _defs:
-            doc = kv_utils.schema_contents(f"kubernetes-json-schema/v{version}-local/_definitions.json",
-                                           server_version)
-            _defs[version] = doc["$defs"]
-            names = {}
-            for name, d in _defs[version].items():
-                for gvk in d.get("x-kubernetes-group-version-kind") or []:
-                    names[(gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))] = name
-            _gvk_names[version] = names
-        return _defs[version]
+class SchemaVersionError(LookupError):
+    """No installed schemas are for the server version: the double refuses to start (one line, with the fix)."""
+
+
+def older_release_dir() -> Path:
+    """The folder the older kubernetes-validate release is installed into (pip --target)."""
+    default = Path(sys.prefix) / "share" / "kubedouble" / OLDER_RELEASE.replace("==", "-")
+    return Path(os.environ.get(OLDER_ENV) or default)
+
+
+def server_minor(server_version: str) -> int:
+    """24 for "1.24.6", "v1.24.6+k3s1" or "1.24"."""
+    m = re.match(r"v?1\.(\d+)", server_version)
+    if not m:
+        raise SchemaVersionError(f"kubedouble: {server_version!r} is not a Kubernetes 1.x version; "
+                                 "fix: give one such as v1.24.6+k3s1")
+    return int(m.group(1))
+
+
+def server_minor_or_none(server_version: str) -> int | None:
+    try:
+        return server_minor(server_version)
+    except SchemaVersionError:
+        return None
+
+
+def _pinned_root() -> Path | None:
+    spec = importlib.util.find_spec("kubernetes_validate")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "kubernetes-json-schema"
+
+
+@functools.lru_cache(maxsize=8)
+def _folders(older: Path) -> dict[int, Path]:
+    """minor -> its schema folder: the pinned release's, else the older release's."""
+    out: dict[int, Path] = {}
+    for base in (_pinned_root(), older / "kubernetes_validate" / "kubernetes-json-schema"):
+        if base is None or not base.is_dir():
+            continue
+        for folder in base.iterdir():
+            m = re.fullmatch(r"v1\.(\d+)\.\d+-local", folder.name)
+            if m:
+                out.setdefault(int(m.group(1)), folder)
+    return out
+
+
+def _span(minors: Iterable[int]) -> str:
+    minors = sorted(minors)
+    return f"1.{minors[0]}-1.{minors[-1]}" if minors else "none"
+
+
+def schema_folder(server_version: str, strict: bool = False) -> Path:
+    """The folder of the server version's schemas (``-strict``: no unknown fields allowed)."""
+    minor = server_minor(server_version)
+    folders = _folders(older_release_dir())
+    folder = folders.get(minor)
+    if folder is None:
+        pinned = sorted(m for m, f in folders.items() if _pinned_root() in f.parents)
+        if minor in OLDER_MINORS and not (older_release_dir() / "kubernetes_validate").is_dir():
+            raise SchemaVersionError(
+                f"kubedouble: no OpenAPI schemas for Kubernetes 1.{minor} are installed (the pinned "
+                f"kubernetes-validate has {_span(pinned)}); fix: python -m kubedouble --install-schemas "
+                f"--version 1.{minor} (puts {OLDER_RELEASE} into {older_release_dir()})")
+        supported = _span([OLDER_MINORS[0], *pinned] if pinned else OLDER_MINORS)
+        raise SchemaVersionError(f"kubedouble: no schemas for Kubernetes 1.{minor} (installed: {_span(folders)}; "
+                                 f"the double serves {supported}); fix: pick a version in {supported}")
+    return folder.with_name(folder.name + "-strict") if strict else folder
+
+
+def has_schemas(server_version: str) -> bool:
+    try:
+        schema_folder(server_version)
+    except SchemaVersionError:
+        return False
+    return True
+
+
+def forget_folders() -> None:
+    """Look for schema folders again (after ``--install-schemas`` added one)."""
+    _folders.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def schema_file(server_version: str, name: str, strict: bool = False) -> dict:
+    """One file of the server version's schemas (``_definitions.json``, ``deployment-apps-v1.json``),
+    parsed once for the process; FileNotFoundError when the version has no such kind. The one loader
+    of validation.py and this module."""
+    return _parsed(schema_folder(server_version, strict) / name)
+
+
+def definitions(server_version: str, strict: bool = False) -> dict[str, dict]:
+    """kubernetes-validate's definitions (``$defs``) of the server version."""
+    return schema_file(server_version, "_definitions.json", strict)["$defs"]
 
 
 def definition_name(server_version: str, group: str, version: str, kind: str) -> str | None:
-    definitions(server_version)
-    return _gvk_names[schema_version(server_version)].get((group, version, kind))
+    folder = schema_folder(server_version)
+    with _lock:
+        names = _gvk_names.get(folder)
+    if names is None:
+        names = {}
+        for name, d in definitions(server_version).items():
+            for gvk in d.get("x-kubernetes-group-version-kind") or []:
+                names[(gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", ""))] = name
+        with _lock:
+            _gvk_names[folder] = names
+    return names.get((group, version, kind))
 
 
 # -- merge metadata ------------------------------------------------------------------------------
@@ -162,7 +264,7 @@ def _to_openapi(node: Any, prefix: str, v3: bool) -> Any:
 
 def _converted_defs(server_version: str, v3: bool) -> dict[str, dict]:
     defs = definitions(server_version)
-    key = (schema_version(server_version), v3)
+    key = (schema_folder(server_version), v3)
     with _lock:
         if key not in _converted:
             prefix = "#/components/schemas/" if v3 else "#/definitions/"

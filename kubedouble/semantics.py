@@ -177,12 +177,37 @@ def _container_causes(containers: list, path: str, volumes: set[str]) -> list[Ca
     return causes
 
 
+def _node_affinity_causes(affinity: dict, path: str) -> list[Cause]:
+    """validateNodeFieldSelectorRequirement: a ``matchFields`` requirement names metadata.name with
+    In or NotIn and exactly one value (a list of node names is one term per node)."""
+    causes: list[Cause] = []
+    required = ((affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = [(f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]", t)
+             for i, t in enumerate(required.get("nodeSelectorTerms") or [])]
+    preferred = (affinity.get("nodeAffinity") or {}).get("preferredDuringSchedulingIgnoredDuringExecution") or []
+    terms += [(f"{path}.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference",
+               p.get("preference") or {}) for i, p in enumerate(preferred)]
+    for tp, term in terms:
+        for j, req in enumerate(term.get("matchFields") or []):
+            rp = f"{tp}.matchFields[{j}]"
+            if req.get("operator") in ("In", "NotIn"):
+                if len(req.get("values") or []) != 1:
+                    causes.append(required_value(f"{rp}.values", "must be only one value when `operator` is 'In' "
+                                                                 "or 'NotIn' for node field selector"))
+            else:
+                causes.append(invalid_value(f"{rp}.operator", req.get("operator"), "not a valid selector operator"))
+            if req.get("key") != "metadata.name":
+                causes.append(invalid_value(f"{rp}.key", req.get("key"), "not a valid field selector key"))
+    return causes
+
+
 def pod_spec_causes(spec: dict, path: str, extra_volumes: set[str] = frozenset()) -> list[Cause]:
     volumes = {v.get("name") for v in spec.get("volumes") or []} | set(extra_volumes)
     causes = _container_causes(spec.get("containers"), f"{path}.containers", volumes)
     if not spec.get("containers"):
         causes.append(required_value(f"{path}.containers"))
     causes += _container_causes(spec.get("initContainers"), f"{path}.initContainers", volumes)
+    causes += _node_affinity_causes(spec.get("affinity") or {}, f"{path}.affinity")
     return causes
 
 

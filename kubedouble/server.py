@@ -44,7 +44,7 @@ from .events import EventRecorder
 from .execs import ExecHandler, ExecMatch, ExecRegistry
 from .faults import Faults
 from .logs import PodLogs
-from .openapi import OpenAPI
+from .openapi import OpenAPI, schema_folder, server_minor
 from .resources import Registry
 from .selectors import parse_label_selector
 from .store import Change, Store
@@ -55,11 +55,16 @@ ADMIN_TOKEN = "kubedouble-admin-token"
 
 @dataclass
 class DoubleConfig:
-    """What kind of cluster the double pretends to be."""
+    """What kind of cluster the double pretends to be.
+
+    ``git_version`` picks the Kubernetes minor: its API groups (resources.py), its schemas
+    (openapi.py) and the version-dependent rules (api.py). Nodes are ``nodes`` x ``node_cpu`` /
+    ``node_memory``, or one node per ``node_sizes`` entry (cpu, memory) when that is given."""
     git_version: str = "v1.33.5+k3s1"
-    nodes: int = 3
+    nodes: int | None = None              # 3, or one per node_sizes entry
     node_cpu: str = "2"
     node_memory: str = "4Gi"
+    node_sizes: list[tuple[str, str]] | None = None
     node_pods: int = 110
     node_name_prefix: str = "node-"
     control_plane: bool = True            # K3s servers carry the control-plane role
@@ -84,11 +89,33 @@ class DoubleConfig:
     mysql_password: str = ""
     vtgate_host: str = "127.0.0.1"        # where vtgate Services' node ports listen
 
+    def sizes(self) -> list[tuple[str, str]]:
+        """(cpu, memory) of each node, in node order."""
+        if self.node_sizes is None:
+            return [(self.node_cpu, self.node_memory)] * (3 if self.nodes is None else self.nodes)
+        if self.nodes is not None and len(self.node_sizes) != self.nodes:
+            raise ValueError(f"kubedouble: node_sizes has {len(self.node_sizes)} entries for {self.nodes} nodes; "
+                             "fix: give one size per node, or leave nodes out")
+        return [(str(cpu), str(memory)) for cpu, memory in self.node_sizes]
+
+    @property
+    def minor(self) -> int:
+        return server_minor(self.git_version)
+
     @property
     def server_version(self) -> str:
         """'1.33.5' from 'v1.33.5+k3s1': the schema version validation uses."""
         m = re.match(r"v?(\d+\.\d+(?:\.\d+)?)", self.git_version)
         return m.group(1) if m else "1.33.0"
+
+
+def _bootstrap_of(obj: dict, minor: int) -> dict:
+    """The bootstrap object as that minor writes it: system:basic-user may create selfsubjectreviews
+    only from 1.27, when the APISelfSubjectReview gate went on (bootstrappolicy/policy.go)."""
+    if minor >= 27 or obj.get("kind") != "ClusterRole":
+        return obj
+    rules = [r for r in obj.get("rules") or [] if "selfsubjectreviews" not in (r.get("resources") or [])]
+    return {**obj, "rules": rules}
 
 
 def builtin_controllers() -> list[Controller]:
@@ -101,13 +128,16 @@ class KubeDouble:
     def __init__(self, config: DoubleConfig | None = None, *, faults: Faults | None = None,
                  controllers: Iterable[Controller] = (), builtin: bool = True):
         self.config = config or DoubleConfig()
+        # at once, not on the first write: a version without schemas is one clear line (SchemaVersionError)
+        schema_folder(self.config.server_version)
+        self.config.sizes()
         self.faults = faults or Faults()
         self.store = Store(history=self.config.history)
-        self.registry = Registry()
+        self.registry = Registry(self.config.minor)
         self.api = Api(self.store, self.registry, self.config.server_version)
         self.openapi = OpenAPI(self.registry, self.config.server_version, self.config.git_version)
         for gr, obj in bootstrap_policy():  # the default RBAC policy a new cluster starts with
-            self.store.create(gr, obj)
+            self.store.create(gr, _bootstrap_of(obj, self.config.minor))
         self.users = Users()
         self.users.add(User("admin", ("system:masters", "system:authenticated"), ADMIN_TOKEN))
         for token, (name, groups) in self.config.users.items():
@@ -166,7 +196,7 @@ class KubeDouble:
         while time.monotonic() < deadline:
             nodes = len(self.list("nodes"))
             ns = self.get("namespaces", "", "default")
-            if nodes >= self.config.nodes and ns and (ns.get("status") or {}).get("phase") == "Active":
+            if nodes >= len(self.config.sizes()) and ns and (ns.get("status") or {}).get("phase") == "Active":
                 return
             time.sleep(0.01)
         raise RuntimeError("kubedouble: start-up objects did not appear")

@@ -26,17 +26,16 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
-import kubernetes_validate.utils as kv_utils
 from referencing import Registry, Resource
 
 from vtflow import crdschema
 from vtflow.crdschema import field_path
 
-from . import semantics
+from . import openapi, semantics
 from .quantity import canonical_quantity
 from .resources import ResourceType
 from .status import (
@@ -90,39 +89,26 @@ def metadata_causes(rt: ResourceType, obj: dict) -> list[Cause]:
 # -- built-in kinds ------------------------------------------------------------------------
 
 _cache_lock = threading.Lock()
-_defs_cache: dict[tuple[str, bool], Resource] = {}
+_defs_cache: dict[Path, Resource] = {}   # schema folder -> its _definitions.json as a referencing Resource
 _validator_cache: dict[tuple[str, str, str, bool], Any] = {}
 
 
-def _schema_version(server_version: str) -> str:
-    want = kv_utils.major_minor(server_version.lstrip("v"))
-    if want > kv_utils.latest_version():
-        raise ApiError(500, "InternalError", f"kubernetes-validate has no schemas for {server_version}")
-    versions = [v for v in kv_utils.all_versions() if kv_utils.major_minor(v) <= want]
-    if not versions:
-        raise ApiError(500, "InternalError", f"kubernetes-validate has no schemas for {server_version}")
-    return versions[-1]
-
-
 def _builtin_validator(server_version: str, api_version: str, kind: str, strict: bool):
-    """The same schema files and validator class kubernetes_validate.validate uses, cached."""
+    """The same schema files and validator class kubernetes_validate.validate uses, cached; the files
+    come from openapi.py's loader (shared with the OpenAPI documents). FileNotFoundError when the
+    version has no such kind."""
     key = (server_version, api_version, kind, strict)
     with _cache_lock:
         if key in _validator_cache:
             return _validator_cache[key]
-        version = _schema_version(server_version)
-        schema_dir = f"v{version}-local" + ("-strict" if strict else "")
-        short = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-        try:
-            schema = kv_utils.schema_contents(
-                f"kubernetes-json-schema/{schema_dir}/{kind.lower()}-{short}.json", server_version)
-        except FileNotFoundError:
-            raise kubernetes_validate.SchemaNotFoundError(
-                version=kv_utils.major_minor(server_version), kind=kind, api_version=api_version) from None
-        if (version, strict) not in _defs_cache:
-            _defs_cache[(version, strict)] = Resource.from_contents(
-                kv_utils.schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", server_version))
-        registry = Resource.from_contents(schema) @ (_defs_cache[(version, strict)] @ Registry())
+    short = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema = openapi.schema_file(server_version, f"{kind.lower()}-{short}.json", strict)
+    folder = openapi.schema_folder(server_version, strict)
+    with _cache_lock:
+        if folder not in _defs_cache:
+            defs = openapi.schema_file(server_version, "_definitions.json", strict)
+            _defs_cache[folder] = Resource.from_contents(defs)
+        registry = Resource.from_contents(schema) @ (_defs_cache[folder] @ Registry())
         validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
         _validator_cache[key] = validator
         return validator
@@ -166,7 +152,7 @@ def _sorted_errors(validator, obj) -> list[jsonschema.ValidationError]:
 def _builtin_schema(rt: ResourceType, obj: dict, server_version: str):
     try:
         return _builtin_validator(server_version, obj.get("apiVersion", ""), obj.get("kind", ""), True)
-    except kubernetes_validate.SchemaNotFoundError:
+    except FileNotFoundError:
         raise bad_request(f'no kind "{obj.get("kind")}" is registered for version '
                           f'"{obj.get("apiVersion")}" in scheme "k8s.io/kubernetes/pkg/api/legacyscheme/scheme.go:30"') from None
 
@@ -181,7 +167,7 @@ def decode_builtin(validator, obj: dict, server_version: str) -> tuple[list[tupl
     paths returned, in document order), quantities stored in canonical form (the ones that do not
     parse returned with the parser's message), and values of the wrong JSON type returned with
     the decoder's message (a real server refuses them with 400 before any validation)."""
-    defs = _defs_cache[(_schema_version(server_version), True)].contents["$defs"]
+    defs = openapi.definitions(server_version, strict=True)
     unknown: list[tuple] = []
     bad: list[tuple[tuple, str]] = []
     top = validator.schema.get("$ref", "").rsplit("/", 1)[-1] or str(obj.get("kind") or "")
@@ -290,8 +276,7 @@ def empty_status(rt: ResourceType, server_version: str) -> dict:
     ref = ((validator.schema.get("properties") or {}).get("status") or {}).get("$ref", "")
     if "#/$defs/" not in ref:
         return {}
-    version = _schema_version(server_version)
-    definition = _defs_cache[(version, False)].contents["$defs"].get(ref.split("#/$defs/")[1], {})
+    definition = openapi.definitions(server_version).get(ref.split("#/$defs/")[1], {})
     props = definition.get("properties") or {}
     out = {}
     for name in definition.get("required") or []:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 from blocks.mysql import MySQLCredentials
 from tasks.common import retry_transient
 from tasks.context import TargetContext
-from tasks.report import StepReport, apply_all
+from tasks.report import Finding, StepReport, apply_all
 from vtflow import crdschema, kube, names
 from vtflow.errors import ConfigError, PermanentError
 from vtflow.quantity import cpu_millis, memory_bytes
@@ -94,9 +94,11 @@ class BackupSpec(BaseModel):
 class ClusterSpec(BaseModel):
     """The VitessCluster to deploy. Defaults reproduce upstream's 101 example."""
 
-    vitess_image: str = Field(default="vitess/lite:v23.0.3-mysql80", description="Image of every Vitess component.")
-    vtadmin_image: str = Field(default="vitess/vtadmin:v23.0.3", description="Image of vtadmin.")
-    mysqld_exporter_image: str = Field(default="prom/mysqld-exporter:v0.14.0")
+    vitess_image: str | None = Field(default=None, description="Image of the Vitess components; empty: the one the "
+                                     "version table gives for the operator release (deploy parameter vitess_version).")
+    mysqld_image: str | None = Field(default=None, description="Image of mysqld; empty: the release's.")
+    vtadmin_image: str | None = Field(default=None, description="Image of vtadmin; empty: the release's.")
+    mysqld_exporter_image: str | None = Field(default=None, description="Image of mysqld-exporter; empty: the release's.")
     cell: str = Field(default="zone1", description="The cell (failure domain).")
     gateway_replicas: int = Field(default=1, ge=1, le=10)
     gateway: Resources = Field(default=Resources(cpu="100m", memory="256Mi", memory_limit="256Mi"))
@@ -112,9 +114,15 @@ class ClusterSpec(BaseModel):
                     "or run the flows inside the cluster).")
     keyspaces: list[KeyspaceSpec] = Field(default_factory=lambda: [KeyspaceSpec()], min_length=1)
     backup: BackupSpec = Field(default_factory=BackupSpec)
+    size: Literal["upstream", "fit"] = Field(
+        default="upstream", description="upstream: the resources above (upstream's 101); fit: the largest that fit "
+                                        "the nodes' room with HA where they allow it, no less than each component's "
+                                        "floor, with scheduling rules that keep pods off nodes without room.")
 
 
 # ---------------------------------------------------------------- pure: rendering (names: vtflow/names.py)
+
+IMAGE_FIELDS = ("vitess_image", "mysqld_image", "vtadmin_image", "mysqld_exporter_image")
 
 
 def users_json(user: str, password: str) -> str:
@@ -138,7 +146,11 @@ rules:
 
 def render(spec: ClusterSpec, namespace: str, cluster: str, node_address: str | None,
            mysql_user: str, mysql_password: str) -> list[dict]:
-    """Every object of the cluster-init step, in apply order."""
+    """Every object of the cluster-init step, in apply order. ``spec`` has its images set
+    (``tasks.versions.with_images``): which ones is the version table's choice, not render's."""
+    unset = [f for f in IMAGE_FIELDS if not getattr(spec, f)]
+    if unset:
+        raise ValueError(f"render: images not chosen: {', '.join(unset)}")
     if spec.vtadmin and not node_address:
         raise ConfigError("Vitess target block", "has no node_address, which vtadmin's apiAddresses need.",
                           "set node_address to an address of a node (vtflow block create target --node-address IP).")
@@ -161,7 +173,7 @@ def render(spec: ClusterSpec, namespace: str, cluster: str, node_address: str | 
         "spec": {
             "images": {"vtctld": spec.vitess_image, "vtgate": spec.vitess_image, "vttablet": spec.vitess_image,
                        "vtorc": spec.vitess_image, "vtbackup": spec.vitess_image,
-                       "mysqld": {"mysql80Compatible": spec.vitess_image},
+                       "mysqld": {"mysql80Compatible": spec.mysqld_image},
                        "mysqldExporter": spec.mysqld_exporter_image},
             "cells": [{"name": spec.cell, "gateway": {
                 "authentication": {"static": {"secret": {"name": secret, "key": "users.json"}}},
@@ -233,9 +245,7 @@ def _node_port(name: str, namespace: str, labels: dict, selector: dict, ports: l
                                for n, p, np in ports]}}
 
 
-def validate_cluster(obj: dict, operator_docs: list[dict]) -> None:
-    """Check the VitessCluster against the CRD schema of the operator manifest being applied,
-    pruned and defaulted first as the API server does."""
+def _schema_of(obj: dict, operator_docs: list[dict]) -> dict:
     crd = next((d for d in operator_docs if d.get("kind") == "CustomResourceDefinition"
                 and d["metadata"]["name"] == "vitessclusters.planetscale.com"), None)
     if crd is None:
@@ -245,7 +255,26 @@ def validate_cluster(obj: dict, operator_docs: list[dict]) -> None:
     if schema is None:
         raise ConfigError("operator manifest", f"has no VitessCluster version {version} with a schema.",
                           "give the operator.yaml of a v2 release.")
-    _, errors = crdschema.validate(obj, schema)
+    return schema
+
+
+def unsupported(obj: dict, operator_docs: list[dict]) -> list[str]:
+    """The fields of ``obj`` the release's VitessCluster CRD does not have (the server would drop them)."""
+    stored, _ = crdschema.validate(obj, _schema_of(obj, operator_docs))
+    return [f for f in crdschema.dropped(obj, stored) if f.split(".")[0] != "metadata"]
+
+
+def validate_cluster(obj: dict, operator_docs: list[dict]) -> None:
+    """Check the VitessCluster against the CRD schema of the operator manifest being applied,
+    pruned and defaulted first as the API server does; a field the schema lacks is refused
+    (the server would drop it without a word)."""
+    lost = unsupported(obj, operator_docs)
+    if lost:
+        raise ConfigError(kube.ref(obj), f"has fields this operator release's VitessCluster CRD lacks: {', '.join(lost)}"
+                          " (the server would drop them, and the cluster run without them).",
+                          "leave those settings unset for this release, or deploy a release that has them "
+                          "(README: Versions).")
+    _, errors = crdschema.validate(obj, _schema_of(obj, operator_docs))
     if errors:
         lines = [f"{crdschema.field_path(e.absolute_path) or '(root)'}: {e.message}" for e in errors[:10]]
         raise ConfigError(kube.ref(obj), "does not match the VitessCluster CRD schema: " + "; ".join(lines),
@@ -398,13 +427,15 @@ def node_room(nodes: list[dict], pods: list[dict], cluster: str) -> list[NodeRoo
 
 
 def preflight(spec: ClusterSpec, nodes: list[dict], pods: list[dict], storage_classes: list[dict],
-              cluster: str, allow_memory_overcommit: bool = False) -> Preflight:
+              cluster: str, allow_memory_overcommit: bool = False, sized: list[Demand] | None = None) -> Preflight:
     """Compare what the cluster will ask for with the room on the nodes.
 
     Requests beyond the room: the scheduler would leave pods Pending. Memory limits beyond
     the room: pods can grow until the nodes run out of memory, which is what happened on the
-    user's 2 CPU / 4 GiB nodes; refused unless ``allow_memory_overcommit``."""
-    ds = demands(spec)
+    user's 2 CPU / 4 GiB nodes; refused unless ``allow_memory_overcommit``. ``sized``: the
+    demands of the cluster's sizing (tasks/sizing.py), which also counts etcd, vtadmin and
+    the exporters at the sizes it renders and each new shard's vtbackup-init pod."""
+    ds = sized if sized is not None else demands(spec)
     room = node_room(nodes, pods, cluster)
     default_sc = next((s["metadata"]["name"] for s in storage_classes
                        if (s["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"), None)
@@ -497,20 +528,39 @@ def init_cluster(target: TargetContext, spec: ClusterSpec, credentials: MySQLCre
     A cluster not ready after the whole ``timeout_s`` fails the step at once (a ReadyTimeout,
     permanent) with the diagnosis: a retry would wait as long again for the same crash loop.
     ``retries`` is for API errors that outlast the client's own retries."""
+    from tasks import sizing  # it builds on this module's spec and room types
+
     log = get_run_logger()
     k, namespace, cluster = target.k, target.namespace, target.cluster
-    objects = render(spec, namespace, cluster, target.node_address, credentials.user,
-                     credentials.password.get_secret_value())
-    validate_cluster(next(o for o in objects if o["kind"] == "VitessCluster"), operator_docs)
     if not k.dry_run:  # a plan may add the CRD itself; a real run needs the operator's CRDs before anything
         k.resource("planetscale.com/v2", "VitessCluster")
-    check = preflight(spec, k.list("v1", "Node"), k.list("v1", "Pod"), k.list("storage.k8s.io/v1", "StorageClass"),
-                      cluster, allow_memory_overcommit)
+    nodes, pods = k.list("v1", "Node"), k.list("v1", "Pod")
+    rooms = node_room(nodes, pods, cluster)
+    operator_node = next(((p.get("spec") or {}).get("nodeName") for p in pods
+                          if names.OPERATOR_POD_LABELS.items() <= (p["metadata"].get("labels") or {}).items()), None)
+    sized = sizing.size_cluster(spec, rooms, spec.size, operator_node)  # fit refuses nodes too small for the floors
+    log.info("%s", sized.report())
+    objects = render(sized.spec, namespace, cluster, target.node_address, credentials.user,
+                     credentials.password.get_secret_value())
+    at = next(i for i, o in enumerate(objects) if o["kind"] == "VitessCluster")
+    vc = sizing.apply_to(objects[at], sized, cluster)
+    if any(f.endswith(".mysqldExporter") for f in unsupported(vc, operator_docs)):
+        vc = sizing.apply_to(objects[at], sized, cluster, exporter=False)
+    objects[at] = vc
+    validate_cluster(vc, operator_docs)
+    check = preflight(sized.spec, nodes, pods, k.list("storage.k8s.io/v1", "StorageClass"), cluster,
+                      allow_memory_overcommit, sizing.demands(sized))
     log.info("preflight:\n%s", check.table())
     if check.problems:
         raise PermanentError(f"VitessCluster {namespace}/{cluster}", "preflight refused it before anything was applied:\n"
                              + check.table() + "\n- " + "\n- ".join(check.problems))
     report = apply_all(k, objects, "cluster", log)
+    kept = f"kept: {'; '.join(sized.ha_kept)}" if sized.ha_kept else "as the spec gives it"
+    report.findings.append(Finding(name=f"size {sized.size}", level="warn" if sized.ha_lost else "ok",
+                                   problem=kept + (f"; lost: {'; '.join(sized.ha_lost)}" if sized.ha_lost else "")))
+    for need in sizing.later_steps(sized, rooms):
+        report.findings.append(Finding(name=f"room for {need.step}", level="ok" if need.fits else "warn",
+                                       problem=need.line()))
     if k.dry_run:
         return report
     try:

@@ -1,15 +1,14 @@
 """Deploy steps 2 and 3: the etcd-operator (off by default) and the vitess-operator.
 
 Pure builders turn upstream manifests into exactly what vtflow sends (namespace set, images
-moved to the registry mirror, RBAC pointed at the right ServiceAccount), and check the
-operator against the cluster's Kubernetes version. The tasks are thin: build, apply through
+moved to the registry mirror, RBAC pointed at the right ServiceAccount); which release runs on
+the cluster's Kubernetes version is tasks/versions.py's choice. The tasks are thin: build, apply through
 ``vtflow.kube``, wait (once: an operator still unavailable after the whole wait fails at once,
 with why its pods do not run). The manifest is read by the caller, once per run. Nothing here imports the kubernetes client.
 """
 
 from __future__ import annotations
 
-import re
 
 import yaml
 from prefect import get_run_logger, task
@@ -18,25 +17,11 @@ from prefect.cache_policies import NO_CACHE
 from tasks.cluster import diagnose
 from tasks.common import retry_transient
 from tasks.context import TargetContext
-from tasks.report import StepReport, apply_all
+from tasks import versions
+from tasks.report import Finding, StepReport, apply_all
 from vtflow import kube, names
-from vtflow.errors import ConfigError, PermanentError
+from vtflow.errors import ConfigError
 from vtflow.sources import read_source
-
-# The operator.yaml of a release, as the upstream repository keeps it.
-OPERATOR_URL = "https://raw.githubusercontent.com/planetscale/vitess-operator/{version}/test/endtoend/operator/operator.yaml"
-DEFAULT_OPERATOR_VERSION = "v2.17.0"
-
-# vitess-operator README: operator version -> Kubernetes minor versions it supports.
-COMPATIBILITY: dict[str, tuple[str, str]] = {
-    "v2.11": ("1.22", "1.25"),
-    "v2.12": ("1.25", "1.28"),
-    "v2.13": ("1.25", "1.28"),
-    "v2.14": ("1.29", "1.31"),
-    "v2.15": ("1.30", "1.32"),
-    "v2.16": ("1.31", "1.34"),
-    "v2.17": ("1.32", "1.35"),
-}
 
 CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "Namespace",
                   "StorageClass", "PersistentVolume"}
@@ -115,39 +100,6 @@ def operator_objects(docs: list[dict], namespace: str, mirror: str | None) -> li
         out[(obj["apiVersion"].split("/")[0], kind, meta.get("namespace"), meta["name"])] = obj
     objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}] + list(out.values())
     return sorted(objects, key=lambda o: _ORDER.index(o["kind"]) if o["kind"] in _ORDER else len(_ORDER))
-
-
-def operator_version(objects: list[dict]) -> str | None:
-    """The release the operator Deployment runs, from its image tag (e.g. ``v2.17.0``)."""
-    for obj in objects:
-        if obj["kind"] == "Deployment":
-            for c in _containers(obj):
-                m = re.search(r"vitess-operator:(v\d+\.\d+\.\d+)", c.get("image", ""))
-                if m:
-                    return m.group(1)
-    return None
-
-
-def _minor(version: str) -> tuple[int, int]:
-    m = re.search(r"v?(\d+)\.(\d+)", version)
-    if not m:
-        raise ValueError(version)
-    return int(m.group(1)), int(m.group(2))
-
-
-def check_compatibility(op_version: str, k8s_version: str) -> str | None:
-    """None when the pair is supported; otherwise what is wrong and what to do."""
-    key = "v%d.%d" % _minor(op_version)
-    if key not in COMPATIBILITY:
-        return f"vitess-operator {op_version} is not in vtflow's compatibility table; check its README."
-    low, high = COMPATIBILITY[key]
-    k = _minor(k8s_version)
-    if _minor(low) <= k <= _minor(high):
-        return None
-    fits = [op for op, (lo, hi) in COMPATIBILITY.items() if _minor(lo) <= k <= _minor(hi)]
-    advice = f"use vitess-operator {' or '.join(fits)}" if fits else "upgrade Kubernetes"
-    return (f"vitess-operator {op_version} supports Kubernetes {low}-{high}, the cluster runs {k8s_version}; "
-            f"{advice}, or re-run with --force (parameter force) to go on anyway.")
 
 
 ETCD_CRD = "etcdclusters.etcd.database.coreos.com"
@@ -262,27 +214,22 @@ def install_etcd_operator(target: TargetContext, enabled: bool, timeout_s: float
 
 
 @task(name="vitess-operator", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def install_vitess_operator(target: TargetContext, manifest: list[dict], source: str, force: bool = False,
+def install_vitess_operator(target: TargetContext, manifest: list[dict], source: str, choice: versions.Choice,
                             timeout_s: float = 300) -> StepReport:
     """Step 3: the operator's CRDs, RBAC and Deployment (``manifest``: the documents of
-    ``source``, read once by the caller), checked against the cluster's version."""
+    ``source``, read once by the caller) of the release ``choice`` picked for the cluster's
+    Kubernetes version (tasks/versions.py); its warnings go into the report."""
     log = get_run_logger()
     k = target.k
-    objects = operator_objects(manifest, target.namespace, target.registry_mirror)
-    version = operator_version(objects)
-    if version is None:
+    if versions.manifest_version(manifest) is None:
         raise ConfigError(f"manifest {source}", "has no vitess-operator Deployment with a versioned image.",
                           "give the operator.yaml of a vitess-operator release.")
-    k8s = k.server_version()
-    warnings = []
-    problem = check_compatibility(version, k8s)
-    if problem and not force:
-        raise PermanentError(f"vitess-operator {version}", problem)
-    if problem:
-        log.warning("%s (going on: force)", problem)
-        warnings.append(problem)
+    objects = operator_objects(manifest, target.namespace, target.registry_mirror)
+    for warning in choice.warnings:
+        log.warning("%s", warning)
     report = apply_all(k, objects, "vitess-operator", log)
-    report.warnings += warnings
+    report.warnings += list(choice.warnings)
+    report.findings.append(Finding(name="versions", level="warn" if choice.warnings else "ok", problem=choice.reason))
     if not k.dry_run:
         wait_operator(k, objects, timeout_s, log)
     return report

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 from blocks.nodes import SSHNodes
+from tasks import versions
 
 
 def nodes_block(bed, nodes, *, key=None, known_hosts=None, passphrase=None, extra_nodes=(), user=None) -> SSHNodes:
@@ -39,6 +40,8 @@ def read_table_artifact(key: str) -> list[dict]:
 UPSTREAM = Path(os.environ.get("VTFLOW_UPSTREAM_DIR", Path(__file__).resolve().parents[2] / "shared" / "upstream"))
 EXAMPLES = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
 OPERATOR_YAML = str(EXAMPLES / "operator.yaml")  # a path string, as flows and the CLI take it
+# the images the version table gives the default release (what a deploy at the double's 1.33 renders)
+IMAGES = versions.DEFAULT.images().fields()
 
 
 @contextlib.contextmanager
@@ -119,7 +122,7 @@ def keyspace_cluster(db, folder: Path, namespace: str = "example", cluster: str 
         for o in operator_objects(load_manifest(str(EXAMPLES / "operator.yaml")), namespace, None):
             k.apply(o)
         keyspace = f"ks{uuid.uuid4().hex[:8]}"
-        spec = ClusterSpec(keyspaces=[{"name": keyspace}], vtadmin=False, vtgate_node_port=None)
+        spec = ClusterSpec(keyspaces=[{"name": keyspace}], vtadmin=False, vtgate_node_port=None, **IMAGES)
         for o in render(spec, namespace, cluster, "127.0.0.1", "user", "pw"):
             k.apply(o)
         k.wait("planetscale.com/v2", "VitessCluster", cluster, namespace, not_ready, 60)

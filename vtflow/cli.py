@@ -327,8 +327,9 @@ def cmd_deploy(args) -> int:
         "etcd_operator": args.etcd_operator,
         "allow_memory_overcommit": args.allow_memory_overcommit,
     }
-    if args.operator_manifest:
-        fields["operator_manifest"] = args.operator_manifest
+    for name in ("operator_manifest", "operator_version", "vitess_version"):
+        if getattr(args, name):
+            fields[name] = getattr(args, name)
     if args.ready_timeout:
         fields["ready_timeout_s"] = args.ready_timeout
     schemas = []
@@ -353,6 +354,8 @@ def cmd_deploy(args) -> int:
     params = DeployParameters(**fields)
     if args.vtgate_node_port:
         params.cluster.vtgate_node_port = args.vtgate_node_port
+    if args.size:
+        params.cluster.size = args.size
     state = asyncio.run(deploy(params=params, return_state=True))
     reports = state.result(raise_on_failure=False)
     if not state.is_completed():
@@ -385,7 +388,8 @@ def cmd_sandbox_up(args) -> int:
     from vtflow.sandbox.cluster import SMALL_NODE_CPU, SMALL_NODE_MEMORY
 
     cpu, memory = (SMALL_NODE_CPU, SMALL_NODE_MEMORY) if args.small else (None, None)
-    return sandbox.up(node_cpu=args.node_cpu or cpu, node_memory=args.node_memory or memory)
+    return sandbox.up(node_cpu=args.node_cpu or cpu, node_memory=args.node_memory or memory,
+                      node_sizes=args.node_sizes, kubernetes_version=args.kubernetes_version)
 
 
 def cmd_sandbox_down(args) -> int:
@@ -475,13 +479,19 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--verify-expected", help="what `mysql -B < script` prints on a good cluster; the output must match")
     dp.add_argument("--no-verify", action="store_true", help="skip the verify step")
     dp.add_argument("--dry-run", action="store_true", help="validate and print what would change; change nothing")
-    dp.add_argument("--operator-manifest", help="operator.yaml file or URL (default: the pinned release URL)")
+    dp.add_argument("--operator-version", metavar="vX.Y.Z",
+                    help="vitess-operator release (default: the newest in vtflow's version table for the cluster's "
+                         "Kubernetes; README: Versions)")
+    dp.add_argument("--vitess-version", metavar="vN.0.P", help="Vitess release (default: the operator release's)")
+    dp.add_argument("--operator-manifest", help="operator.yaml file or URL (default: the chosen release's, from GitHub)")
     dp.add_argument("--etcd-operator", action="store_true", help="also install coreos/etcd-operator v0.9.4")
-    dp.add_argument("--force", action="store_true", help="go on when the operator does not support this Kubernetes")
+    dp.add_argument("--force", action="store_true", help="go on with versions outside the version table (warned)")
     dp.add_argument("--force-conflicts", action="store_true",
                     help="take over fields another field manager set (a redeploy's image, a kubectl edit)")
     dp.add_argument("--allow-memory-overcommit", action="store_true")
     dp.add_argument("--vtgate-node-port", type=int, help="expose vtgate's MySQL port on this NodePort")
+    dp.add_argument("--size", choices=["upstream", "fit"],
+                    help="upstream: upstream 101's resources (default); fit: sized to the nodes' room, HA where they allow")
     dp.add_argument("--ready-timeout", type=float, help="seconds to wait for the cluster to be ready")
     dp.add_argument("-v", "--verbose", action="store_true", help="also list unchanged objects")
     dp.set_defaults(func=cmd_deploy)
@@ -517,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--node-cpu", help="CPUs per simulated node (default 4)")
     su.add_argument("--node-memory", help="memory per simulated node, e.g. 4Gi (default 8Gi)")
     su.add_argument("--small", action="store_true", help="2 CPU / 4Gi nodes, as on the original blog's cluster")
+    su.add_argument("--node-sizes", metavar="CPU/MEM,...",
+                    help="one size per node, e.g. 2/4Gi,1/2Gi,2/4Gi (instead of --node-cpu/--node-memory)")
+    su.add_argument("--kubernetes-version", metavar="1.MINOR",
+                    help="the Kubernetes minor the cluster plays, 1.24 ... 1.35 (default 1.33): its API groups, "
+                         "schemas and the nodes' K3s version")
     su.set_defaults(func=cmd_sandbox_up)
     sbs.add_parser("down", help="stop the sandbox, delete its blocks and its folder").set_defaults(func=cmd_sandbox_down)
     sbs.add_parser("status", help="say what of the sandbox runs").set_defaults(func=cmd_sandbox_status)

@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-__all__ = ["crd_schema", "field_path", "prune_and_default", "to_json_schema", "validate"]
+__all__ = ["crd_schema", "dropped", "field_path", "prune_and_default", "to_json_schema", "validate"]
 
 
 def _is_object(schema: dict) -> bool:
@@ -108,6 +108,22 @@ def validate(obj: dict, schema: dict | None) -> tuple[dict, list[jsonschema.Vali
     stored = prune_and_default(copy.deepcopy(obj), schema, root=True)
     errors = sorted(_validator(schema).iter_errors(stored), key=lambda e: [str(p) for p in e.absolute_path])
     return stored, errors
+
+
+def dropped(sent: Any, stored: Any, path: tuple = ()) -> list[str]:
+    """The field paths of ``sent`` that pruning left out of ``stored`` (``validate``'s first
+    result): what the server would silently drop, as a schema of an older release lacks it."""
+    if isinstance(sent, dict) and isinstance(stored, dict):
+        out = []
+        for key, value in sent.items():
+            if key not in stored:
+                out.append(field_path(path + (key,)))
+            else:
+                out += dropped(value, stored[key], path + (key,))
+        return out
+    if isinstance(sent, list) and isinstance(stored, list):
+        return [p for i, (a, b) in enumerate(zip(sent, stored)) for p in dropped(a, b, path + (i,))]
+    return []
 
 
 def crd_schema(crd: dict, version: str) -> dict | None:

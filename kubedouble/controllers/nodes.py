@@ -1,4 +1,7 @@
-"""Nodes: created at start from the double's configuration (count, cpu, memory, version)."""
+"""Nodes: created at start from the double's configuration (each node's cpu and memory, the version).
+
+The kubelet and kube-proxy report the server's gitVersion, as on a K3s server node.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,12 @@ class NodeController(Controller):
 
     def start(self, double) -> None:
         cfg = double.config
-        for i in range(cfg.nodes):
+        for i, (cpu, memory) in enumerate(cfg.sizes()):
             name = f"{cfg.node_name_prefix}{i + 1}"
             if double.get("nodes", "", name) is not None:
                 continue
             now = now_rfc3339()
-            resources = {"cpu": cfg.node_cpu, "memory": cfg.node_memory, "pods": str(cfg.node_pods),
-                         "ephemeral-storage": "50Gi"}
+            resources = {"cpu": cpu, "memory": memory, "pods": str(cfg.node_pods), "ephemeral-storage": "50Gi"}
             labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                       "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64",
                       "node.kubernetes.io/instance-type": "k3s"}

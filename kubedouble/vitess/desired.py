@@ -6,9 +6,14 @@ Deployments, tablet pods and their claims, Services) with its owner named by key
 applier (operator.py) can create them parent first and fill in ownerReferences. Pure
 functions over dicts: no store, no clock, no randomness (the same spec gives the same plan).
 
+The plan follows the operator release that runs (``release``, releases.py): its default
+images (Vitess, mysqld, mysqld-exporter, etcd unless the operator was started with
+``--default_etcd_image``) and the flags whose spelling or presence changed between releases
+(vttablet's query timeout and incremental restore path, ``--mysql_server_version``), formatted
+as the operator's FormatArgs does: ``--key=value`` sorted by key, extraFlags merged in.
 Ports, labels and naming follow FACTS.md and the real operator's names (see names.py).
-NOT known from upstream files, so chosen as plausible and marked where used: default
-images, etcd and mysqld-exporter resources, the etcd claim size, flag sets.
+NOT known from upstream files, so chosen as plausible and marked where used: etcd and
+mysqld-exporter resources, the etcd claim size, the flags whose values are not version-bound.
 """
 
 from __future__ import annotations
@@ -19,16 +24,16 @@ import json
 from dataclasses import dataclass
 
 from . import names
+from .releases import DATA_ROOT, Release, mysql_server_version
 
-# not in the CRDs or examples: the real operator's defaults are compiled in; these are stand-ins
-DEFAULT_VITESS_IMAGE = "vitess/lite:latest"
-DEFAULT_ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
-DEFAULT_EXPORTER_IMAGE = "prom/mysqld-exporter:v0.14.0"
 # chosen so the 101 example totals what FACTS.md measured (~1.3 CPU, ~3.2 GiB of requests)
 ETCD_RESOURCES = {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"memory": "256Mi"}}
-EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
+# pkg/operator/vttablet constants.go: the exporter's resources unless the pool sets its own
+EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}}
 ETCD_STORAGE = "1Gi"
 DESIRED_HASH = "planetscale.com/desired-state-hash"  # annotation name is ours; the real one may differ
+HOSTNAME = "kubernetes.io/hostname"
+ZONE = "failure-domain.beta.kubernetes.io/zone"  # pkg/operator/k8s ZoneFailureDomainLabel
 
 WEB, GRPC, MYSQL, VTADMIN_API, EXPORTER, ETCD_CLIENT, ETCD_PEER = 15000, 15999, 3306, 15001, 9104, 2379, 2380
 
@@ -45,7 +50,21 @@ class Desired:
 
 
 def spec_hash(obj: dict) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    """The desired-state hash of a pod spec. Affinity is left out, as the operator's hash leaves
+    it out (pod.go hashes containers, tolerations, topologySpreadConstraints): a new affinity
+    reaches a pod only when something else recreates it."""
+    return hashlib.sha256(json.dumps({k: v for k, v in obj.items() if k != "affinity"},
+                                     sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _scheduling(pod_spec: dict, affinity: dict | None, spread: list | None = None) -> dict:
+    """Set a pod spec's affinity and topologySpreadConstraints as the operator does: the given
+    affinity replaces the pod's (None leaves none), constraints copied as given."""
+    if affinity:
+        pod_spec["affinity"] = copy.deepcopy(affinity)
+    if spread:
+        pod_spec["topologySpreadConstraints"] = copy.deepcopy(spread)
+    return pod_spec
 
 
 def _meta(name: str, ns: str, labels: dict) -> dict:
@@ -65,12 +84,26 @@ def _flags(flags: dict) -> list[str]:
     return [f"--{k}={v}" for k, v in sorted((flags or {}).items())]
 
 
-def _deployment(name: str, ns: str, labels: dict, replicas: int, containers: list[dict]) -> dict:
+def _args(base: dict, extra: dict | None, last: dict | None = None) -> list[str]:
+    """The operator's FormatArgs: base flags with extraFlags merged over them (leading dashes
+    trimmed, as the operator does), then ``last`` (what it sets after them, over any extraFlag),
+    ``--key=value`` sorted by key."""
+    merged = dict(base)
+    for k, v in (extra or {}).items():
+        merged[str(k).lstrip("-")] = v
+    return _flags({**merged, **(last or {})})
+
+
+def _deployment(name: str, ns: str, labels: dict, replicas: int, containers: list[dict],
+                affinity: dict | None = None, spread: list | None = None) -> dict:
+    """``affinity``: the component's spec.affinity, set on the pod template when given (vtgate,
+    vtctld, vtadmin, vtorc deployment.go; with no cell zone they set none otherwise);
+    ``spread``: vtgate's topologySpreadConstraints."""
+    pod_spec = _scheduling({"containers": containers, "terminationGracePeriodSeconds": 60}, affinity, spread)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, ns, labels),
             "spec": {"replicas": replicas, "selector": {"matchLabels": dict(labels)},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-                     "template": {"metadata": {"labels": dict(labels)},
-                                  "spec": {"containers": containers, "terminationGracePeriodSeconds": 60}}}}
+                     "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec}}}
 
 
 def _service(name: str, ns: str, labels: dict, selector: dict, ports: list[tuple[str, int]],
@@ -89,14 +122,22 @@ def _pvc(name: str, ns: str, labels: dict, template: dict) -> dict:
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(name, ns, labels), "spec": spec}
 
 
-def images(vc: dict) -> dict:
+def images(vc: dict, release: Release) -> dict:
+    """The cluster's images, the release's defaults (DefaultImages) where it names none."""
     im = (vc.get("spec") or {}).get("images") or {}
     mysqld = im.get("mysqld") or {}
-    return {"vtctld": im.get("vtctld", DEFAULT_VITESS_IMAGE), "vtgate": im.get("vtgate", DEFAULT_VITESS_IMAGE),
-            "vttablet": im.get("vttablet", DEFAULT_VITESS_IMAGE), "vtorc": im.get("vtorc", DEFAULT_VITESS_IMAGE),
-            "vtbackup": im.get("vtbackup", DEFAULT_VITESS_IMAGE), "vtadmin": im.get("vtadmin", "vitess/vtadmin:latest"),
-            "mysqld": next(iter(mysqld.values()), DEFAULT_VITESS_IMAGE) if mysqld else DEFAULT_VITESS_IMAGE,
-            "mysqldExporter": im.get("mysqldExporter", DEFAULT_EXPORTER_IMAGE)}
+    lite = release.vitess_image
+    return {"vtctld": im.get("vtctld", lite), "vtgate": im.get("vtgate", lite),
+            "vttablet": im.get("vttablet", lite), "vtorc": im.get("vtorc", lite),
+            "vtbackup": im.get("vtbackup", lite), "vtadmin": im.get("vtadmin", "vitess/vtadmin:latest"),
+            "mysqld": next(iter(mysqld.values()), release.mysqld_image) if mysqld else release.mysqld_image,
+            "mysqldExporter": im.get("mysqldExporter", release.exporter_image)}
+
+
+def _server_version(release: Release, im: dict) -> dict:
+    """``mysql_server_version`` as pkg/operator/mysql sets it (v2.12 on), from the mysqld image."""
+    value = mysql_server_version(im["mysqld"]) if release.mysql_server_version else None
+    return {"mysql_server_version": value} if value else {}
 
 
 def manages_etcd(vc: dict) -> bool:
@@ -135,18 +176,19 @@ def shard_templates(keyspace: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def plan(vc: dict) -> list[Desired]:
-    """Every child object of VitessCluster ``vc``, parents before children."""
+def plan(vc: dict, release: Release, default_etcd_image: str | None = None) -> list[Desired]:
+    """Every child object of VitessCluster ``vc`` as operator ``release`` makes them, parents
+    before children. ``default_etcd_image``: the operator's ``--default_etcd_image``, if given."""
     spec = vc.get("spec") or {}
     cluster, ns = vc["metadata"]["name"], vc["metadata"]["namespace"]
-    im = images(vc)
+    im = images(vc, release)
     base = {names.CLUSTER: cluster}
     out: list[Desired] = []
     cells = [c["name"] for c in spec.get("cells") or []]
     lock = lockserver_address(vc)
 
     if manages_etcd(vc):
-        out += _etcd(vc, cluster, ns)
+        out += _etcd(vc, cluster, ns, default_etcd_image or release.etcd_image)
 
     # cells, their gateways and the cluster-wide services
     for c in spec.get("cells") or []:
@@ -158,19 +200,21 @@ def plan(vc: dict) -> list[Desired]:
             "metadata": _meta(cname, ns, {**base, names.CELL: c["name"]}), "spec": cell_spec}))
         gw = c.get("gateway") or {}
         labels = {**base, names.COMPONENT: "vtgate", names.CELL: c["name"]}
-        vtgate_args = ["--cell=" + c["name"], f"--cells_to_watch={c['name']}", "--tablet_types_to_wait=PRIMARY,REPLICA",
-                       f"--mysql_server_port={MYSQL}", f"--port={WEB}", f"--grpc_port={GRPC}",
-                       "--topo_implementation=etcd2", f"--topo_global_server_address={lock.get('address', '')}",
-                       f"--topo_global_root={lock.get('rootPath', '')}"] + _flags(gw.get("extraFlags"))
+        vtgate_flags = {"cell": c["name"], "cells_to_watch": c["name"], "tablet_types_to_wait": "PRIMARY,REPLICA",
+                        "mysql_server_port": MYSQL, "port": WEB, "grpc_port": GRPC, "topo_implementation": "etcd2",
+                        "topo_global_server_address": lock.get("address", ""),
+                        "topo_global_root": lock.get("rootPath", ""), **_server_version(release, im)}
         if ((gw.get("authentication") or {}).get("static") or {}).get("secret"):
-            vtgate_args.append("--mysql_auth_server_impl=static")
-            vtgate_args.append("--mysql_auth_server_static_file=/vt/secrets/mysql-users/users.json")
+            vtgate_flags["mysql_auth_server_impl"] = "static"
+            vtgate_flags["mysql_auth_server_static_file"] = "/vt/secrets/mysql-users/users.json"
+        vtgate_args = _args(vtgate_flags, gw.get("extraFlags"))
         container = {"name": "vtgate", "image": im["vtgate"], "command": ["/vt/bin/vtgate"], "args": vtgate_args,
                      "ports": [_port("web", WEB), _port("grpc", GRPC), _port("mysql", MYSQL)],
                      "readinessProbe": _probe("/debug/health", WEB), "livenessProbe": _probe("/debug/status", WEB),
                      "resources": copy.deepcopy(gw.get("resources") or {})}
         out.append(Desired("apps/deployments", _deployment(names.vtgate(cluster, c["name"]), ns, labels,
-                                                           int(gw.get("replicas", 1)), [container]),
+                                                           int(gw.get("replicas", 1)), [container],
+                                                           gw.get("affinity"), gw.get("topologySpreadConstraints")),
                            ("planetscale.com/vitesscells", cname)))
         out.append(Desired("services", _service(names.vtgate(cluster, c["name"]), ns, labels, labels,
                                                 [("web", WEB), ("grpc", GRPC), ("mysql", MYSQL)]),
@@ -184,14 +228,15 @@ def plan(vc: dict) -> list[Desired]:
     dash_cell = (dash.get("cells") or cells or ["zone1"])[0]
     labels = {**base, names.COMPONENT: "vtctld", names.CELL: dash_cell}
     container = {"name": "vtctld", "image": im["vtctld"], "command": ["/vt/bin/vtctld"],
-                 "args": [f"--cell={dash_cell}", f"--port={WEB}", f"--grpc_port={GRPC}", "--service_map=grpc-vtctl,grpc-vtctld",
-                          "--topo_implementation=etcd2", f"--topo_global_server_address={lock.get('address', '')}",
-                          f"--topo_global_root={lock.get('rootPath', '')}"] + _flags(dash.get("extraFlags")),
+                 "args": _args({"cell": dash_cell, "port": WEB, "grpc_port": GRPC, "service_map": "grpc-vtctl,grpc-vtctld",
+                                "topo_implementation": "etcd2", "topo_global_server_address": lock.get("address", ""),
+                                "topo_global_root": lock.get("rootPath", "")},
+                               dash.get("extraFlags"), _server_version(release, im)),
                  "ports": [_port("web", WEB), _port("grpc", GRPC)],
                  "readinessProbe": _probe("/debug/health", WEB), "livenessProbe": _probe("/debug/status", WEB),
                  "resources": copy.deepcopy(dash.get("resources") or {})}
     out.append(Desired("apps/deployments", _deployment(names.vtctld(cluster, dash_cell), ns, labels,
-                                                       int(dash.get("replicas", 1)), [container])))
+                                                       int(dash.get("replicas", 1)), [container], dash.get("affinity"))))
     svc_labels = {**base, names.COMPONENT: "vtctld"}
     out.append(Desired("services", _service(names.vtctld_service(cluster), ns, svc_labels, svc_labels,
                                             [("web", WEB), ("grpc", GRPC)])))
@@ -211,7 +256,7 @@ def plan(vc: dict) -> list[Desired]:
              "env": [{"name": "VITE_VTADMIN_API_ADDRESS", "value": ",".join(va.get("apiAddresses") or [])}],
              "ports": [_port("web", WEB)], "resources": copy.deepcopy(va.get("webResources") or {})}]
         out.append(Desired("apps/deployments", _deployment(names.vtadmin(cluster, va_cell), ns, labels,
-                                                           int(va.get("replicas", 1)), containers)))
+                                                           int(va.get("replicas", 1)), containers, va.get("affinity"))))
         svc_labels = {**base, names.COMPONENT: "vtadmin"}
         out.append(Desired("services", _service(names.vtadmin(cluster, va_cell), ns, svc_labels, svc_labels,
                                                 [("web", WEB), ("api", VTADMIN_API)])))
@@ -223,23 +268,30 @@ def plan(vc: dict) -> list[Desired]:
 
     backup = spec.get("backup") or {}
     for ks in spec.get("keyspaces") or []:
-        out += _keyspace(vc, ks, cluster, ns, im, lock, cells, backup)
+        out += _keyspace(vc, ks, cluster, ns, im, lock, cells, backup, release)
     return out
 
 
-def _etcd(vc: dict, cluster: str, ns: str) -> list[Desired]:
+def _etcd(vc: dict, cluster: str, ns: str, default_image: str) -> list[Desired]:
     etcd = ((vc.get("spec") or {}).get("globalLockserver") or {}).get("etcd") or {}
     ls = names.lockserver(cluster)
     out = [Desired("planetscale.com/etcdlockservers", {
         "apiVersion": "planetscale.com/v2", "kind": "EtcdLockserver",
         "metadata": _meta(ls, ns, {names.CLUSTER: cluster}),
-        "spec": {"image": etcd.get("image", DEFAULT_ETCD_IMAGE), "resources": etcd.get("resources") or ETCD_RESOURCES,
+        "spec": {"image": etcd.get("image") or default_image, "resources": etcd.get("resources") or ETCD_RESOURCES,
                  "createClientService": True, "createPeerService": True, "createPDB": True,
+                 **({"affinity": copy.deepcopy(etcd["affinity"])} if etcd.get("affinity") else {}),
                  "dataVolumeClaimTemplate": etcd.get("dataVolumeClaimTemplate") or
                  {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": ETCD_STORAGE}}}}})]
     owner = ("planetscale.com/etcdlockservers", ls)
     sel = {names.COMPONENT: "etcd", names.LOCKSERVER: ls}
     labels = {names.CLUSTER: cluster, **sel}
+    # pkg/operator/etcd pod.go: the template's affinity replaces the default, which prefers a
+    # node (weight 2), then a zone (weight 1, as no zone is set), without another member
+    member = {"labelSelector": {"matchLabels": {names.LOCKSERVER: ls}}}
+    affinity = etcd.get("affinity") or {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 2, "podAffinityTerm": {**member, "topologyKey": HOSTNAME}},
+        {"weight": 1, "podAffinityTerm": {**member, "topologyKey": ZONE}}]}}
     peers = ",".join(f"{ls}-{i}=http://{ls}-{i}.{ls}-peer.{ns}.svc:{ETCD_PEER}" for i in (1, 2, 3))
     for i in (1, 2, 3):
         name = f"{ls}-{i}"
@@ -249,8 +301,8 @@ def _etcd(vc: dict, cluster: str, ns: str) -> list[Desired]:
         out.append(Desired("persistentvolumeclaims", _pvc(name, ns, pod_labels, claim), owner))
         out.append(Desired("pods", {
             "apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, ns, pod_labels),
-            "spec": {"hostname": name, "subdomain": f"{ls}-peer",
-                     "containers": [{"name": "etcd", "image": etcd.get("image", DEFAULT_ETCD_IMAGE),
+            "spec": _scheduling({"hostname": name, "subdomain": f"{ls}-peer",
+                     "containers": [{"name": "etcd", "image": etcd.get("image") or default_image,
                                      "command": ["etcd"],
                                      "args": [f"--name={name}", "--data-dir=/var/etcd/data",
                                               f"--listen-client-urls=http://0.0.0.0:{ETCD_CLIENT}",
@@ -262,13 +314,15 @@ def _etcd(vc: dict, cluster: str, ns: str) -> list[Desired]:
                                      "readinessProbe": _probe("/health", ETCD_CLIENT),
                                      "resources": copy.deepcopy(etcd.get("resources") or ETCD_RESOURCES),
                                      "volumeMounts": [{"name": "data", "mountPath": "/var/etcd"}]}],
-                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}]}}, owner))
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}]}, affinity)},
+                              owner))
     out.append(Desired("services", _service(f"{ls}-client", ns, labels, sel, [("client", ETCD_CLIENT)]), owner))
     out.append(Desired("services", _service(f"{ls}-peer", ns, labels, sel, [("peer", ETCD_PEER)], headless=True), owner))
     return out
 
 
-def _keyspace(vc, ks: dict, cluster: str, ns: str, im: dict, lock: dict, cells: list[str], backup: dict) -> list[Desired]:
+def _keyspace(vc, ks: dict, cluster: str, ns: str, im: dict, lock: dict, cells: list[str], backup: dict,
+              release: Release) -> list[Desired]:
     out = []
     ks_name = ks["name"]
     kname = names.keyspace(cluster, ks_name)
@@ -298,7 +352,7 @@ def _keyspace(vc, ks: dict, cluster: str, ns: str, im: dict, lock: dict, cells: 
         owner = ("planetscale.com/vitessshards", sname)
         for pool in pools:
             for index in range(int(pool.get("replicas", 0))):
-                out += _tablet(cluster, ns, ks_name, shard, pool, index, im, lock, owner)
+                out += _tablet(cluster, ns, ks_name, shard, pool, index, im, lock, owner, release)
         if "vitessOrchestrator" in ks:
             orc = ks["vitessOrchestrator"] or {}
             orc_cell = (pools[0].get("cell") if pools else None) or (cells or ["zone1"])[0]
@@ -310,11 +364,11 @@ def _keyspace(vc, ks: dict, cluster: str, ns: str, im: dict, lock: dict, cells: 
                          "ports": [_port("web", WEB)], "readinessProbe": _probe("/debug/health", WEB),
                          "resources": copy.deepcopy(orc.get("resources") or {})}
             out.append(Desired("apps/deployments", _deployment(names.vtorc(cluster, ks_name, shard, orc_cell), ns,
-                                                               labels, 1, [container]), owner))
+                                                               labels, 1, [container], orc.get("affinity")), owner))
     return out
 
 
-def _tablet(cluster, ns, ks, shard, pool, index, im, lock, owner) -> list[Desired]:
+def _tablet(cluster, ns, ks, shard, pool, index, im, lock, owner, release: Release) -> list[Desired]:
     cell, ptype = pool.get("cell", "zone1"), pool.get("type", "replica")
     uid = names.tablet_uid(cell, ks, shard, ptype, index)
     a = names.alias(cell, uid)
@@ -323,31 +377,47 @@ def _tablet(cluster, ns, ks, shard, pool, index, im, lock, owner) -> list[Desire
               names.SHARD: names.safe_shard(shard), names.TABLET_UID: str(uid), names.TABLET_TYPE: ptype,
               names.TABLET_INDEX: str(index)}
     vt, my = pool.get("vttablet") or {}, pool.get("mysqld") or {}
+    # pkg/operator/vttablet flags.go + pod.go: extraFlags merged over the base flags, then the
+    # incremental restore path unless extraFlags set one, then the advertised MySQL version
+    extra = {str(k).lstrip("-"): v for k, v in (vt.get("extraFlags") or {}).items()}
+    if release.incremental_restore_path and "builtinbackup-incremental-restore-path" not in extra:
+        extra["builtinbackup-incremental-restore-path"] = DATA_ROOT
+    vt_args = _args({"tablet-path": a, "init_keyspace": ks, "init_shard": shard, "init_tablet_type": ptype,
+                     "port": WEB, "grpc_port": GRPC, "topo_implementation": "etcd2",
+                     "topo_global_server_address": lock.get("address", ""), "topo_global_root": lock.get("rootPath", ""),
+                     "queryserver-config-query-timeout": release.query_timeout},
+                    extra, _server_version(release, im))
     containers = [
         {"name": "vttablet", "image": im["vttablet"], "command": ["/vt/bin/vttablet"],
-         "args": [f"--tablet-path={a}", f"--init_keyspace={ks}", f"--init_shard={shard}",
-                  f"--init_tablet_type={ptype}", f"--port={WEB}", f"--grpc_port={GRPC}",
-                  "--topo_implementation=etcd2", f"--topo_global_server_address={lock.get('address', '')}",
-                  f"--topo_global_root={lock.get('rootPath', '')}"] + _flags(vt.get("extraFlags")),
+         "args": vt_args,
          "ports": [_port("web", WEB), _port("grpc", GRPC)],
          "readinessProbe": _probe("/healthz", WEB), "livenessProbe": _probe("/debug/status", WEB),
          "resources": copy.deepcopy(vt.get("resources") or {}),
          "volumeMounts": [{"name": "vt", "mountPath": "/vt/vtdataroot"}]},
         {"name": "mysqld", "image": im["mysqld"], "command": ["/vt/bin/mysqlctld"],
-         "args": [f"--tablet_uid={uid}", "--socket_file=/vt/socket/mysqlctl.sock"],
+         "args": _flags({"tablet_uid": uid, "socket_file": "/vt/socket/mysqlctl.sock", **_server_version(release, im)}),
          "ports": [_port("mysql", MYSQL)], "resources": copy.deepcopy(my.get("resources") or {}),
          "volumeMounts": [{"name": "vt", "mountPath": "/vt/vtdataroot"}]},
         {"name": "mysqld-exporter", "image": im["mysqldExporter"],
          "args": ["--config.my-cnf=/vt/vtdataroot/exporter.cnf"],
-         "ports": [_port("metrics", EXPORTER)], "resources": copy.deepcopy(EXPORTER_RESOURCES)}]
+         "ports": [_port("metrics", EXPORTER)],
+         "resources": copy.deepcopy(((pool.get("mysqldExporter") or {}).get("resources")) or EXPORTER_RESOURCES)}]
     volumes = [{"name": "vt", "emptyDir": {}}]
     out = []
     if pool.get("dataVolumeClaimTemplate"):
         out.append(Desired("persistentvolumeclaims", _pvc(name, ns, labels, pool["dataVolumeClaimTemplate"]), owner))
         volumes = [{"name": "vt", "persistentVolumeClaim": {"claimName": name}}]
-    pod_spec = {"hostname": name, "subdomain": names.tablet_service(cluster), "containers": containers,
-                "volumes": volumes, "terminationGracePeriodSeconds": 1800,
-                "securityContext": {"runAsUser": 999, "fsGroup": 999}}
+    # pkg/operator/vttablet pod.go: the pool's affinity replaces the default, which prefers a node
+    # without another tablet of the shard (weight 2), then of the pool (weight 1)
+    shard_sel = {k: labels[k] for k in (names.COMPONENT, names.CLUSTER, names.KEYSPACE, names.SHARD)}
+    pool_sel = {**shard_sel, names.CELL: cell, names.TABLET_TYPE: ptype}
+    affinity = pool.get("affinity") or {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 2, "podAffinityTerm": {"labelSelector": {"matchLabels": shard_sel}, "topologyKey": HOSTNAME}},
+        {"weight": 1, "podAffinityTerm": {"labelSelector": {"matchLabels": pool_sel}, "topologyKey": HOSTNAME}}]}}
+    pod_spec = _scheduling({"hostname": name, "subdomain": names.tablet_service(cluster), "containers": containers,
+                            "volumes": volumes, "terminationGracePeriodSeconds": 1800,
+                            "securityContext": {"runAsUser": 999, "fsGroup": 999}},
+                           affinity, pool.get("topologySpreadConstraints"))
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, ns, labels), "spec": pod_spec}
     pod["metadata"]["annotations"] = {DESIRED_HASH: spec_hash(pod_spec)}
     out.append(Desired("pods", pod, owner))

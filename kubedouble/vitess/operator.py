@@ -1,10 +1,19 @@
 """The simulated vitess-operator: a Controller that turns VitessClusters into running parts.
 
 It acts only while an operator process runs: a Ready pod whose vitess-operator container the
-kubelet runs (processes.py decides at start: no WATCH_NAMESPACE, no operator), and, like the real
-one, only for the namespaces in the WATCH_NAMESPACE of that running container's environment as
-the kubelet resolved it (empty: all namespaces). With no operator running a VitessCluster just
-sits there without status.
+kubelet runs (processes.py decides at start: no WATCH_NAMESPACE or an unsimulated release, no
+operator), and, like the real one, only for the namespaces in the WATCH_NAMESPACE of that
+running container's environment as the kubelet resolved it (empty: all namespaces). With no
+operator running a VitessCluster just sits there without status. It behaves as the release its
+container image names (releases.py; by digest: the tag registered for it, else the newest
+simulated release): that release's default images, etcd image (or the container's
+``--default_etcd_image``) and flags. When several operator pods watch a namespace, the oldest
+leads (the others wait for its leader lock). What it writes into planetscale.com objects (their
+spec and status) is pruned to the schema of the CRD stored in the double, as the real
+operator's Go types are its release's CRDs: an older release's CRDs lack newer status fields
+(VitessCell ``status.gateway.replicas`` / ``labelSelector`` before v2.15), so those are never
+written. (CRDs newer than the running operator are not narrowed to the operator's release:
+the double writes what the stored schema allows.)
 
 One pass per cluster, in this order (each step needs the one before):
   1. build the desired children (desired.plan: pure);
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from ..admission import admit
@@ -36,7 +46,10 @@ from ..store import now_rfc3339
 from . import desired as desired_mod
 from . import names
 from . import status as st
-from .processes import is_operator_container
+from vtflow.crdschema import prune_and_default
+
+from .processes import is_operator_container, resolved_image
+from .releases import Release, UnknownRelease, running_release
 from .state import BackupRecord, VitessState
 
 VC = "planetscale.com/vitessclusters"
@@ -47,8 +60,16 @@ PRUNABLE = ("pods", "apps/deployments", "services", "planetscale.com/vitesscells
             "planetscale.com/vitesskeyspaces", "planetscale.com/vitessshards", "planetscale.com/etcdlockservers")
 
 
-def operator_watches(double, namespace: str) -> bool:
-    """Does a running vitess-operator process watch ``namespace``?"""
+@dataclass(frozen=True)
+class RunningOperator:
+    pod: str                        # namespace/name of the operator pod
+    release: Release
+    default_etcd_image: str | None  # its --default_etcd_image flag, if given
+
+
+def running_operator(double, namespace: str) -> RunningOperator | None:
+    """The vitess-operator process that leads for ``namespace``: the oldest Ready one watching it."""
+    found = []
     for pod in double.list("pods"):
         if pod["metadata"].get("deletionTimestamp") or not is_ready(pod):
             continue
@@ -57,9 +78,33 @@ def operator_watches(double, namespace: str) -> bool:
             if env is None or "WATCH_NAMESPACE" not in env:
                 continue
             watch = env["WATCH_NAMESPACE"]
-            if not watch or namespace in [w.strip() for w in watch.split(",")]:
-                return True
-    return False
+            if watch and namespace not in [w.strip() for w in watch.split(",")]:
+                continue
+            try:
+                release, _ = running_release(resolved_image(double, c))
+            except UnknownRelease:
+                continue   # processes.py does not start such a container; nothing to lead
+            m = pod["metadata"]
+            found.append((m.get("creationTimestamp", ""), m["name"], RunningOperator(
+                f"{m.get('namespace', '')}/{m['name']}", release, _flag_value(c, "default_etcd_image"))))
+    return min(found, key=lambda f: f[:2])[2] if found else None
+
+
+def operator_watches(double, namespace: str) -> bool:
+    """Does a running vitess-operator process watch ``namespace``?"""
+    return running_operator(double, namespace) is not None
+
+
+def _flag_value(container: dict, name: str) -> str | None:
+    """The value of flag ``name`` on the container's command line (pflag: --x=v, --x v, -x=v)."""
+    argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+    value = None
+    for i, a in enumerate(argv):
+        key, sep, v = a.lstrip("-").partition("=")
+        if not a.startswith("-") or key != name:
+            continue
+        value = v if sep else (argv[i + 1] if i + 1 < len(argv) else None)
+    return value
 
 
 class VitessOperator(Controller):
@@ -101,9 +146,12 @@ class VitessOperator(Controller):
     def _pass(self, double, ns: str, name: str) -> None:
         self._pending.discard((ns, name))
         vc = double.get(VC, ns, name)
-        if vc is None or vc["metadata"].get("deletionTimestamp") or not operator_watches(double, ns):
+        if vc is None or vc["metadata"].get("deletionTimestamp"):
             return
-        plan = desired_mod.plan(vc)
+        op = running_operator(double, ns)
+        if op is None:
+            return
+        plan = desired_mod.plan(vc, op.release, op.default_etcd_image)
         current = self._apply(double, vc, plan)
         self._prune(double, vc, {d.key for d in plan})
         self._roll(double, ns, plan)
@@ -118,6 +166,9 @@ class VitessOperator(Controller):
             if owner is None:
                 continue
             obj = copy.deepcopy(item.obj)
+            if item.ref.startswith("planetscale.com/"):
+                # what the operator's Go types can hold: the stored CRD's schema
+                prune_and_default(obj, _schema(double, item.ref), root=True)
             obj["metadata"]["ownerReferences"] = [owner_ref(owner)]
             if item.ref == "pods":
                 obj["metadata"].setdefault("annotations", {})[desired_mod.DESIRED_HASH] = desired_mod.spec_hash(obj["spec"])
@@ -309,7 +360,16 @@ class VitessOperator(Controller):
         _set_status(double, VC, vc, status)
 
 
+def _schema(double, ref: str) -> dict | None:
+    group, _, plural = ref.rpartition("/")
+    rt = double.registry.by_gr(group, plural)
+    return rt.schema if rt is not None else None
+
+
 def _set_status(double, ref: str, obj: dict, status: dict) -> None:
+    # only the status fields the stored CRD declares: the real operator's types are its CRDs
+    schema = ((_schema(double, ref) or {}).get("properties") or {}).get("status")
+    status = prune_and_default(copy.deepcopy(status), schema) if schema else status
     cur = obj.get("status") or {}
     merged = {**cur, **status}
     if merged == cur:

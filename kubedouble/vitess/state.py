@@ -4,7 +4,8 @@ Real Vitess keeps VSchemas, backups and tablet records in its lockserver and bac
 not in Kubernetes. ``VitessState`` holds the double's stand-ins for those (VSchemas, backup
 records, primary term start times), the backend MariaDB that plays every tablet's mysqld,
 and the knobs tests turn (replication lag per tablet, shards whose backups fail, slow
-backups, backdated backups). It also reads the tablets' view of the world from the vttablet
+backups, backdated backups), and what the registry knows of images pushed by digest
+(``register_image``: the tag each was pushed as). It also reads the tablets' view of the world from the vttablet
 pods and VitessShard objects, so the vtctld handler and the vtgate proxy agree with the
 operator. It writes no Kubernetes object itself; the one test hook that needs one
 (``add_backup``, which also creates the VitessBackup) goes through operator.record_backup.
@@ -91,6 +92,7 @@ class VitessState:
     failing_backups: set[tuple[str, str]] = field(default_factory=set)           # (keyspace, shard)
     primary_terms: dict[str, str] = field(default_factory=dict)                  # alias -> RFC 3339
     backup_delay_s: float = 0.0                                                  # see slow_backups
+    image_tags: dict[str, str] = field(default_factory=dict)                     # see register_image
     _running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)       # (ns, cluster)
     _max_running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (ns, cluster)
     _runs: dict[tuple[str, str], list[BackupRun]] = field(default_factory=dict, repr=False)
@@ -101,6 +103,20 @@ class VitessState:
         self._double = double
 
     # -- knobs for tests ----------------------------------------------------------------------
+    def register_image(self, by_digest: str, tagged: str) -> None:
+        """What a registry knows: ``harbor.lan/vitess/vitess-operator@sha256:...`` was pushed as
+        ``harbor.lan/vitess/vitess-operator:v2.10.4``. The simulated processes then run the
+        release (operator) or Vitess version (components) of the tag."""
+        if "@" not in by_digest:
+            raise ValueError(f"register_image: {by_digest!r} is not an image by digest (name@sha256:...)")
+        with self._lock:
+            self.image_tags[by_digest] = tagged
+
+    def resolve_image(self, image: str) -> str:
+        """The tagged reference of ``image`` when it was registered, else ``image``."""
+        with self._lock:
+            return self.image_tags.get(image, image)
+
     def set_replication_lag(self, tablet_alias: str, seconds: int) -> None:
         with self._lock:
             self.replication_lag[tablet_alias] = seconds

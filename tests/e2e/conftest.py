@@ -36,6 +36,7 @@ class E2E:
     registry_mirror: str | None
     image: str | None
     nodes: str | None
+    size: str
     keep: bool
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
@@ -54,6 +55,7 @@ class E2E:
                    registry_mirror=os.environ.get("VTFLOW_E2E_REGISTRY_MIRROR") or None,
                    image=os.environ.get("VTFLOW_E2E_IMAGE") or None,
                    nodes=os.environ.get("VTFLOW_E2E_NODES") or None,
+                   size=os.environ.get("VTFLOW_E2E_SIZE") or "fit",
                    keep=os.environ.get("VTFLOW_E2E_KEEP") == "1")
 
     @property
@@ -104,14 +106,24 @@ class Cluster:
                 return addresses.get("InternalIP") or addresses["ExternalIP"]
         raise AssertionError("no Node reports an InternalIP or ExternalIP: set VTFLOW_E2E_NODE_ADDRESS")
 
+    @property
+    def operator_manifest(self) -> str:
+        """The upstream file of the release vtflow's version table gives this cluster's Kubernetes
+        (passed as a file, as a cluster without internet would; the deploy pins its image)."""
+        from helpers import UPSTREAM
+
+        from tasks import versions
+
+        release = versions.choose(self.k.server_version(), force=True).release.operator
+        return str(UPSTREAM / f"vitess-operator-{release}" / "examples" / "operator-latest.yaml")
+
     def cluster_scoped_operator_objects(self) -> list[tuple[str, str, str]]:
         """(apiVersion, kind, name) of the operator's cluster-scoped objects (CRDs, ClusterRoles, ...)."""
-        from helpers import OPERATOR_YAML
-
         from tasks.operators import load_manifest, operator_objects
 
         return [(o["apiVersion"], o["kind"], o["metadata"]["name"])
-                for o in operator_objects(load_manifest(OPERATOR_YAML), self.e2e.namespace, self.e2e.registry_mirror)
+                for o in operator_objects(load_manifest(self.operator_manifest), self.e2e.namespace,
+                                          self.e2e.registry_mirror)
                 if not o["metadata"].get("namespace")]
 
     def missing(self, objects):

@@ -21,11 +21,15 @@ Inputs (environment):
 - ``VTFLOW_E2E_MYSQL_USER`` / ``VTFLOW_E2E_MYSQL_PASSWORD``: the vtgate user the deploy creates
   (default ``user`` and a random password).
 - ``VTFLOW_E2E_REGISTRY_MIRROR`` and ``VTFLOW_E2E_IMAGE``: the target's registry mirror (it must
-  hold ``planetscale/vitess-operator:v2.17.0``; unset, upstream's images are pulled) and a
+  hold ``planetscale/vitess-operator:<release>`` of the release vtflow's version table gives the
+  cluster's Kubernetes; unset, upstream's images are pulled) and a
   ``vitess/lite`` image under it by digest, ``REPOSITORY@sha256:<64 hex>``. Without both the two
   redeploy steps are skipped.
 - ``VTFLOW_E2E_NODES``: ``INVENTORY:KEY:KNOWN_HOSTS`` (files, as ``vtflow block create nodes``
   takes them): the deploy runs node prep on those nodes; unset, it is skipped (``--no-node-prep``).
+- ``VTFLOW_E2E_SIZE``: the cluster spec's ``size``, ``fit`` (default: sized to the nodes) or
+  ``upstream`` (upstream 101's resources). The operator manifest is the upstream file of the
+  release the version table gives the cluster's Kubernetes.
 - ``VTFLOW_E2E_KEEP=1``: keep the namespace, the operator's new cluster-scoped objects and the
   blocks at the end (they are listed).
 
@@ -40,7 +44,7 @@ import time
 
 import pytest
 from e2e.cli import ok, vtflow
-from helpers import EXAMPLES, OPERATOR_YAML
+from helpers import EXAMPLES
 
 # a real cluster pulls images and starts pods: a step may take many minutes, not the suite's 300 s
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
@@ -48,23 +52,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 CLUSTER = "example"  # the target block's default cluster_name
 
 
-def deploy_args(e2e) -> tuple[str, ...]:
+def deploy_args(e2e, cluster) -> tuple[str, ...]:
     nodes = ("--nodes", e2e.block) if e2e.nodes else ("--no-node-prep",)
-    return ("deploy", "--target", e2e.block, *nodes, "--operator-manifest", OPERATOR_YAML, "--schema",
+    return ("deploy", "--target", e2e.block, *nodes, "--operator-manifest", cluster.operator_manifest,
+            "--size", e2e.size, "--schema",
             f"commerce:{EXAMPLES / 'create_commerce_schema.sql'}:{EXAMPLES / 'vschema_commerce_initial.json'}",
             "--data", f"commerce:{EXAMPLES / 'insert_commerce_data.sql'}",
             "--verify-script", str(EXAMPLES / "select_commerce_data.sql"))
 
 
 def test_the_plan_changes_nothing(e2e, cluster):
-    plan = ok(vtflow(*deploy_args(e2e), "--dry-run"))
+    plan = ok(vtflow(*deploy_args(e2e, cluster), "--dry-run"))
     assert f"VitessCluster {e2e.namespace}/{CLUSTER}: created (would be)" in plan
     assert f"Deployment {e2e.namespace}/vitess-operator: created (would be)" in plan
     assert cluster.k.get("v1", "Namespace", e2e.namespace) is None
 
 
 def test_deploy_with_the_upstream_commerce_files(e2e, cluster):
-    out = ok(vtflow(*deploy_args(e2e)))
+    out = ok(vtflow(*deploy_args(e2e, cluster)))
     assert f"VitessCluster {e2e.namespace}/{CLUSTER}: created" in out
     assert "keyspace commerce: VSchema: changed" in out
     assert "insert_commerce_data.sql (12 rows): created" in out
@@ -76,7 +81,7 @@ def test_deploy_with_the_upstream_commerce_files(e2e, cluster):
 
 
 def test_a_rerun_changes_nothing(e2e, cluster):
-    out = ok(vtflow(*deploy_args(e2e)))
+    out = ok(vtflow(*deploy_args(e2e, cluster)))
     assert "nothing changed" in out
     assert "cluster: 0 of 5 objects changed" in out
     assert "schema: 0 of 4 objects changed" in out

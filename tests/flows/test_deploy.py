@@ -11,7 +11,7 @@ from blocks.target import VitessTarget
 from flows.deploy import DeployParameters, deploy
 from vtflow import kube
 from kubedouble import DoubleConfig, KubeDouble
-from helpers import OPERATOR_YAML
+from helpers import IMAGES, OPERATOR_YAML
 
 
 
@@ -65,10 +65,22 @@ def test_the_users_small_nodes_are_refused_before_any_cluster_object(prefect_ser
     state, _ = run(params(cluster_double, until="cluster"))
     assert state.is_failed()
     assert "preflight refused it before anything was applied" in state.message
-    assert "memory limits add up to 6.12 GiB but the nodes have 6.00 GiB free" in state.message
+    # every pod at its limit, the first backup's vtbackup-init pod included
+    assert "memory limits add up to 7.12 GiB but the nodes have 6.00 GiB free" in state.message
+    assert "vtbackup-init (commerce)      1     100m   0.50 GiB   1.00 GiB" in state.message
     k = cluster_double.k
     assert k.get("v1", "Secret", "example-cluster-config", "example") is None
     assert k.list("planetscale.com/v2", "VitessCluster", "example") == []
+    # what the original blog had nothing for: a cluster sized to these nodes
+    p = params(cluster_double, until="cluster", ready_timeout_s=120)
+    state, reports = run(p.model_copy(update={"cluster": p.cluster.model_copy(update={"size": "fit"})}))
+    assert state.is_completed(), state.message
+    lines = [f.line for f in reports[-1].findings]
+    assert lines[0].startswith("size fit: warn: kept: etcd: 3 members on 3 nodes"), lines
+    assert "; lost: vtgate: 1 replica" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:]] == ["room for 201_customer_tablets", "room for 302_new_shards"]
+    assert k.get("planetscale.com/v2", "VitessCluster", "example", "example")["spec"]["globalLockserver"]["etcd"][
+        "affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"], "three etcd on three nodes"
 
 
 def test_an_invalid_spec_fails_before_any_call(prefect_server, cluster_double):
@@ -168,8 +180,68 @@ def test_a_redeployed_image_is_a_named_conflict_until_force_conflicts_takes_it_o
 
         state, reports = run(params(d, until="cluster", ready_timeout_s=60, force_conflicts=True))
         assert state.is_completed(), state.message
-        assert set(cluster_images(vc(), "vitess").values()) == {"vitess/lite:v23.0.3-mysql80"}
+        assert set(cluster_images(vc(), "vitess").values()) == {IMAGES["vitess_image"]}
         assert {o["object"]: o["action"] for o in reports[-1].objects}["VitessCluster example/example"] == "changed"
+
+
+def test_the_report_names_the_versions_chosen_and_why(prefect_server, cluster_double):
+    state, reports = run(params(cluster_double, until="vitess-operator", dry_run=True))
+    assert state.is_completed(), state.message
+    text = Artifact.get("deploy-example").data
+    # upstream's end-to-end operator.yaml of v2.17.0 runs its rc1 image (tasks/versions.py)
+    assert ("- vitess-operator v2.17.0-rc1 as the given manifest runs it (the table's v2.17 row: v2.17.0); "
+            "Vitess v24.0.0, the release's recommended") in text
+    assert "- images: vitess/lite:v24.0.0-mysql80 (Vitess components)" in text
+
+
+@pytest.mark.parametrize("git_version,release", [("v1.29.6+k3s1", "v2.14.0"), ("v1.35.4+k3s1", "v2.17.0")])
+def test_the_table_picks_the_release_and_images_for_the_clusters_kubernetes(prefect_server, tmp_path, git_version,
+                                                                           release):
+    from helpers import UPSTREAM
+    from tasks import versions
+
+    manifest = str(UPSTREAM / f"vitess-operator-{release}" / "examples" / "operator-latest.yaml")  # placeholder image
+    with KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version=git_version,
+                                 operators=True, pod_start_delay=0.02)) as d:
+        d.tag = uuid.uuid4().hex[:6]
+        VitessTarget(kubeconfig=d.kubeconfig(tmp_path / "kc").read_text(), node_address="127.0.0.1").save(f"tgt-{d.tag}")
+        MySQLCredentials(user="user", password="deploy-pw-1").save(f"my-{d.tag}")
+        k = kube.Kube(kube.api_client((tmp_path / "kc").read_text(), None, "t"))
+        p = params(d, until="cluster", ready_timeout_s=60).model_copy(update={"operator_manifest": manifest})
+        state, reports = run(p)
+        assert state.is_completed(), state.message
+        images = versions.release(release).images()
+        operator = k.get("apps/v1", "Deployment", "vitess-operator", "example")["spec"]["template"]["spec"]
+        assert operator["containers"][0]["image"] == f"planetscale/vitess-operator:{release}"
+        vc = k.get("planetscale.com/v2", "VitessCluster", "example", "example")
+        assert vc["spec"]["images"]["vttablet"] == images.vitess
+        assert vc["spec"]["images"]["mysqld"]["mysql80Compatible"] == images.mysqld
+        found = {f.name: f.line for f in reports[2].findings}
+        assert found["versions"].startswith(f"versions: {'ok' if release == 'v2.17.0' else 'warn'}: vitess-operator "
+                                            f"{release}: the newest release in vtflow's table")
+        state, again = run(p)
+        assert state.is_completed() and not any(r.changed for r in again)
+
+
+def test_versions_outside_the_table_are_refused_before_any_change_and_go_on_with_force(prefect_server, tmp_path):
+    with KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.28.4+k3s1",
+                                 operators=True, pod_start_delay=0.02)) as d:
+        d.tag = uuid.uuid4().hex[:6]
+        VitessTarget(kubeconfig=d.kubeconfig(tmp_path / "kc").read_text(), node_address="127.0.0.1").save(f"tgt-{d.tag}")
+        MySQLCredentials(user="user", password="deploy-pw-1").save(f"my-{d.tag}")
+        k = kube.Kube(kube.api_client((tmp_path / "kc").read_text(), None, "t"))
+        state, _ = run(params(d, until="vitess-operator", operator_version="v2.17.0"))
+        assert state.is_failed()
+        assert "vitess-operator v2.17.0: supports Kubernetes 1.32-1.35; the cluster runs v1.28.4+k3s1." in state.message
+        assert "vitess-operator v2.13.1: Kubernetes 1.25-1.28, Vitess 20" in state.message, "the table's rows"
+        assert "Fix: pin v2.13.1 (or leave operator_version empty)" in state.message
+        assert "**Failed:** input check:" in Artifact.get("deploy-example").data
+        assert k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == [], "refused before any change"
+        state, reports = run(params(d, until="vitess-operator", operator_version="v2.17.0", force=True))
+        assert state.is_completed(), state.message
+        assert reports[-1].warnings == ["vitess-operator v2.17.0 supports Kubernetes 1.32-1.35; the cluster runs "
+                                        "v1.28.4+k3s1. Going on: force."]
+        assert "- warning: vitess-operator v2.17.0 supports" in Artifact.get("deploy-example").data
 
 
 def test_the_operator_manifest_url_is_fetched_once_per_run(prefect_server, cluster_double):
@@ -224,5 +296,5 @@ def test_cluster_step_without_the_operator_names_the_missing_crd(prefect_server,
     creds = MySQLCredentials(user="user", password="pw-123")
     with pytest.raises(kube.MissingKindError, match=r"VitessCluster \(planetscale.com/v2\): the cluster does not serve "
                                                      r"this kind. Fix: apply the vitess-operator first"):
-        init_cluster(TargetContext(cluster_double.k, "example", "example", node_address="127.0.0.1"), ClusterSpec(),
+        init_cluster(TargetContext(cluster_double.k, "example", "example", node_address="127.0.0.1"), ClusterSpec(**IMAGES),
                      creds, load_manifest(OPERATOR_YAML))

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import UPSTREAM, OPERATOR_YAML
+from helpers import UPSTREAM
 
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the sandbox's sshd nodes need root")
@@ -24,7 +24,8 @@ def vtflow(*args, state: Path):
 def sandbox(prefect_server):
     state = Path(tempfile.mkdtemp(prefix="vtflow-deploy-sandbox-"))
     state.chmod(0o755)  # the node user must enter it
-    up = vtflow("sandbox", "up", state=state)
+    # the user's cluster: K3s v1.24.6, nodes of 2 CPU / 4 GiB, 1 CPU / 2 GiB, 2 CPU / 4 GiB
+    up = vtflow("sandbox", "up", "--kubernetes-version", "1.24", "--node-sizes", "2/4Gi,1/2Gi,2/4Gi", state=state)
     assert up.returncode == 0, up.stderr[-3000:]
     yield state
     vtflow("sandbox", "down", state=state)
@@ -32,8 +33,11 @@ def sandbox(prefect_server):
 
 
 def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
+    # the commerce files of the newest release (v2.10.4 has no insert/select scripts); the operator
+    # manifest of the release the version table gives for 1.24, as a file (no internet here)
     examples = UPSTREAM / "vitess-operator-v2.17.0" / "examples"
-    args = ("deploy", "--target", "sandbox", "--operator-manifest", OPERATOR_YAML, "--schema",
+    manifest = UPSTREAM / "vitess-operator-v2.10.4" / "examples" / "operator-latest.yaml"
+    args = ("deploy", "--target", "sandbox", "--operator-manifest", str(manifest), "--size", "fit", "--schema",
             f"commerce:{examples / 'create_commerce_schema.sql'}:{examples / 'vschema_commerce_initial.json'}",
             "--data", f"commerce:{examples / 'insert_commerce_data.sql'}",
             "--verify-script", str(examples / "select_commerce_data.sql"))
@@ -42,6 +46,9 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
     assert "etcd-operator: skipped (not needed: vitess-operator runs its own etcd" in plan.stdout
     assert "VitessCluster example/example: created (would be)" in plan.stdout
     assert "Deployment example/vitess-operator: created (would be)" in plan.stdout
+    assert ("versions: warn: vitess-operator v2.10.4: the newest release in vtflow's table that supports Kubernetes "
+            "1.24 (1.22-1.25); Vitess v17.0.7, the release's recommended") in plan.stdout
+    assert "warning: Vitess 17 is past its end of life" in plan.stdout
 
     first = vtflow(*args, state=sandbox)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -50,7 +57,13 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
     assert "schema: 4 of 4 objects changed" in first.stdout
     assert "keyspace commerce: VSchema: changed" in first.stdout
     assert "insert_commerce_data.sql (12 rows): created" in first.stdout
-    assert "tablets commerce/-: ok: 1 PRIMARY, 2 REPLICA serving" in first.stdout
+    # fit on these nodes: a primary and a replica on the two nodes with room (the 1 CPU / 2 GiB
+    # node has none beside K3s's own share), etcd on those two, and what the later steps need
+    assert "tablets commerce/-: ok: 1 PRIMARY, 1 REPLICA serving" in first.stdout
+    assert "size fit: warn: kept: keyspace commerce: 2 tablets per shard on 2 different nodes" in first.stdout
+    assert "; lost: node(s) node-2 have no room after K3s's reserve" in first.stdout
+    assert "etcd: 3 members on 2 node(s) (node-1, node-3)" in first.stdout
+    assert "room for 201_customer_tablets: warn: " in first.stdout and "does NOT fit on these nodes" in first.stdout
     assert "rows commerce.customer: ok: 5 rows, as loaded" in first.stdout
     assert "vtadmin: ok" in first.stdout
 
@@ -64,7 +77,7 @@ def test_plan_deploy_and_rerun_against_the_sandbox(sandbox):
     # day two against the same sandbox: both scheduled flows, run from the shell
     health = vtflow("health-check", "--target", "sandbox", state=sandbox)
     assert health.returncode == 0, health.stdout[-3000:] + health.stderr[-3000:]
-    assert "tablets commerce/-: ok: 1 PRIMARY, 2 REPLICA serving" in health.stdout  # Finding.line
+    assert "tablets commerce/-: ok: 1 PRIMARY, 1 REPLICA serving" in health.stdout  # Finding.line
     assert "backup commerce/-: ok: " in health.stdout
     backup = vtflow("backup", "--target", "sandbox", state=sandbox)
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr[-3000:]

@@ -95,6 +95,26 @@ def test_requests_above_limits_is_invalid(api, ns):
         "message": 'Invalid value: "2": must be less than or equal to cpu limit of 1'}]
 
 
+def test_a_node_field_selector_takes_one_node_name(api, ns):
+    # validateNodeFieldSelectorRequirement: several nodes are several terms, never several values
+    many = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-1", "node-3"]}]}
+    d = deployment("pinned")
+    d["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [many]}}}
+    code, _, st = call(api, "POST", deployments(ns), d)
+    assert code == 422
+    assert st["details"]["causes"] == [{
+        "reason": "FieldValueRequired", "message": "Required value: must be only one value when `operator` is 'In' "
+                                                   "or 'NotIn' for node field selector",
+        "field": "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                 ".nodeSelectorTerms[0].matchFields[0].values"}]
+    one_each = [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]} for n in ("node-1", "node-3")]
+    d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = {
+        "nodeSelectorTerms": one_each}
+    code, _, _ = call(api, "POST", deployments(ns), d)
+    assert code == 201
+
+
 def test_selector_must_match_template_labels(api, ns):
     body = deployment("mismatch")
     body["spec"]["selector"]["matchLabels"] = {"app": "other"}

@@ -210,3 +210,40 @@ def test_small_nodes_leave_pods_pending_with_insufficient_memory(tmp_path):
         assert not cluster_ready(st)
     finally:
         d.stop()
+
+
+def test_scheduling_rules_reach_the_pods_and_place_them(tmp_path):
+    """etcd with required anti-affinity, a tablet pool kept off node-3 and spread by hostname:
+    the operator copies the rules into its pods and the scheduler honours them."""
+    import copy
+    host = "kubernetes.io/hostname"
+    etcd_anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"planetscale.com/cluster": "example", "planetscale.com/component": "etcd"}},
+        "topologyKey": host}]}}
+    tablets = {"planetscale.com/cluster": "example", "planetscale.com/component": "vttablet"}
+    pool_affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["node-3"]}]}]}}}
+    spread = [{"maxSkew": 1, "topologyKey": host, "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": tablets}}]
+    d, api = start_double(tmp_path, nodes=3, node_cpu="8", node_memory="16Gi", operators=True)
+    try:
+        dyn = discovery_client(api)
+        make_namespace(api)
+        apply_file(dyn, "operator.yaml")
+        vc = copy.deepcopy(next(x for x in docs("101_initial_cluster.yaml") if x["kind"] == "VitessCluster"))
+        vc["spec"]["globalLockserver"] = {"etcd": {"affinity": etcd_anti}}
+        pool = vc["spec"]["keyspaces"][0]["partitionings"][0]["equal"]["shardTemplate"]["tabletPools"][0]
+        pool.update({"affinity": pool_affinity, "topologySpreadConstraints": spread})
+        for x in docs("101_initial_cluster.yaml"):
+            apply(dyn, vc if x["kind"] == "VitessCluster" else x)
+        wait_for(lambda: cluster_ready(cluster_status(dyn)), timeout=15, what="VitessCluster ready")
+        etcd = _pods(api, "planetscale.com/component=etcd")
+        assert len(etcd) == 3 and sorted(p.spec.node_name for p in etcd) == ["node-1", "node-2", "node-3"]
+        assert all(api.sanitize_for_serialization(p.spec.affinity) == etcd_anti for p in etcd)
+        vt = _pods(api, "planetscale.com/component=vttablet")
+        on = [p.spec.node_name for p in vt]
+        assert len(vt) == 3 and sorted(on.count(n) for n in set(on)) == [1, 2] and "node-3" not in on
+        assert all(api.sanitize_for_serialization(p.spec.affinity) == pool_affinity for p in vt)
+        assert all(api.sanitize_for_serialization(p.spec.topology_spread_constraints) == spread for p in vt)
+    finally:
+        d.stop()

@@ -213,3 +213,35 @@ def test_up_refuses_without_root(monkeypatch):
     with pytest.raises(ConfigError) as e:
         sandbox.up(out=lambda *_: None)
     assert "needs root" in str(e.value) and "sudo" in str(e.value)
+
+
+# -- version and node sizes (no process started: refusals come before the Prefect check) ------------
+
+def _saved_state(state: Path, **fields) -> Path:
+    root = state / "sandbox"
+    root.mkdir()
+    (root / "sandbox.json").write_text(json.dumps({"kube_port": free_port(), "mysql_port": free_port(),
+                                                   "node_ports": [2201, 2202, 2203], **fields}))
+    return root
+
+
+def test_a_state_file_of_an_older_vtflow_loads_with_the_version_it_ran(state_dir):
+    root = _saved_state(state_dir, node_cpu="2", node_memory="4Gi")
+    state = sandbox.Sandbox(root).load()
+    assert state.sizes() == [("2", "4Gi")] * 3 and state.kubernetes_version == "v1.33.5+k3s1"
+    assert state.sizes_text() == "3 nodes of 2 CPU / 4Gi"
+
+
+def test_up_refuses_another_version_or_other_sizes_while_up(state_dir, monkeypatch):
+    _saved_state(state_dir, node_sizes=[["2", "4Gi"], ["1", "2Gi"], ["2", "4Gi"]], kubernetes_version="v1.24.6+k3s1")
+    monkeypatch.setenv("VTFLOW_STATE_DIR", str(state_dir))
+    with pytest.raises(ConfigError) as e:
+        sandbox.up(kubernetes_version="1.33", out=lambda *_: None)
+    assert "is up as Kubernetes v1.24.6+k3s1" in str(e.value) and "sandbox down" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        sandbox.up(node_memory="8Gi", out=lambda *_: None)
+    assert "is up with 3 nodes: 2 CPU / 4Gi, 1 CPU / 2Gi, 2 CPU / 4Gi" in str(e.value)
+    with pytest.raises(ConfigError, match="gives 2 sizes; the sandbox has 3 nodes"):
+        sandbox.up(node_sizes="2/4Gi,1/2Gi", out=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"'1\.23'.*is not one the sandbox plays"):
+        sandbox.up(kubernetes_version="1.23", out=lambda *_: None)

@@ -7,13 +7,14 @@ import pytest
 
 from tasks.backup import Retention, backup_time, backups_from_objects, is_complete, shards_to_back_up, to_prune
 from tasks.cluster import BackupSpec, ClusterSpec, KeyspaceSpec, render
+from helpers import IMAGES
 from vtflow.errors import ConfigError
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 def _vc(**spec):
-    objs = render(ClusterSpec(**spec), "example", "example", "10.0.0.11", "user", "pw")
+    objs = render(ClusterSpec(**(IMAGES | spec)), "example", "example", "10.0.0.11", "user", "pw")
     return next(o for o in objs if o["kind"] == "VitessCluster")
 
 

@@ -7,13 +7,13 @@ import yaml
 from tasks import cluster as c
 from tasks.operators import load_manifest
 from vtflow.errors import ConfigError
-from helpers import EXAMPLES
+from helpers import EXAMPLES, IMAGES
 
 SC = [{"metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}]
 
 
 def default_objects(**spec):
-    return c.render(c.ClusterSpec(**spec), "example", "example", "10.0.0.11", "user", "s3cret-pw")
+    return c.render(c.ClusterSpec(**(IMAGES | spec)), "example", "example", "10.0.0.11", "user", "s3cret-pw")
 
 
 def diff(a, b, path=""):
@@ -30,8 +30,14 @@ def diff(a, b, path=""):
 def test_default_cluster_differs_from_upstream_101_only_on_purpose():
     upstream = next(d for d in yaml.safe_load_all((EXAMPLES / "101_initial_cluster.yaml").read_text())
                     if d and d["kind"] == "VitessCluster")
+    upgraded = next(d for d in yaml.safe_load_all((EXAMPLES / "cluster_upgrade.yaml").read_text())
+                    if d and d["kind"] == "VitessCluster")
     ours = next(o for o in default_objects() if o["kind"] == "VitessCluster")
-    # the README's list: vtflow's label, and vtadmin (image and spec) turned on
+    # the README's list: vtflow's label, vtadmin (image and spec) turned on, and the images of the
+    # Vitess the release is built for (upstream's 101 starts one major behind, cluster_upgrade
+    # moves to it: tasks/versions.py)
+    assert diff(ours, upstream)[:2] == ["metadata.labels", "spec.images.mysqld.mysql80Compatible"]
+    upstream["spec"]["images"] = upgraded["spec"]["images"]
     assert diff(ours, upstream) == ["metadata.labels", "spec.images.vtadmin", "spec.vtadmin"]
     assert ours["spec"]["vtadmin"]["apiAddresses"] == ["http://10.0.0.11:30001"]
     assert ours["spec"]["vtadmin"]["readOnly"] is True
@@ -52,7 +58,7 @@ def test_users_secret_carries_the_credentials_never_an_empty_password():
     assert yaml.safe_load(secret["stringData"]["users.json"]) == {"user": [{"UserData": "user", "Password": "s3cret-pw"}]}
     assert "CREATE USER 'vt_dba'@'localhost'" in secret["stringData"]["init_db.sql"]
     with pytest.raises(ConfigError, match="password is empty"):
-        c.render(c.ClusterSpec(), "example", "example", "10.0.0.11", "user", "")
+        c.render(c.ClusterSpec(**IMAGES), "example", "example", "10.0.0.11", "user", "")
 
 
 def test_node_ports_and_backup_locations():
@@ -72,8 +78,8 @@ def test_node_ports_and_backup_locations():
 
 def test_vtadmin_needs_a_node_address():
     with pytest.raises(ConfigError, match="node_address"):
-        c.render(c.ClusterSpec(), "example", "example", None, "user", "pw")
-    assert c.render(c.ClusterSpec(vtadmin=False), "example", "example", None, "user", "pw")
+        c.render(c.ClusterSpec(**IMAGES), "example", "example", None, "user", "pw")
+    assert c.render(c.ClusterSpec(vtadmin=False, **IMAGES), "example", "example", None, "user", "pw")
 
 
 def node(name, cpu, mem, server=True):

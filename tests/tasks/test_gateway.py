@@ -3,6 +3,7 @@
 import pytest
 
 from tasks.cluster import ClusterSpec, render
+from helpers import IMAGES
 from tasks.gateway import choose
 from vtflow.address import parse_address
 from vtflow.errors import ConfigError, TransientError
@@ -29,7 +30,7 @@ def test_the_target_blocks_address_wins():
 
 
 def test_the_nodeport_service_the_deploy_renders_is_found_at_the_node_address():
-    objects = render(ClusterSpec(), "example", "example", "10.0.0.11", "user", "pw")
+    objects = render(ClusterSpec(**IMAGES), "example", "example", "10.0.0.11", "user", "pw")
     services = [{**o, "metadata": {**o["metadata"]}} for o in objects if o["kind"] == "Service"]
     gw = choose([GATEWAY, *services], "example", "10.0.0.11", None, GATEWAY["metadata"]["name"])
     assert gw.address == "10.0.0.11:30306" and "example-vtgate-nodeport (NodePort)" in gw.how

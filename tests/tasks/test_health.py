@@ -5,13 +5,14 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 
 from tasks.cluster import ClusterSpec, render
+from helpers import IMAGES
 from tasks.health import (HealthThresholds, NodeHeadroom, backup_checks, disk_headroom_check, expected_components,
                           guarded, headroom_of, headroom_script, lag_checks, memory_headroom_check, node_checks,
                           pod_checks, restart_check, restart_counts, status_check)
 from tasks.node_prep import parse_probe
 from vtflow.errors import UnreachableError
 
-VC = next(o for o in render(ClusterSpec(), "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
+VC = next(o for o in render(ClusterSpec(**IMAGES), "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
 
 
 def _pod(name, component, ready=True, restarts=0, uid=None):

@@ -4,12 +4,13 @@ through the flow: tests/flows/test_redeploy.py)."""
 import pytest
 
 from tasks.cluster import ClusterSpec, render
+from helpers import IMAGES
 from tasks.redeploy import (Rollback, cluster_images, cluster_patch, deployment_pending, image_ref, newer_applied,
                             operator_patch, plan_change, pod_images, rollout_pending)
 from vtflow.errors import ConfigError
 
 D = "sha256:" + "a" * 64
-VC = next(o for o in render(ClusterSpec(), "example", "example", "10.0.0.11", "u", "p") if o["kind"] == "VitessCluster")
+VC = next(o for o in render(ClusterSpec(**IMAGES), "example", "example", "10.0.0.11", "u", "p") if o["kind"] == "VitessCluster")
 
 
 def test_image_ref_needs_the_mirror():

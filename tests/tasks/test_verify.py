@@ -8,6 +8,7 @@ import pytest
 
 from blocks.mysql import MySQLCredentials
 from tasks.cluster import ClusterSpec, KeyspaceSpec, TabletPool, render
+from helpers import IMAGES
 from tasks.report import Finding
 from tasks.verify import (VerifyReport, batch_result, check_vtadmin, echo_line, expected_tablets_of, markdown,
                           output_check, row_checks, run_script, tablet_checks)
@@ -21,7 +22,7 @@ def _tablet(ks, shard, kind, state="SERVING", alias="zone1-1"):
 
 def expected_tablets(spec: ClusterSpec) -> dict:
     """What the verify step expects of the VitessCluster the deploy renders from ``spec``."""
-    vc = next(o for o in render(spec, "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
+    vc = next(o for o in render(spec.model_copy(update=IMAGES), "example", "example", "10.0.0.11", "user", "pw") if o["kind"] == "VitessCluster")
     return expected_tablets_of(vc)
 
 

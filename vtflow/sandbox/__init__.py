@@ -2,8 +2,11 @@
 
 ``up`` starts, detached so that they outlive the command: the Kubernetes API double (3 nodes),
 a throwaway MariaDB standing in for vtgate's MySQL, and 3 sshd nodes on 127.0.0.2-4. It then
-saves the Prefect blocks named ``sandbox`` (target, nodes, MySQL credentials). Everything lives
-under ``<state dir>/sandbox/``: ``sandbox.json`` (ports and sizes, no secrets), ``run/*.pid``,
+saves the Prefect blocks named ``sandbox`` (target, nodes, MySQL credentials). One Kubernetes
+version (a real K3s release per minor, ``cluster.K3S_RELEASES``) drives both the double's API
+(groups, schemas, gitVersion) and what the nodes' ``k3s --version`` reports; the node sizes may
+differ per node. Everything lives under ``<state dir>/sandbox/``: ``sandbox.json`` (ports, version
+and sizes, no secrets; neither changes while the sandbox is up), ``run/*.pid``,
 ``logs/``, the kubeconfig, the MariaDB data and the node keys. Every step is safe to repeat: a
 second ``up`` finds each process by its pid file and changes nothing, or starts only what is
 missing; a failure stops what this run started. ``down`` stops every process (pid files, then
@@ -21,6 +24,7 @@ import os
 import secrets
 import shlex
 import shutil
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -48,19 +52,30 @@ class SandboxState:
     kube_port: int
     mysql_port: int
     node_ports: list[int]
-    node_cpu: str
-    node_memory: str
+    node_sizes: list[list[str]]           # [cpu, memory] of each node
+    # a file written before the version was recorded ran the then default
+    kubernetes_version: str = cluster.K3S_VERSION
     created: float = field(default_factory=time.time)
 
     @classmethod
-    def new(cls, node_cpu: str, node_memory: str) -> "SandboxState":
+    def new(cls, node_sizes: list[tuple[str, str]], kubernetes_version: str) -> "SandboxState":
         kube_port = procs.free_port()
         mysql_port = procs.free_port()
         while mysql_port == kube_port:
             mysql_port = procs.free_port()
         return cls(kube_port=kube_port, mysql_port=mysql_port,
                    node_ports=[procs.free_port(f"127.0.0.{i + 2}") for i in range(cluster.NODE_COUNT)],
-                   node_cpu=node_cpu, node_memory=node_memory)
+                   node_sizes=[list(s) for s in node_sizes], kubernetes_version=kubernetes_version)
+
+    def sizes(self) -> list[tuple[str, str]]:
+        return [(str(cpu), str(memory)) for cpu, memory in self.node_sizes]
+
+    def sizes_text(self) -> str:
+        """"3 nodes of 2 CPU / 4Gi", or each node's size when they differ."""
+        sizes = self.sizes()
+        if len(set(sizes)) == 1:
+            return f"{len(sizes)} nodes of {sizes[0][0]} CPU / {sizes[0][1]}"
+        return f"{len(sizes)} nodes: " + ", ".join(f"{cpu} CPU / {memory}" for cpu, memory in sizes)
 
 
 class Sandbox:
@@ -76,6 +91,8 @@ class Sandbox:
     def load(self) -> SandboxState | None:
         try:
             saved = json.loads(self.state_file.read_text())
+            if "node_sizes" not in saved and "node_cpu" in saved:  # an older vtflow's uniform size
+                saved["node_sizes"] = [[saved["node_cpu"], saved["node_memory"]]] * cluster.NODE_COUNT
             known = {f.name for f in fields(SandboxState)}  # an older vtflow's file may carry more
             return SandboxState(**{k: v for k, v in saved.items() if k in known})
         except (OSError, ValueError, TypeError):
@@ -92,11 +109,12 @@ class Sandbox:
 
     def nodes(self, state: SandboxState) -> SSHNodeBed:
         return SSHNodeBed(cluster.NODE_COUNT, root=self.root / "nodes", ports=state.node_ports,
-                          k3s_version=cluster.K3S_VERSION)
+                          k3s_version=state.kubernetes_version)
 
     def cluster(self, state: SandboxState) -> cluster.ClusterSpec:
-        return cluster.ClusterSpec(port=state.kube_port, kubeconfig=self.kubeconfig, node_cpu=state.node_cpu,
-                                   node_memory=state.node_memory, mysql_backend=f"127.0.0.1:{state.mysql_port}")
+        return cluster.ClusterSpec(port=state.kube_port, kubeconfig=self.kubeconfig, node_sizes=tuple(state.sizes()),
+                                   k3s_version=state.kubernetes_version,
+                                   mysql_backend=f"127.0.0.1:{state.mysql_port}")
 
     def pid_names(self) -> list[str]:
         return sorted(p.stem for p in self.run.glob("*.pid")) if self.run.is_dir() else []
@@ -146,23 +164,50 @@ def _preflight() -> None:
                                     "openssh-client iputils-ping (or `make test` as root, which installs them).")
 
 
-def up(node_cpu: str | None = None, node_memory: str | None = None, out=print) -> int:
-    """Start (or repair) the sandbox and save its blocks. Returns the exit status."""
+def _wanted_sizes(base: list[tuple[str, str]], node_cpu: str | None, node_memory: str | None,
+                  node_sizes: str | None) -> list[tuple[str, str]]:
+    """The node sizes asked for, over ``base`` (--node-cpu alone keeps each node's memory, and so on)."""
+    if node_sizes:
+        sizes = cluster.parse_node_sizes(node_sizes)
+        if len(sizes) != cluster.NODE_COUNT:
+            raise ConfigError(f"--node-sizes {node_sizes}", f"gives {len(sizes)} sizes; the sandbox has "
+                              f"{cluster.NODE_COUNT} nodes.",
+                              f"give one CPU/MEMORY per node, e.g. {cluster.NODE_SIZES_EXAMPLE}.")
+        return sizes
+    return [(node_cpu or cpu, node_memory or memory) for cpu, memory in base]
+
+
+def up(node_cpu: str | None = None, node_memory: str | None = None, out=print, *, node_sizes: str | None = None,
+       kubernetes_version: str | None = None) -> int:
+    """Start (or repair) the sandbox and save its blocks. Returns the exit status.
+
+    ``kubernetes_version`` is a minor ("1.24"); ``node_sizes`` one CPU/MEMORY per node
+    ("2/4Gi,1/2Gi,2/4Gi"), else ``node_cpu`` / ``node_memory`` for every node. A sandbox that is
+    up keeps its version and sizes: asking for others is refused."""
     from vtflow.sandbox import prefect_blocks as pb
 
+    release = cluster.k3s_release(kubernetes_version) if kubernetes_version else None
+    if node_sizes:
+        _wanted_sizes([], None, None, node_sizes)  # a bad value fails before anything else
     _preflight()
+    sb = Sandbox()
+    state = sb.load()
+    fresh = state is None
+    if fresh:
+        default = [(cluster.DEFAULT_NODE_CPU, cluster.DEFAULT_NODE_MEMORY)] * cluster.NODE_COUNT
+        state = SandboxState.new(_wanted_sizes(default, node_cpu, node_memory, node_sizes),
+                                 release or cluster.K3S_VERSION)
+    else:
+        if _wanted_sizes(state.sizes(), node_cpu, node_memory, node_sizes) != state.sizes():
+            raise ConfigError(f"sandbox {sb.root}", f"is up with {state.sizes_text()}; its node sizes cannot "
+                              "change while it runs.", "run `vtflow sandbox down`, then `up` with the new sizes.")
+        if release and release != state.kubernetes_version:
+            raise ConfigError(f"sandbox {sb.root}", f"is up as Kubernetes {state.kubernetes_version}; its version "
+                              "cannot change while it runs.", f"run `vtflow sandbox down`, then `up "
+                              f"--kubernetes-version {kubernetes_version}`.")
     url = pb.api_url()
     with pb.prefect_api(url):
         pb.check_reachable(url)
-        sb = Sandbox()
-        state = sb.load()
-        fresh = state is None
-        if fresh:
-            state = SandboxState.new(node_cpu or cluster.DEFAULT_NODE_CPU, node_memory or cluster.DEFAULT_NODE_MEMORY)
-        elif (node_cpu, node_memory) != (None, None) and (node_cpu or state.node_cpu, node_memory or state.node_memory) != (
-                state.node_cpu, state.node_memory):
-            raise ConfigError(f"sandbox {sb.root}", f"is up with nodes of {state.node_cpu} CPU / {state.node_memory}; "
-                              "its size cannot change while it runs.", "run `vtflow sandbox down`, then `up` with the new size.")
         started: list[int] = []
         try:
             changes = _up(sb, state, started)
@@ -194,6 +239,8 @@ def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
     bed = sb.nodes(state).prepare()
     db.install()
     running = sb.running()
+    if "kubedouble" not in running and (installed := _ensure_schemas(state.kubernetes_version)):
+        changes.append(installed)  # before anything starts: without schemas the double cannot
     for part in _parts(sb, state, db, bed):
         if part.name in running:
             continue
@@ -225,6 +272,18 @@ def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
         pb.mysql_block(db.user, db.password).save(pb.BLOCK_NAME, overwrite=True)
         changes.append(f"set a new password for MariaDB user {db.user!r}; saved block vtflow-mysql-credentials/sandbox")
     return changes
+
+
+def _ensure_schemas(k3s_version: str) -> str | None:
+    """Have the double install the schemas its version needs (1.24: an older kubernetes-validate
+    release, ~90 MB from PyPI, once per environment); says what it installed, None when nothing."""
+    argv = cluster.schemas_command(k3s_version)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ConfigError(f"sandbox kubedouble {k3s_version}", f"has no OpenAPI schemas for that version: {last}",
+                          f"run `{shlex.join(argv)}` and read its error.")
+    return done.stdout.strip() or None
 
 
 def _mysql_block_works(db: MariaDB) -> bool:
@@ -264,8 +323,8 @@ def _report(sb: Sandbox, state: SandboxState, url: str, changes: list[str], out)
     vtgate = ("vtgate's MySQL port (NodePort on 127.0.0.1 once the cluster is deployed) proxies to it; "
               f"the simulated tablets use its account {cluster.MYSQL_DBA_USER!r}")
     lines = [
-        ("Kubernetes API", f"https://127.0.0.1:{state.kube_port}  ({cluster.NODE_COUNT} nodes of {state.node_cpu} CPU / "
-                           f"{state.node_memory}, {cluster.K3S_VERSION}); kubeconfig {sb.kubeconfig} (its CA included)"),
+        ("Kubernetes API", f"https://127.0.0.1:{state.kube_port}  (Kubernetes {state.kubernetes_version}, "
+                           f"{state.sizes_text()}); kubeconfig {sb.kubeconfig} (its CA included)"),
         ("kubectl", f"export KUBECONFIG={shlex.quote(str(sb.kubeconfig))}   then: kubectl get pods -A -w"),
         ("MySQL", f"MariaDB on 127.0.0.1:{state.mysql_port}, user {MYSQL_USER!r}; {vtgate}"),
         ("SSH nodes", ", ".join(f"node{i + 1} 127.0.0.{i + 2}:{p}" for i, p in enumerate(state.node_ports))
