@@ -186,12 +186,13 @@ def kill_loads(server: Server, files: list[DataFile], kills: dict[str, int], dep
             child.wait(timeout)
         finally:
             child.kill()
-        out = _tail(child)
+        out = _output(child)
         fig.reruns += len(targets)
         # a kill that landed after the last batch leaves this re-run nothing to load: either line
         # is the loader's word that it read the file's checkpoint; the contents below are the proof
+        # (looked for in the whole output: the report after it can be longer than any tail)
         if child.returncode != 0 or not ("rows loaded in" in out or "batches already loaded" in out):
-            raise AssertionError(f"{f.kind}: the last re-run failed ({child.returncode}): {out}")
+            raise AssertionError(f"{f.kind}: the last re-run failed ({child.returncode}): {out[-3000:]}")
         count, distinct, top, crc = server.contents(f)
         if (count, distinct, top, crc) != (f.rows, f.rows, f.rows, f.checksum):
             fig.mismatches.append(f"{f.kind} at the end: {count} rows ({distinct} distinct, up to seq {top - 1}), "
@@ -211,10 +212,14 @@ def _start(deploy_args: list[str], f: DataFile) -> subprocess.Popen:
     return child
 
 
-def _tail(child: subprocess.Popen) -> str:
+def _output(child: subprocess.Popen) -> str:
     child.wait()
     child.log.seek(0)
-    return child.log.read()[-3000:]
+    return child.log.read()
+
+
+def _tail(child: subprocess.Popen) -> str:
+    return _output(child)[-3000:]
 
 
 def _wait_for(predicate, timeout: float, what: str, must: bool = True) -> bool:

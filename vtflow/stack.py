@@ -341,15 +341,19 @@ def ensure_automation(automation) -> bool:
     from prefect import get_client
     from prefect.events.schemas.automations import AutomationCore
 
-    desired = AutomationCore(**automation.model_dump(exclude={"id"}))
-    fields = {"description", "enabled", "trigger", "actions", "actions_on_trigger", "actions_on_resolve"}
+    # owner_resource left unset: Prefect 3.9's update endpoint refuses the field (extra_forbidden),
+    # and its client sends only the fields that were set
+    desired = AutomationCore(**automation.model_dump(exclude={"id", "owner_resource"}))
+    fields = ("description", "enabled", "trigger", "actions", "actions_on_trigger", "actions_on_resolve")
     with get_client(sync_client=True) as client:
         found = client.read_automations_by_name(desired.name)
         if not found:
             client.create_automation(desired)
             return True
         current = found[0]
-        if current.model_dump(mode="json", include=fields) == desired.model_dump(mode="json", include=fields):
+        # compared as models, not as JSON: the trigger's sets (expect, after) dump in each
+        # process's hash order, so equal automations could dump as different lists
+        if all(getattr(current, f) == getattr(desired, f) for f in fields):
             return False
         client.update_automation(current.id, desired)
         return True

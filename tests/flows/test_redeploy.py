@@ -10,7 +10,7 @@ import pytest
 from prefect.artifacts import Artifact
 
 from flows.redeploy import redeploy
-from helpers import deployed_cluster, wait_until
+from helpers import IMAGES, deployed_cluster, wait_until
 from tasks.redeploy import cluster_images, rollout_pending
 from vtflow.names import pushed_at_annotation
 
@@ -49,19 +49,19 @@ def backups(d):
 
 
 def test_a_push_rolls_out_by_digest_after_a_backup_and_is_verified(cluster):
-    image = f"{MIRROR}/lite@{digest('v23.0.4')}"
+    image = f"{MIRROR}/lite@{digest('v24.0.1')}"
     before = backups(cluster)
-    state, result = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("v23.0.4"),
-                        tag="v23.0.4-mysql80", pushed_at=1000.0)
+    state, result = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("v24.0.1"),
+                        tag="v24.0.1-mysql80", pushed_at=1000.0)
     assert state.is_completed(), state.message
-    assert result.action == "changed" and result.previous["images.vttablet"] == "vitess/lite:v23.0.3-mysql80"
+    assert result.action == "changed" and result.previous["images.vttablet"] == IMAGES["vitess_image"]
     assert set(cluster_images(vc(cluster), "vitess").values()) == {image}
     assert pod_images(cluster, "vttablet") == {image} and pod_images(cluster, "vtgate") == {image}
     assert vc(cluster)["metadata"]["annotations"][pushed_at_annotation("vitess")] == "1000.0"
     assert backups(cluster) == before + 1
     assert "# Redeploy of vitess: changed" in Artifact.get("redeploy-example").data
 
-    state, again = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("v23.0.4"),
+    state, again = run(cluster, component="vitess", repository=f"{MIRROR}/lite", digest=digest("v24.0.1"),
                        pushed_at=1000.0)
     assert state.is_completed() and again.action == "unchanged" and backups(cluster) == before + 1
 

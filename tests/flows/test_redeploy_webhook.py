@@ -57,7 +57,7 @@ def post(port: int, body: dict, content_type: str) -> dict:
 def stack(prefect_server, tmp_path_factory):
     with deployed_cluster(tmp_path_factory.mktemp("e2e"), registry_mirror="harbor.lan/vitess") as d:
         tag = d.tag
-        HarborWebhook(auth_header=AUTH, routes=[ImageRoute(repository="vitess/lite", tags="v23.*", component="vitess",
+        HarborWebhook(auth_header=AUTH, routes=[ImageRoute(repository="vitess/lite", tags="v24.*", component="vitess",
                                                            target_block=f"tgt-{tag}", mysql_block=f"my-{tag}")],
                       ).save(f"harbor-{tag}")
         env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(REPO)}
@@ -130,10 +130,10 @@ def redeploy_runs() -> int:
 def test_default_and_cloudevents_pushes_each_redeploy_once(stack):
     before = redeploy_runs()
     now = int(time.time())
-    first = post(stack.port, default_push(digest("a"), "v23.0.4-mysql80", now), "application/json")
+    first = post(stack.port, default_push(digest("a"), "v24.0.4-mysql80", now), "application/json")
     assert first["status"] in ("accepted", "queued"), first
     # Harbor delivers again when it did not see an answer in time: nothing new
-    again = post(stack.port, default_push(digest("a"), "v23.0.4-mysql80", now), "application/json")
+    again = post(stack.port, default_push(digest("a"), "v24.0.4-mysql80", now), "application/json")
     assert again.get("duplicate") is True or again["status"] == "queued", again
     wait_until(lambda: redeploy_runs() >= before + 1, 30, "the push's redeploy run", interval=0.3)
     run_id = first.get("flow_run_id") or again.get("flow_run_id") or _latest_run_id()
@@ -143,7 +143,7 @@ def test_default_and_cloudevents_pushes_each_redeploy_once(stack):
     vc = stack.k.get("planetscale.com/v2", "VitessCluster", "example", NS)
     assert set(cluster_images(vc, "vitess").values()) == {f"harbor.lan/vitess/lite@{digest('a')}"}
 
-    second = post(stack.port, cloudevents_push(digest("b"), "v23.0.5-mysql80", now + 60), "application/cloudevents+json")
+    second = post(stack.port, cloudevents_push(digest("b"), "v24.0.5-mysql80", now + 60), "application/cloudevents+json")
     assert second["status"] in ("accepted", "queued"), second
     wait_until(lambda: redeploy_runs() >= before + 2, 30, "the CloudEvents push's redeploy run", interval=0.3)
     run = finished(second.get("flow_run_id") or _latest_run_id())
