@@ -385,11 +385,14 @@ def _strip_ports(v):
 
 
 def _tpl(dep: dict) -> dict:
-    """The parts of a pod template the operator sets (defaults added by the server ignored)."""
+    """The parts of a pod template the operator sets (defaults added by the server ignored);
+    a change to any of them (the scheduling rules too) updates the Deployment and rolls it."""
     t = (dep.get("spec") or {}).get("template") or {}
+    spec = t.get("spec") or {}
     return {"labels": (t.get("metadata") or {}).get("labels"),
             "containers": [(c.get("name"), c.get("image"), c.get("args"), c.get("resources") or {})
-                           for c in (t.get("spec") or {}).get("containers") or []]}
+                           for c in spec.get("containers") or []],
+            "affinity": spec.get("affinity"), "spread": spec.get("topologySpreadConstraints")}
 
 
 def record_backup(double, state: VitessState, vc: dict, ks: str, shard: str, tablet_alias: str,

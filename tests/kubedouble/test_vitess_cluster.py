@@ -245,5 +245,19 @@ def test_scheduling_rules_reach_the_pods_and_place_them(tmp_path):
         assert len(vt) == 3 and sorted(on.count(n) for n in set(on)) == [1, 2] and "node-3" not in on
         assert all(api.sanitize_for_serialization(p.spec.affinity) == pool_affinity for p in vt)
         assert all(api.sanitize_for_serialization(p.spec.topology_spread_constraints) == spread for p in vt)
+        # a rule added later reaches the Deployment the operator owns (a real operator updates
+        # its template and the rollout follows)
+        gate = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-2"]}]}]}}}
+        vc["spec"]["cells"][0].setdefault("gateway", {})["affinity"] = gate
+        apply(dyn, vc)
+        apps = client.AppsV1Api(api)
+
+        def gateway_affinity():
+            deps = apps.list_namespaced_deployment(NS, label_selector="planetscale.com/component=vtgate").items
+            return deps and api.sanitize_for_serialization(deps[0].spec.template.spec.affinity) == gate
+        wait_for(gateway_affinity, timeout=15, what="the vtgate Deployment to carry the new affinity")
+        wait_for(lambda: {p.spec.node_name for p in _pods(api, "planetscale.com/component=vtgate")} == {"node-2"},
+                 timeout=15, what="vtgate rolled onto node-2")
     finally:
         d.stop()
