@@ -9,7 +9,6 @@ with why its pods do not run). The manifest is read by the caller, once per run.
 
 from __future__ import annotations
 
-
 import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE

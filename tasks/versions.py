@@ -16,6 +16,7 @@ caller reads the server's version and the manifest.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 
@@ -140,10 +141,10 @@ class Choice:
 
     @property
     def markdown(self) -> str:
-        lines = ["## Versions", "", f"- {self.reason}",
-                 f"- images: {self.images.vitess} (Vitess components), {self.images.mysqld} (mysqld), "
-                 f"{self.images.vtadmin}, {self.images.mysqld_exporter}"]
-        return "\n".join(lines + [f"- warning: {w}" for w in self.warnings])
+        # the warnings are the vitess-operator step's, listed there
+        return "\n".join(["## Versions", "", f"- {self.reason}",
+                          f"- images: {self.images.vitess} (Vitess components), {self.images.mysqld} (mysqld), "
+                          f"{self.images.vtadmin}, {self.images.mysqld_exporter}"])
 
 
 def choose(kubernetes: str, operator: str | None = None, vitess: str | None = None, force: bool = False,
@@ -227,7 +228,7 @@ def pin_operator_image(docs: list[dict], chosen: Release) -> list[dict]:
     out = []
     for doc in docs:
         if doc.get("kind") == "Deployment":
-            doc = _copy(doc)
+            doc = copy.deepcopy(doc)
             for c in ((doc.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
                 if c.get("image") == PLACEHOLDER_IMAGE:
                     c["image"] = OPERATOR_IMAGE.format(version=chosen.operator)
@@ -236,13 +237,6 @@ def pin_operator_image(docs: list[dict], chosen: Release) -> list[dict]:
         out.append(doc)
     return out
 
-
-def _copy(obj):
-    if isinstance(obj, dict):
-        return {k: _copy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_copy(v) for v in obj]
-    return obj
 
 
 def with_images(spec, choice: Choice, force: bool = False):
