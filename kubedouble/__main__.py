@@ -13,6 +13,7 @@ listens. Nothing else belongs here.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 import signal
@@ -51,10 +52,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mysql-user", default="root",
                    help="account on --mysql-backend used by vtctldclient's SQL (needs CREATE DATABASE); its "
                         "password comes from the environment variable KUBEDOUBLE_MYSQL_PASSWORD")
+    p.add_argument("--node-network", default="127.0.0", metavar="A.B.C", type=_network,
+                   help="the nodes' InternalIPs are A.B.C.2, A.B.C.3, ... (the sandbox's sshd nodes listen there)")
     p.add_argument("--vtgate-host", default="127.0.0.1",
                    help="address the vtgate proxy listens on for NodePort Services (port = the nodePort)")
     p.add_argument("--pod-start-delay", type=float, default=0.05, help="seconds from bound pod to Running")
     return p
+
+
+def _network(text: str) -> str:
+    try:
+        if ipaddress.ip_address(f"{text}.2").version == 4 and text.count(".") == 2:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not the first three parts of an IPv4 address (e.g. 127.0.0)")
 
 
 def _sizes(text: str) -> list[tuple[str, str]]:
@@ -108,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         double = KubeDouble(DoubleConfig(git_version=args.version, nodes=args.nodes, node_cpu=args.node_cpu,
                                          node_memory=args.node_memory, node_sizes=args.node_sizes,
+                                         node_network=args.node_network,
                                          local_path_storage=not args.no_local_path,
                                          operators=not args.no_operators, mysql_backend=args.mysql_backend,
                                          mysql_user=args.mysql_user,

@@ -67,6 +67,7 @@ class DoubleConfig:
     node_sizes: list[tuple[str, str]] | None = None
     node_pods: int = 110
     node_name_prefix: str = "node-"
+    node_network: str = "127.0.0"         # node i's InternalIP is <node_network>.<i + 2>
     control_plane: bool = True            # K3s servers carry the control-plane role
     local_path_storage: bool = True       # K3s's default StorageClass "local-path"
     pod_start_delay: float = 0.05         # bound pod -> Running

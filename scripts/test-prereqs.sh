@@ -13,7 +13,7 @@ id "$USER_NAME" >/dev/null 2>&1 || need_user=yes
 if [ -z "$missing" ] && [ "$need_user" = no ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   [ -n "$missing" ] && echo "The tests need these Debian packages:$missing" >&2 && echo "  sudo apt-get install -y$missing" >&2
-  [ "$need_user" = yes ] && echo "and the SSH node user: sudo sh vtflow/sandbox/node-user.sh" >&2
+  [ "$need_user" = yes ] && echo "and the SSH node user: sudo sh scripts/node-user.sh" >&2
   echo "Or run 'make test' as root to do this for you." >&2
   exit 1
 fi
@@ -24,6 +24,6 @@ if [ -n "$missing" ]; then
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 if [ "$need_user" = yes ]; then
-  # shared with `vtflow sandbox up`, which needs the same user
-  sh "$(dirname "$0")/../vtflow/sandbox/node-user.sh"
+  # the user the tests' sshd nodes log in (the sandbox logs in whoever runs it)
+  sh "$(dirname "$0")/node-user.sh"
 fi

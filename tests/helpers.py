@@ -27,6 +27,35 @@ def save_nodes_block(block: SSHNodes, prefix: str = "t") -> str:
     return name
 
 
+# The ordinary user the tests run user-facing commands as, to prove they need no root: the tests'
+# node user (scripts/node-user.sh). The tests run as root, with this checkout's Python under
+# /root (pyenv, mode 700), so the user keeps one capability, CAP_DAC_READ_SEARCH, to read it:
+# it still cannot write what it does not own, change owners, create users or bind ports below 1024.
+ORDINARY_USER = "vtflow-node"
+
+
+def as_ordinary_user(argv: list[str]) -> list[str]:
+    """``argv`` run as ``ORDINARY_USER`` (from root), with its own groups and no other privilege."""
+    import pwd
+
+    user = pwd.getpwnam(ORDINARY_USER)
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+            "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search", "--", *argv]
+
+
+def give_to_ordinary_user(path: Path) -> Path:
+    """Hand ``path`` (a folder the test made) and everything under it to ``ORDINARY_USER``; symlinks
+    themselves, never what they point to (the nodes link the machine's tools)."""
+    import pwd
+
+    user = pwd.getpwnam(ORDINARY_USER)
+    os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+    for folder, dirs, files in os.walk(path):  # does not descend into symlinked folders
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
+    return path
+
+
 def read_table_artifact(key: str) -> list[dict]:
     from prefect.artifacts import Artifact
 

@@ -7,11 +7,12 @@ are children of the test session and die with it; the sandbox starts them detach
 
 from __future__ import annotations
 
+import pwd
 from dataclasses import dataclass
 
 from vtflow.sandbox import mariadb as _mariadb
 from vtflow.sandbox import nodes as _nodes
-from vtflow.sandbox.nodes import NODE_USER, STANDINS, SYSTEM_TOOLS, SSHNodeEnv, keygen
+from vtflow.sandbox.nodes import STANDINS, SYSTEM_TOOLS, SSHNodeEnv, keygen
 from vtflow.sandbox.procs import free_port, missing_tools
 from vtflow.sandbox.procs import wait_port as _wait_port
 
@@ -37,13 +38,26 @@ class MariaDB(_mariadb.MariaDB):
     password: str = "mariadb-test-pw-5f1c"
 
 
+# The tests run as root (`make test` installs their packages); their sshd nodes log in this
+# user, created by scripts/node-user.sh, not root (whose shell reads root's start-up files).
+NODE_USER = "vtflow-node"
+
+
+def node_user_exists() -> bool:
+    try:
+        pwd.getpwnam(NODE_USER)
+        return True
+    except KeyError:
+        return False
+
+
 class SSHNodeBed(_nodes.SSHNodeBed):
-    """The sandbox's sshd nodes plus a second key that no node accepts."""
+    """The sandbox's sshd nodes, logging in the tests' node user, plus a second key that no node accepts."""
 
     def __init__(self, count: int):
-        if not _nodes.node_user_exists():
+        if not node_user_exists():
             raise RuntimeError(f"test bed: user {NODE_USER} missing; run `make test` as root (scripts/test-prereqs.sh creates it)")
-        super().__init__(count)
+        super().__init__(count, user=NODE_USER)
         self.wrong_key = self.root / "wrong_ed25519"
 
     def prepare(self) -> "SSHNodeBed":

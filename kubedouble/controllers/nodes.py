@@ -16,6 +16,7 @@ class NodeController(Controller):
         cfg = double.config
         for i, (cpu, memory) in enumerate(cfg.sizes()):
             name = f"{cfg.node_name_prefix}{i + 1}"
+            address = f"{cfg.node_network}.{i + 2}"
             if double.get("nodes", "", name) is not None:
                 continue
             now = now_rfc3339()
@@ -29,12 +30,12 @@ class NodeController(Controller):
             double.create("nodes", {
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": labels,
-                             "annotations": {"k3s.io/internal-ip": f"127.0.0.{i + 2}"}},
+                             "annotations": {"k3s.io/internal-ip": address}},
                 "spec": {"podCIDR": f"10.42.{i}.0/24", "podCIDRs": [f"10.42.{i}.0/24"],
                          "providerID": f"k3s://{name}"},
                 "status": {
                     "capacity": dict(resources), "allocatable": dict(resources),
-                    "addresses": [{"type": "InternalIP", "address": f"127.0.0.{i + 2}"},
+                    "addresses": [{"type": "InternalIP", "address": address},
                                   {"type": "Hostname", "address": name}],
                     "conditions": [
                         {"type": t, "status": "False", "reason": r, "message": m,

@@ -1,5 +1,5 @@
-"""`vtflow deploy --target sandbox` as a user runs it: the sandbox, then a plan, a deploy (to the upstream
-commerce schema and VSchema) and a re-run."""
+"""`vtflow deploy --target sandbox` as a user runs it, without root: the sandbox, then a plan, a deploy
+(to the upstream commerce schema and VSchema), a re-run, the health check and the backup."""
 
 import os
 import shutil
@@ -9,21 +9,22 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import UPSTREAM
+from helpers import UPSTREAM, as_ordinary_user, give_to_ordinary_user
 
 
-pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the sandbox's sshd nodes need root")
+pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the test switches to an ordinary user, which needs root")
 
 
 def vtflow(*args, state: Path):
-    return subprocess.run([sys.executable, "-m", "vtflow.cli", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "VTFLOW_STATE_DIR": str(state)}, stdin=subprocess.DEVNULL)
+    env = {**os.environ, "VTFLOW_STATE_DIR": str(state), "PREFECT_HOME": str(state / "prefect-home"),
+           "HOME": str(state)}
+    return subprocess.run(as_ordinary_user([sys.executable, "-m", "vtflow.cli", *args]), capture_output=True,
+                          text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
 def sandbox(prefect_server):
-    state = Path(tempfile.mkdtemp(prefix="vtflow-deploy-sandbox-"))
-    state.chmod(0o755)  # the node user must enter it
+    state = give_to_ordinary_user(Path(tempfile.mkdtemp(prefix="vtflow-deploy-sandbox-")))
     # the user's cluster: K3s v1.24.6, nodes of 2 CPU / 4 GiB, 1 CPU / 2 GiB, 2 CPU / 4 GiB
     up = vtflow("sandbox", "up", "--kubernetes-version", "1.24", "--node-sizes", "2/4Gi,1/2Gi,2/4Gi", state=state)
     assert up.returncode == 0, up.stderr[-3000:]

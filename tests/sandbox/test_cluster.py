@@ -13,12 +13,15 @@ def spec(**kw):
     return cluster.ClusterSpec(port=6443, kubeconfig=Path("/s/kubeconfig"), mysql_backend="127.0.0.1:3307", **kw)
 
 
-def test_command_passes_the_node_sizes_version_and_mysql_backend():
-    argv = cluster.command(spec(node_sizes=(("2", "4Gi"), ("1", "2Gi"), ("2", "4Gi")), k3s_version="v1.24.6+k3s1"))
+def test_command_passes_the_node_sizes_version_network_and_mysql_backend():
+    argv = cluster.command(spec(node_sizes=(("2", "4Gi"), ("1", "2Gi"), ("2", "4Gi")), k3s_version="v1.24.6+k3s1",
+                                network="127.9.8"))
     assert argv[:3] == [sys.executable, "-m", "kubedouble"]
     pairs = dict(zip(argv[3::2], argv[4::2]))
+    # the nodes' addresses are the sshd nodes' (127.9.8.2-4), and NodePorts answer on the first
     assert pairs == {"--host": "127.0.0.1", "--port": "6443", "--kubeconfig": "/s/kubeconfig",
                      "--node-sizes": "2/4Gi,1/2Gi,2/4Gi", "--version": "v1.24.6+k3s1",
+                     "--node-network": "127.9.8", "--vtgate-host": "127.9.8.2",
                      "--mysql-backend": "127.0.0.1:3307", "--mysql-user": cluster.MYSQL_DBA_USER}
 
 

@@ -1,4 +1,5 @@
-"""`vtflow sandbox up` / `down` / `status`, run as a user runs them: subprocesses against this session's server."""
+"""`vtflow sandbox up` / `down` / `status`, run as a user runs them: subprocesses against this session's
+server, as an ordinary user (no root: tests/helpers.py ``as_ordinary_user``)."""
 
 import json
 import os
@@ -13,29 +14,38 @@ import pytest
 from kubernetes import client, config
 
 from blocks import MySQLCredentials, SSHNodes, VitessTarget
+from helpers import ORDINARY_USER, as_ordinary_user, give_to_ordinary_user
 from vtflow import sandbox
 from vtflow.errors import ConfigError
+from vtflow.sandbox import cluster
 from vtflow.sandbox.procs import free_port, port_open
 
-pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the sandbox's sshd nodes need root")
+pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the tests switch to an ordinary user, which needs root")
 
 
 @pytest.fixture
 def state_dir():
-    # not pytest's tmp_path: its folders are closed to other users, and the node user must enter it
-    d = Path(tempfile.mkdtemp(prefix="vtflow-sandbox-test-"))
-    d.chmod(0o755)
+    # not pytest's tmp_path: its folders are closed to other users, and the ordinary user owns this one
+    d = give_to_ordinary_user(Path(tempfile.mkdtemp(prefix="vtflow-sandbox-test-")))
     yield d
     vtflow("sandbox", "down", state=d)
     shutil.rmtree(d, ignore_errors=True)
 
 
 def vtflow(*args, state: Path, api_url: str | None = None):
-    env = {**os.environ, "VTFLOW_STATE_DIR": str(state)}
+    """`vtflow ARGS` as the ordinary user, with the state folder it owns."""
+    env = {**os.environ, "VTFLOW_STATE_DIR": str(state), "PREFECT_HOME": str(state / "prefect-home"),
+           "HOME": str(state)}
     if api_url:
         env["PREFECT_API_URL"] = api_url
-    return subprocess.run([sys.executable, "-m", "vtflow.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=180, stdin=subprocess.DEVNULL)
+    give_to_ordinary_user(state)  # what a test wrote there as root
+    return subprocess.run(as_ordinary_user([sys.executable, "-m", "vtflow.cli", *args]), capture_output=True,
+                          text=True, env=env, timeout=180, stdin=subprocess.DEVNULL)
+
+
+def uid_of(pid: str | int) -> int:
+    line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("Uid:"))
+    return int(line.split()[1])
 
 
 def leftovers(root: Path) -> list[str]:
@@ -101,9 +111,18 @@ def test_up_then_down_twice_leaves_nothing_behind(prefect_server, state_dir):
         info = json.loads((root / "sandbox.json").read_text())
 
         target = VitessTarget.load("sandbox")
-        assert (target.namespace, target.cluster_name, target.node_address) == ("example", "example", "127.0.0.1")
+        network = info["network"]
+        assert (target.namespace, target.cluster_name, target.node_address) == ("example", "example", f"{network}.2")
+        # every process runs as the user who ran `up`: no root anywhere
+        import pwd
+        uid = pwd.getpwnam(ORDINARY_USER).pw_uid
+        assert {p.stem: uid_of(p.read_text().strip()) for p in (root / "run").glob("*.pid")} == \
+            {name: uid for name in ["mariadb", "kubedouble", *cluster.NODE_NAMES]}
         core = client.CoreV1Api(config.new_client_from_config(str(root / "kubeconfig")))
-        assert len(core.list_node().items) == 3
+        # one description of the nodes: the same names and addresses over SSH and in Kubernetes
+        kube_nodes = {n.metadata.name: next(a.address for a in n.status.addresses if a.type == "InternalIP")
+                      for n in core.list_node().items}
+        assert kube_nodes == {f"node-{i}": f"{network}.{i + 1}" for i in (1, 2, 3)}
         assert len(client.CoreV1Api(target.api_client()).list_node().items) == 3
         double_pid = (root / "run" / "kubedouble.pid").read_text().strip()
         double_argv = Path(f"/proc/{double_pid}/cmdline").read_bytes().decode().split("\0")
@@ -118,12 +137,15 @@ def test_up_then_down_twice_leaves_nothing_behind(prefect_server, state_dir):
             assert cur.fetchone() == ("user@%",)
 
         nodes = SSHNodes.load("sandbox")
-        assert [n.name for n in nodes.nodes] == ["node1", "node2", "node3"]
+        assert {n.name: n.address for n in nodes.nodes} == kube_nodes
         for n in nodes.nodes:
             session = nodes.connect(n.name)
             try:
-                out = session.run("id -un; k3s --version | head -n1")
-                assert out.stdout.splitlines()[0] == "vtflow-node" and "v1.33.5+k3s1" in out.stdout
+                out = session.run("id -un; k3s --version | head -n1; nproc; "
+                                  "awk '/^MemTotal:/ {print $2}' /proc/meminfo")
+                user, k3s, _nproc, mem_kb = out.stdout.splitlines()
+                assert user == ORDINARY_USER and "v1.33.5+k3s1" in k3s
+                assert int(mem_kb) == 8 * 1024 * 1024, "the node reports the size Kubernetes gives it (8Gi)"
             finally:
                 session.close()
         assert sorted(blocks_saved()) == sorted(["vtflow-vitess-target", "vtflow-ssh-nodes", "vtflow-mysql-credentials"])
@@ -141,7 +163,7 @@ def test_up_then_down_twice_leaves_nothing_behind(prefect_server, state_dir):
         assert leftovers(root) == [], f"round {round_}: processes left"
         assert not root.exists()
         ports = [("127.0.0.1", info["kube_port"]), ("127.0.0.1", info["mysql_port"])]
-        ports += [(f"127.0.0.{i + 2}", p) for i, p in enumerate(info["node_ports"])]
+        ports += [(f"{network}.{i + 2}", p) for i, p in enumerate(info["node_ports"])]
         assert [hp for hp in ports if port_open(*hp)] == [], f"round {round_}: ports still open"
 
 
@@ -159,12 +181,12 @@ def test_up_twice_changes_nothing_and_repairs_what_is_missing(prefect_server, st
     resize = vtflow("sandbox", "up", "--node-memory", "8Gi", state=state_dir)
     assert resize.returncode == 2 and "vtflow sandbox down" in resize.stderr
 
-    os.kill(int(pids["node2"]), 15)
+    os.kill(int(pids["node-2"]), 15)
     MySQLCredentials.delete("sandbox")
     repair = vtflow("sandbox", "up", state=state_dir)
     assert repair.returncode == 0, repair.stderr
-    assert "started node2" in repair.stdout and "saved block vtflow-mysql-credentials/sandbox" in repair.stdout
-    assert "started node1" not in repair.stdout and "started kubedouble" not in repair.stdout
+    assert "started node-2" in repair.stdout and "saved block vtflow-mysql-credentials/sandbox" in repair.stdout
+    assert "started node-1" not in repair.stdout and "started kubedouble" not in repair.stdout
     info = json.loads((state_dir / "sandbox" / "sandbox.json").read_text())
     with MySQLCredentials.load("sandbox").connect("127.0.0.1", info["mysql_port"]) as conn:
         assert conn.open
@@ -203,16 +225,9 @@ def test_a_failure_half_way_stops_what_that_run_started(prefect_server, state_di
     finally:
         blocker.close()
     assert r.returncode == 2, r.stdout + r.stderr
-    assert f"node2 port 127.0.0.3:{ports[1]}: is taken" in r.stderr
+    assert f"node-2 port 127.0.0.3:{ports[1]}: is taken" in r.stderr
     assert "Stopping what this run started" in r.stdout
     assert leftovers(root) == []
-
-
-def test_up_refuses_without_root(monkeypatch):
-    monkeypatch.setattr(os, "getuid", lambda: 1000)
-    with pytest.raises(ConfigError) as e:
-        sandbox.up(out=lambda *_: None)
-    assert "needs root" in str(e.value) and "sudo" in str(e.value)
 
 
 # -- version and node sizes (no process started: refusals come before the Prefect check) ------------
@@ -245,3 +260,34 @@ def test_up_refuses_another_version_or_other_sizes_while_up(state_dir, monkeypat
         sandbox.up(node_sizes="2/4Gi,1/2Gi", out=lambda *_: None)
     with pytest.raises(ConfigError, match=r"'1\.23'.*is not one the sandbox plays"):
         sandbox.up(kubernetes_version="1.23", out=lambda *_: None)
+
+
+# -- the sandbox's own address (no process started) -------------------------------------------------
+
+def test_each_sandbox_picks_a_network_of_its_own_with_the_node_ports_free():
+    state = sandbox.SandboxState.new([("2", "4Gi")] * 3, cluster.K3S_VERSION)
+    assert state.network.startswith("127.") and state.network != "127.0.0"
+    assert state.node_address == f"{state.network}.2"
+    assert state.addresses() == [f"{state.network}.{i}" for i in (2, 3, 4)]
+    assert all(port_open(state.node_address, p) is False for p in cluster.DEFAULT_NODE_PORTS)
+
+
+def test_no_network_is_picked_where_a_program_holds_the_node_ports_on_every_address():
+    from tasks.cluster import ClusterSpec
+
+    spec = ClusterSpec()
+    assert cluster.DEFAULT_NODE_PORTS == (spec.vtgate_node_port, spec.vtadmin_web_node_port, spec.vtadmin_api_node_port)
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        holder.bind(("0.0.0.0", 30306))
+    except OSError:
+        holder.close()
+        pytest.skip("another program holds 30306 on this machine")
+    holder.listen()
+    try:
+        with pytest.raises(ConfigError) as e:
+            sandbox.pick_network(attempts=3)
+    finally:
+        holder.close()
+    assert "30306, 30000, 30001 free" in str(e.value) and "ss -ltnp" in str(e.value)

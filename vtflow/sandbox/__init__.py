@@ -1,11 +1,15 @@
 """The local sandbox: a SIMULATED cluster that every vtflow flow can run against, no cluster needed.
 
-``up`` starts, detached so that they outlive the command: the Kubernetes API double (3 nodes),
-a throwaway MariaDB standing in for vtgate's MySQL, and 3 sshd nodes on 127.0.0.2-4. It then
-saves the Prefect blocks named ``sandbox`` (target, nodes, MySQL credentials). One Kubernetes
-version (a real K3s release per minor, ``cluster.K3S_RELEASES``) drives both the double's API
-(groups, schemas, gitVersion) and what the nodes' ``k3s --version`` reports; the node sizes may
-differ per node. Everything lives under ``<state dir>/sandbox/``: ``sandbox.json`` (ports, version
+``up`` starts, detached so that they outlive the command and as the user who runs it (no root):
+the Kubernetes API double (3 nodes), a throwaway MariaDB standing in for vtgate's MySQL, and 3
+sshd nodes that log in that same user. It then saves the Prefect blocks named ``sandbox``
+(target, nodes, MySQL credentials). The three nodes are described once (``SandboxState``): their
+names, sizes and addresses drive both the double's Nodes and the sshd nodes, so that SSH and
+Kubernetes tell the same machines. Each sandbox has a loopback network of its own (127.A.B.0,
+picked where the deploy's NodePorts are free), so that two sandboxes, or a program on 30306,
+never answer for each other. One Kubernetes version (a real K3s release per minor,
+``cluster.K3S_RELEASES``) drives both the double's API (groups, schemas, gitVersion) and what
+the nodes' ``k3s --version`` reports. Everything lives under ``<state dir>/sandbox/``: ``sandbox.json`` (ports, version
 and sizes, no secrets; neither changes while the sandbox is up), ``run/*.pid``,
 ``logs/``, the kubeconfig, the MariaDB data and the node keys. Every step is safe to repeat: a
 second ``up`` finds each process by its pid file and changes nothing, or starts only what is
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shlex
 import shutil
@@ -32,7 +37,7 @@ from pathlib import Path
 from vtflow.errors import ConfigError, TransientError, VtflowError
 from vtflow.sandbox import cluster, procs
 from vtflow.sandbox.mariadb import MariaDB, user_sql
-from vtflow.sandbox.nodes import NODE_USER, SSHNodeBed, ensure_node_user
+from vtflow.sandbox.nodes import SSHNodeBed, invoking_user
 from vtflow.stack import port_is_free, state_dir
 
 MYSQL_USER = "user"  # the upstream example's gateway user
@@ -55,6 +60,8 @@ class SandboxState:
     node_sizes: list[list[str]]           # [cpu, memory] of each node
     # a file written before the version was recorded ran the then default
     kubernetes_version: str = cluster.K3S_VERSION
+    # the nodes are <network>.2, .3, .4; a file written before networks were picked used 127.0.0
+    network: str = "127.0.0"
     created: float = field(default_factory=time.time)
 
     @classmethod
@@ -63,9 +70,18 @@ class SandboxState:
         mysql_port = procs.free_port()
         while mysql_port == kube_port:
             mysql_port = procs.free_port()
-        return cls(kube_port=kube_port, mysql_port=mysql_port,
-                   node_ports=[procs.free_port(f"127.0.0.{i + 2}") for i in range(cluster.NODE_COUNT)],
+        network = pick_network()
+        return cls(kube_port=kube_port, mysql_port=mysql_port, network=network,
+                   node_ports=[procs.free_port(f"{network}.{i + 2}") for i in range(cluster.NODE_COUNT)],
                    node_sizes=[list(s) for s in node_sizes], kubernetes_version=kubernetes_version)
+
+    @property
+    def node_address(self) -> str:
+        """Where the cluster's NodePorts answer (the first node, as on any node of a real cluster)."""
+        return f"{self.network}.2"
+
+    def addresses(self) -> list[str]:
+        return [f"{self.network}.{i + 2}" for i in range(cluster.NODE_COUNT)]
 
     def sizes(self) -> list[tuple[str, str]]:
         return [(str(cpu), str(memory)) for cpu, memory in self.node_sizes]
@@ -76,6 +92,21 @@ class SandboxState:
         if len(set(sizes)) == 1:
             return f"{len(sizes)} nodes of {sizes[0][0]} CPU / {sizes[0][1]}"
         return f"{len(sizes)} nodes: " + ", ".join(f"{cpu} CPU / {memory}" for cpu, memory in sizes)
+
+
+def pick_network(attempts: int = 50) -> str:
+    """A loopback network 127.A.B (Linux routes all of 127/8 to lo) whose first address has the
+    deploy's default NodePorts free: a random one, so that sandboxes in other state folders (which
+    know nothing of each other) do not share one. Refused when none is found."""
+    rng = random.SystemRandom()
+    for _ in range(attempts):
+        network = f"127.{rng.randint(1, 254)}.{rng.randint(1, 254)}"
+        if all(port_is_free(f"{network}.2", p) for p in cluster.DEFAULT_NODE_PORTS):
+            return network
+    raise ConfigError("vtflow sandbox up", f"found no loopback address with the NodePorts "
+                      f"{', '.join(map(str, cluster.DEFAULT_NODE_PORTS))} free in {attempts} tries: a program listens "
+                      "on them on every address (0.0.0.0).", "stop that program (`ss -ltnp | grep 30306`), then "
+                      "run `vtflow sandbox up` again.")
 
 
 class Sandbox:
@@ -109,11 +140,12 @@ class Sandbox:
 
     def nodes(self, state: SandboxState) -> SSHNodeBed:
         return SSHNodeBed(cluster.NODE_COUNT, root=self.root / "nodes", ports=state.node_ports,
-                          k3s_version=state.kubernetes_version)
+                          k3s_version=state.kubernetes_version, network=state.network, names=cluster.NODE_NAMES,
+                          sizes=state.sizes())
 
     def cluster(self, state: SandboxState) -> cluster.ClusterSpec:
         return cluster.ClusterSpec(port=state.kube_port, kubeconfig=self.kubeconfig, node_sizes=tuple(state.sizes()),
-                                   k3s_version=state.kubernetes_version,
+                                   k3s_version=state.kubernetes_version, network=state.network,
                                    mysql_backend=f"127.0.0.1:{state.mysql_port}")
 
     def pid_names(self) -> list[str]:
@@ -152,10 +184,6 @@ def _parts(sb: Sandbox, state: SandboxState, db: MariaDB, bed: SSHNodeBed) -> li
 
 
 def _preflight() -> None:
-    if os.getuid() != 0:
-        raise ConfigError("vtflow sandbox up", f"needs root: its nodes are real sshd servers (privilege separation "
-                          f"needs root) that log in the system user {NODE_USER}, which root creates.",
-                          "run it as root, e.g. `sudo .venv/bin/vtflow sandbox up` (and `... sandbox down`).")
     if module := cluster.missing_extra():
         raise ConfigError("vtflow sandbox up", f"needs the Kubernetes API double and its dependencies (the `sandbox` "
                           f"extra); this Python environment has no module {module!r}.",
@@ -229,12 +257,9 @@ def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
 
     changes: list[str] = []
     sb.root.mkdir(parents=True, exist_ok=True)
-    sb.root.chmod(0o755)  # the node user must reach nodes/
     for sub in (sb.run, sb.logs):
         sub.mkdir(exist_ok=True)
     sb.save(state)
-    if ensure_node_user():
-        changes.append(f"created the system user {NODE_USER}")
     db = sb.mariadb(state)
     bed = sb.nodes(state).prepare()
     db.install()
@@ -261,8 +286,8 @@ def _up(sb: Sandbox, state: SandboxState, started: list[int]) -> list[str]:
     _wait_file(sb.kubeconfig, 15, "sandbox kubedouble")
     # blocks: each saved only when missing or different
     kubeconfig = sb.kubeconfig.read_text()
-    # no vtgate_address: flows find vtgate's NodePort, which the double proxies to MariaDB
-    if pb.ensure(pb.target_block(kubeconfig, None)):
+    # no vtgate_address: flows find vtgate's NodePort on the node address, which the double proxies to MariaDB
+    if pb.ensure(pb.target_block(kubeconfig, state.node_address, None)):
         changes.append("saved block vtflow-vitess-target/sandbox")
     if pb.ensure(pb.nodes_block(bed.inventory(), bed.client_key.read_text(), bed.known_hosts())):
         changes.append("saved block vtflow-ssh-nodes/sandbox")
@@ -320,15 +345,16 @@ def _report(sb: Sandbox, state: SandboxState, url: str, changes: list[str], out)
         out("vtflow sandbox is already up; nothing changed.")
     out(SIMULATED)
     bed_root = sb.root / "nodes"
-    vtgate = ("vtgate's MySQL port (NodePort on 127.0.0.1 once the cluster is deployed) proxies to it; "
-              f"the simulated tablets use its account {cluster.MYSQL_DBA_USER!r}")
+    vtgate = (f"vtgate's MySQL port (a NodePort on {state.node_address} once the cluster is deployed) proxies to "
+              f"it; the simulated tablets use its account {cluster.MYSQL_DBA_USER!r}")
     lines = [
         ("Kubernetes API", f"https://127.0.0.1:{state.kube_port}  (Kubernetes {state.kubernetes_version}, "
                            f"{state.sizes_text()}); kubeconfig {sb.kubeconfig} (its CA included)"),
         ("kubectl", f"export KUBECONFIG={shlex.quote(str(sb.kubeconfig))}   then: kubectl get pods -A -w"),
         ("MySQL", f"MariaDB on 127.0.0.1:{state.mysql_port}, user {MYSQL_USER!r}; {vtgate}"),
-        ("SSH nodes", ", ".join(f"node{i + 1} 127.0.0.{i + 2}:{p}" for i, p in enumerate(state.node_ports))
-         + f"; user {NODE_USER}, key {bed_root / 'client_ed25519'}"),
+        ("Nodes", ", ".join(f"{name} {address}:{port} ({cpu} CPU / {memory})" for name, address, port, (cpu, memory)
+                             in zip(cluster.NODE_NAMES, state.addresses(), state.node_ports, state.sizes()))
+         + f"; SSH as {invoking_user()} (you), key {bed_root / 'client_ed25519'}"),
         ("Prefect blocks", ", ".join(pb.labels()) + f"  on {url}"),
         ("Logs", f"{sb.logs}/"),
         ("Stop it", "vtflow sandbox down"),
@@ -353,9 +379,6 @@ def down(out=print) -> int:
     if not sb.root.exists():
         out(f"No sandbox is up (nothing at {sb.root}).")
         return 0
-    if os.getuid() != 0:
-        raise ConfigError("vtflow sandbox down", "needs root, as `up` did: the sandbox's processes run as root.",
-                          "run it as root, e.g. `sudo .venv/bin/vtflow sandbox down`.")
     recorded = [pid for name in sb.pid_names() if (pid := procs.running(sb.pid_file(name), sb.root))]
     stopped = procs.terminate(recorded, sb.root)
     # SSH sessions and the like outlive their sshd; they still carry the sandbox folder
@@ -398,9 +421,9 @@ def status(out=print) -> int:
         out(f"No sandbox is up (nothing at {sb.root}). Start one with `vtflow sandbox up`.")
         return 1
     running = sb.running()
-    expected = ["mariadb", "kubedouble"] + [f"node{i + 1}" for i in range(cluster.NODE_COUNT)]
+    expected = ["mariadb", "kubedouble", *cluster.NODE_NAMES]
     ports = {"mariadb": ("127.0.0.1", state.mysql_port), "kubedouble": ("127.0.0.1", state.kube_port)}
-    ports.update({f"node{i + 1}": (f"127.0.0.{i + 2}", p) for i, p in enumerate(state.node_ports)})
+    ports.update({name: (address, p) for name, address, p in zip(cluster.NODE_NAMES, state.addresses(), state.node_ports)})
     out(f"Sandbox at {sb.root} (SIMULATED cluster):")
     for name in expected:
         host, port = ports[name]

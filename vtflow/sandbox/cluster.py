@@ -29,6 +29,12 @@ K3S_RELEASES = {
 DEFAULT_KUBERNETES = "1.33"
 K3S_VERSION = K3S_RELEASES[DEFAULT_KUBERNETES]
 NODE_COUNT = 3
+# One name per node, as the double names its Nodes (kubedouble's node_name_prefix "node-"): the
+# sshd nodes and the Kubernetes nodes are the same three machines.
+NODE_NAMES = [f"node-{i + 1}" for i in range(NODE_COUNT)]
+# The NodePorts a deploy opens by default (tasks.cluster.ClusterSpec: vtgate's MySQL port, vtadmin's
+# web and API; a test pins them equal): the sandbox's node address must have them free.
+DEFAULT_NODE_PORTS = (30306, 30000, 30001)
 # The upstream 101 cluster requests about 3.2 GiB; 4 GiB nodes ran out (README, node prep).
 DEFAULT_NODE_CPU, DEFAULT_NODE_MEMORY = "4", "8Gi"
 SMALL_NODE_CPU, SMALL_NODE_MEMORY = "2", "4Gi"
@@ -74,6 +80,7 @@ class ClusterSpec:
     node_sizes: tuple[tuple[str, str], ...] = ((DEFAULT_NODE_CPU, DEFAULT_NODE_MEMORY),) * NODE_COUNT
     k3s_version: str = K3S_VERSION
     mysql_backend: str | None = None  # host:port of the MySQL server vtgate's Service proxies to
+    network: str = "127.0.0"          # the nodes' addresses are <network>.2, .3, ...; NodePorts on .2
 
     @property
     def url(self) -> str:
@@ -83,7 +90,7 @@ class ClusterSpec:
 def command(spec: ClusterSpec) -> list[str]:
     argv = [sys.executable, "-m", "kubedouble", "--host", "127.0.0.1", "--port", str(spec.port),
             "--kubeconfig", str(spec.kubeconfig), "--node-sizes", format_node_sizes(list(spec.node_sizes)),
-            "--version", spec.k3s_version]
+            "--version", spec.k3s_version, "--node-network", spec.network, "--vtgate-host", f"{spec.network}.2"]
     if spec.mysql_backend:
         argv += ["--mysql-backend", spec.mysql_backend, "--mysql-user", MYSQL_DBA_USER]
     return argv

@@ -1,8 +1,9 @@
 """A throwaway MariaDB standing in for vtgate's MySQL protocol (sandbox and tests).
 
-It creates a data folder, builds the server's command line, and runs SQL as root over the
-server's own Unix socket (the ``mariadb`` client, no password: root logs in by socket), to
-create or re-key the one user that vtflow logs in with. Started either as a child of the test
+It creates a data folder, builds the server's command line, and runs SQL over the server's own
+Unix socket as the account of the user running it (the ``mariadb`` client, no password: the
+socket vouches for the OS user; no root needed), to create or re-key the one user that vtflow
+logs in with. Started either as a child of the test
 session (``start``) or detached by the sandbox (``command`` + ``procs.spawn``). It must not
 hold vtflow's SQL: that belongs to the steps, which reach the server through ``vtflow.mysql``.
 """
@@ -23,6 +24,10 @@ from vtflow.sandbox.procs import require_tools, wait_port
 
 TOOLS_FIX = "install them: apt-get install mariadb-server mariadb-client (or run `make test` as root)."
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+
+
+def _me() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def has_user(name: str) -> bool:
@@ -72,10 +77,11 @@ class MariaDB:
         if (self.data / "mysql").is_dir():
             return
         self.data.mkdir(parents=True, exist_ok=True)
-        if has_user("mysql"):
-            shutil.chown(self.root, "mysql", "mysql")
-            shutil.chown(self.data, "mysql", "mysql")
-        owner = "mysql" if has_user("mysql") else pwd.getpwuid(os.getuid()).pw_name
+        # root runs the server as the mysql system user, as Debian's does; anyone else runs it as themselves
+        owner = "mysql" if os.getuid() == 0 and has_user("mysql") else _me()
+        if owner != _me():
+            shutil.chown(self.root, owner, owner)
+            shutil.chown(self.data, owner, owner)
         r = subprocess.run(["mariadb-install-db", f"--datadir={self.data}", "--auth-root-authentication-method=socket",
                             "--skip-test-db", f"--user={owner}"], capture_output=True, text=True)
         if r.returncode != 0:
@@ -92,9 +98,12 @@ class MariaDB:
         return args
 
     def run_sql(self, sql: str, attempts: int = 50) -> None:
-        """Run ``sql`` as root over the socket; retried while the server finishes starting."""
+        """Run ``sql`` over the socket as the account of the user running this (mariadb-install-db
+        makes root@localhost and one for the server's user, both authenticated by the socket, so
+        the OS user is the password); retried while the server finishes starting."""
         for _ in range(attempts):
-            r = subprocess.run(["mariadb", f"--socket={self.socket}", "-uroot", "-e", sql], capture_output=True, text=True)
+            r = subprocess.run(["mariadb", f"--socket={self.socket}", f"-u{_me()}", "-e", sql],
+                               capture_output=True, text=True)
             if r.returncode == 0:
                 return
             time.sleep(0.1)

@@ -55,7 +55,8 @@ def check_reachable(url: str, timeout: float = 5.0) -> None:
     except Exception as e:
         raise UnreachableError(f"Prefect server {url}", "does not answer, so the sandbox blocks cannot be saved.",
                                "start it with `make up` in another terminal (or point PREFECT_API_URL at yours), "
-                               "then run this again.") from e
+                               "then run this again; a `make up` started with VTFLOW_PORT or VTFLOW_STATE_DIR "
+                               "is found with the same settings here.") from e
 
 
 def block_types():
@@ -64,11 +65,11 @@ def block_types():
     return VitessTarget, SSHNodes, MySQLCredentials
 
 
-def target_block(kubeconfig: str, vtgate_address: str | None):
+def target_block(kubeconfig: str, node_address: str, vtgate_address: str | None):
     from blocks import VitessTarget
 
     return VitessTarget(kubeconfig=kubeconfig, namespace="example", cluster_name="example",
-                        node_address="127.0.0.1", vtgate_address=vtgate_address)
+                        node_address=node_address, vtgate_address=vtgate_address)
 
 
 def nodes_block(inventory: dict, private_key: str, known_hosts: str):

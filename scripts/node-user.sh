@@ -1,6 +1,7 @@
 #!/bin/sh
 # Create the user the simulated nodes' sshd logs in (vtflow-node), as root; does nothing if it
-# exists. Used by scripts/test-prereqs.sh (`make test`) and by `vtflow sandbox up`.
+# exists. Used by scripts/test-prereqs.sh (`make test`): the tests run as root and log their sshd
+# nodes in this user (the sandbox needs no such user: its nodes log in whoever runs it).
 set -eu
 USER_NAME=vtflow-node
 id "$USER_NAME" >/dev/null 2>&1 && exit 0
