@@ -25,6 +25,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -361,6 +362,14 @@ def ensure_automation(automation) -> bool:
 
 def serve_deployments() -> None:
     """Serve every deployment in ``deployments/`` (blocks until interrupted)."""
+    # Prefect's runner keeps its runs' files in <tmp>/runner_storage, which the first user of a
+    # machine to serve owns: anyone else's serve then dies on it. Temporary files go under the
+    # state folder instead (this process and the flow runs it starts).
+    tmp = state_dir() / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(tmp)
+    tempfile.tempdir = None  # read TMPDIR again
+
     from prefect import serve
 
     from deployments import all_deployments

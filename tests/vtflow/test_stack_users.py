@@ -1,0 +1,69 @@
+"""`make up` by a user who is not the first on the machine to serve Prefect deployments."""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import as_ordinary_user, give_to_ordinary_user
+from vtflow.sandbox.procs import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="the test switches to an ordinary user, which needs root")
+
+
+def _deployments(port: int, auth: str) -> list[str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/deployments/filter", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": "Basic " + base64.b64encode(auth.encode()).decode()})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return sorted(d["name"] for d in json.load(r))
+
+
+def test_serve_keeps_its_files_out_of_another_users_runner_storage():
+    # the first user to serve on a machine owns <tmp>/runner_storage; Prefect's runner makes its
+    # folders there, so everyone else's serve died on a PermissionError, restarted, died again
+    work = Path(tempfile.mkdtemp(prefix="vtflow-users-"))
+    machine_tmp = work / "tmp"
+    (machine_tmp / "runner_storage").mkdir(parents=True)
+    machine_tmp.chmod(0o1777)
+    (work / "state").mkdir()
+    state = give_to_ordinary_user(work / "state")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VTFLOW_"))}
+    env.update(VTFLOW_STATE_DIR=str(state), VTFLOW_PORT=str(port), VTFLOW_WEBHOOK_PORT="0", TMPDIR=str(machine_tmp),
+               HOME=str(state), PREFECT_HOME=str(state / "client"), PYTHONUNBUFFERED="1")
+    up = subprocess.Popen(as_ordinary_user([sys.executable, "-m", "vtflow.cli", "up"]), cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        names: list[str] = []
+        while time.monotonic() < deadline and len(names) < 5:
+            time.sleep(1)
+            auth_file = state / "api-auth-string"
+            if auth_file.exists():
+                try:
+                    names = _deployments(port, auth_file.read_text().strip())
+                except OSError:
+                    pass
+        log = (state / "prefect" / "serve.log").read_text() if (state / "prefect" / "serve.log").exists() else ""
+        assert names == ["backup", "deploy", "health-check", "node-prep", "redeploy"], log[-3000:]
+        assert "PermissionError" not in log and "runner_storage" not in log
+        assert list((machine_tmp / "runner_storage").iterdir()) == [], "nothing of this user's in the shared folder"
+    finally:
+        os.killpg(up.pid, signal.SIGINT)
+        try:
+            up.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.communicate()
+        subprocess.run(["rm", "-rf", str(work)])
