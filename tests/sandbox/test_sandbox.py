@@ -291,3 +291,21 @@ def test_no_network_is_picked_where_a_program_holds_the_node_ports_on_every_addr
     finally:
         holder.close()
     assert "30306, 30000, 30001 free" in str(e.value) and "ss -ltnp" in str(e.value)
+
+
+def test_down_of_a_sandbox_root_started_says_who_must_stop_it(state_dir):
+    # an older vtflow ran the sandbox with sudo: its processes are root's, and an ordinary user's
+    # `down` can neither stop them nor must it delete the folder that lets root find them
+    root = _saved_state(state_dir)
+    (root / "run").mkdir()
+    held = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", str(root / "kubeconfig")])
+    try:
+        (root / "run" / "kubedouble.pid").write_text(f"{held.pid}\n")
+        r = vtflow("sandbox", "down", state=state_dir)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"Processes {held.pid} of the sandbox did not stop" in r.stdout
+        assert "They belong to root" in r.stdout and "run `vtflow sandbox down` as root" in r.stdout
+        assert root.exists() and held.poll() is None
+    finally:
+        held.kill()
+        held.wait()

@@ -383,7 +383,8 @@ def down(out=print) -> int:
     stopped = procs.terminate(recorded, sb.root)
     # SSH sessions and the like outlive their sshd; they still carry the sandbox folder
     stragglers = procs.terminate(procs.sweep(sb.root), sb.root, timeout=5)
-    left = procs.sweep(sb.root)
+    # another user's process (a root sandbox of an older vtflow) cannot be signalled, nor its environment read
+    left = sorted(set(procs.sweep(sb.root)) | {pid for pid in recorded if procs.is_ours(pid, sb.root)})
     url = pb.api_url()
     blocks_note = ""
     with pb.prefect_api(url):
@@ -397,8 +398,11 @@ def down(out=print) -> int:
             deleted = pb.delete_all()
             blocks_note = f"Deleted blocks: {', '.join(deleted)}." if deleted else "No sandbox blocks were saved."
     if left:
+        owners = sorted({procs.owner(pid) for pid in left} - {invoking_user()})
         out(f"Processes {', '.join(map(str, left))} of the sandbox did not stop; kept {sb.root}. "
-            f"Fix: kill them, then run `vtflow sandbox down` again.")
+            + (f"They belong to {', '.join(owners)} (a sandbox an older vtflow started with sudo runs as root). "
+               f"Fix: run `vtflow sandbox down` as {owners[0]}." if owners else
+               "Fix: kill them, then run `vtflow sandbox down` again."))
         out(blocks_note)
         return 1
     _remove(sb)

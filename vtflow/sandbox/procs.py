@@ -135,6 +135,17 @@ def carries(pid: int, marker: Path, cmdline: bool = True) -> bool:
     return False
 
 
+def owner(pid: int) -> str:
+    """The user name a process runs as ("?" once it is gone)."""
+    import pwd
+
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+        return pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        return "?"
+
+
 def read_pid(pid_file: Path) -> int | None:
     try:
         return int(pid_file.read_text().split()[0])
@@ -160,7 +171,7 @@ def terminate(pids: list[int], marker: Path, timeout: float = 15.0) -> list[int]
             try:
                 os.kill(pid, signal.SIGTERM)
                 signalled.append(pid)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # gone, or another user's: the caller sees it left
                 pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(is_ours(p, marker) for p in signalled):
