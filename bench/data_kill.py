@@ -237,7 +237,8 @@ def deploy_args(cluster) -> list[str]:
     """The CLI's arguments for a cluster from tests/helpers.deployed_cluster."""
     from helpers import OPERATOR_YAML
 
-    return ["deploy", "--target", f"tgt-{cluster.tag}", "--mysql", f"my-{cluster.tag}", "--no-node-prep",
+    # -v: the loader's log lines (its word that it read the checkpoint), which the CLI shows only then
+    return ["deploy", "-v", "--target", f"tgt-{cluster.tag}", "--mysql", f"my-{cluster.tag}", "--no-node-prep",
             "--operator-manifest", OPERATOR_YAML]
 
 

@@ -60,10 +60,10 @@ def main() -> None:
                         time.sleep(0.01)
             watcher = threading.Thread(target=watch_ready, daemon=True)
             watcher.start()
-            params = DeployParameters(target_block="bench", mysql_block="bench", nodes_block=None,
-                                      operator_manifest=OPERATOR_YAML, until="cluster", ready_timeout_s=120)
+            params = DeployParameters(target_block="bench", mysql_block="bench", operator_manifest=OPERATOR_YAML,
+                                      until="cluster", ready_timeout_s=120)
             t = time.perf_counter()
-            state = await deploy(params=params, return_state=True)
+            state = await deploy(**params.flow_kwargs(), return_state=True)
             done = time.perf_counter()
             stop.set()
             watcher.join(5)

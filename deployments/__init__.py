@@ -2,6 +2,9 @@
 
 Entry points only: no logic beyond declaring how each flow is offered in the Prefect UI.
 Schedules are defaults; change them in the UI (deployment -> schedules) or here.
+``vtflow.schedules`` decides, from what the server already has, which block names the scheduled
+deployments use and whether their schedules start paused (``blocks`` and ``active``).
+``prefect.yaml`` is rendered from this list (``python -m deployments.prefect_yaml``).
 """
 
 from __future__ import annotations
@@ -19,14 +22,27 @@ def scheduled_blocks() -> dict:
     return {"target_block": name, "mysql_block": name}
 
 
-def all_deployments() -> list:
+# the deployments that run on a schedule ("flow/deployment"), and their block parameters
+SCHEDULED = {"health-check/health-check": ("target_block", "mysql_block"), "backup/backup": ("target_block",)}
+
+
+def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, bool] | None = None) -> list:
+    """Every deployment ``make up`` serves. ``blocks``: per scheduled deployment ("flow/name"),
+    the block parameters to use instead of scheduled_blocks(); ``active``: whether its schedule
+    is active (default True)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.schedules import Cron, Interval
 
     from flows.backup import backup
     from flows.deploy import deploy
     from flows.health import health_check
     from flows.node_prep import node_prep
     from flows.redeploy import redeploy
+
+    blocks, active = blocks or {}, active or {}
+
+    def block_parameters(name: str) -> dict:
+        return {k: (blocks.get(name) or scheduled_blocks())[k] for k in SCHEDULED[name]}
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     return [
@@ -48,8 +64,8 @@ def all_deployments() -> list:
             description="Pods, VitessCluster status, vtgate, tablets, replication lag, backup age (and nodes with a "
                         "nodes block). Fails when a check fails: add an automation on failed runs to be notified.",
             tags=["vtflow", "day-two"],
-            interval=HEALTH_EVERY_S,
-            parameters=scheduled_blocks(),
+            schedules=[Interval(HEALTH_EVERY_S, active=active.get("health-check/health-check", True))],
+            parameters=block_parameters("health-check/health-check"),
             concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         ),
         backup.to_deployment(
@@ -57,8 +73,8 @@ def all_deployments() -> list:
             description="BackupShard for every shard (in parallel up to max_parallel), confirmed with GetBackups, "
                         "then retention. One run at a time: a second run waits for the first.",
             tags=["vtflow", "day-two"],
-            cron=BACKUP_CRON,
-            parameters={"target_block": scheduled_blocks()["target_block"]},
+            schedules=[Cron(BACKUP_CRON, active=active.get("backup/backup", True))],
+            parameters=block_parameters("backup/backup"),
             concurrency_limit=one_at_a_time,
         ),
         redeploy.to_deployment(

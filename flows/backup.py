@@ -16,6 +16,7 @@ from prefect.artifacts import acreate_table_artifact
 
 from blocks.target import VitessTarget
 from flows.common import load_block
+from flows.params import TargetBlock
 from tasks.backup import BackupResult, Retention, backup_shard, shards_to_back_up
 from vtflow import kube
 from vtflow.errors import PermanentError
@@ -29,7 +30,7 @@ def report_rows(results: list[BackupResult]) -> list[dict]:
 
 
 @flow(name="backup", log_prints=False)
-async def backup(target_block: str = "default", max_parallel: int = 2, retention: Retention = Retention(),
+async def backup(target_block: TargetBlock = "default", max_parallel: int = 2, retention: Retention = Retention(),
                  prune: bool = True) -> list[BackupResult]:
     """Back up every shard (BackupShard in the vtctld pod), confirm with GetBackups, prune old ones."""
     log = get_run_logger()

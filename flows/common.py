@@ -10,5 +10,6 @@ async def load_block(block_cls, name: str, what: str):
     try:
         return await block_cls.aload(name)
     except ValueError as e:
-        raise ConfigError(f"{what} block {name!r}", "does not exist on the Prefect server.",
-                          f"create it with `vtflow block create {what.split()[0].lower()} --name {name} ...`.") from e
+        fix = ("start it with `vtflow sandbox up` (it saves the sandbox's blocks)." if name == "sandbox" else
+               f"create it with `vtflow block create {what.split()[0].lower()} --name {name} ...`.")
+        raise ConfigError(f"{what} block {name!r}", "does not exist on the Prefect server.", fix) from e

@@ -27,6 +27,7 @@ from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
 from flows.common import load_block
 from flows.node_prep import node_prep
+from flows.params import MySQLBlock, NodesBlock, TargetBlock
 from tasks.cluster import ClusterSpec, init_cluster
 from tasks.context import TargetContext
 from tasks.data import DataFile, load_data
@@ -38,6 +39,8 @@ from tasks.report import StepReport
 from tasks.schema import KeyspaceSchema, apply_schemas
 from tasks.verify import Verification, expected_tablets_of, verify_cluster, vtadmin_ports
 from vtflow import kube
+from vtflow.errors import ConfigError
+from vtflow.forms import OptionalText
 
 # The one list of step names: ``until`` takes them, each step's StepReport carries its name,
 # and a failed run's report names the step that was running.
@@ -46,65 +49,107 @@ STEPS: tuple[Step, ...] = get_args(Step)
 
 
 class DeployParameters(BaseModel):
-    """What to deploy where. Secrets are named by block, never given here."""
+    """What to deploy where, in the order a person fills the form. Secrets are named by block,
+    never given here. The flow takes these fields as its own top-level parameters (the UI's
+    form, ``prefect deployment run --param``) and builds this model from them once."""
 
-    target_block: str = Field(default="default", description="Vitess target block (kubeconfig, namespace, cluster name).")
-    nodes_block: str | None = Field(default="default", description="SSH nodes block for node prep; empty skips node prep.")
-    mysql_block: str = Field(default="default", description="MySQL credentials block: the gateway user and password.")
-    node_requirements: NodeRequirements = Field(default_factory=NodeRequirements)
-    etcd_operator: bool = Field(default=False, description="Install coreos/etcd-operator v0.9.4 (not needed by vitess-operator).")
-    operator_version: str | None = Field(
-        default=None, description="vitess-operator release, e.g. v2.17.0; empty: the newest release of vtflow's "
-                                  "version table that supports the cluster's Kubernetes version.")
-    vitess_version: str | None = Field(
-        default=None, description="Vitess release, e.g. v24.0.4; empty: the one the table gives for the operator release.")
-    operator_manifest: str | None = Field(
-        default=None, description="operator.yaml (a URL, or a local file for clusters without internet); empty: the "
-                                  "chosen release's, fetched from GitHub.")
-    force: bool = Field(default=False, description="Go on with versions outside the version table (with a warning "
-                                                   "in the report); field conflicts: force_conflicts.")
-    force_conflicts: bool = Field(
-        default=False, description="Take over fields another field manager set (a redeploy's image, a kubectl edit): "
-                                   "the deploy's spec wins. Without it such a conflict fails the run and names them.")
-    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The VitessCluster; defaults are upstream's 101 example.")
-    allow_memory_overcommit: bool = Field(default=False, description="Accept memory limits beyond the nodes' free memory.")
-    ready_timeout_s: float = Field(default=900, gt=0, description="How long to wait for the cluster to be ready.")
+    target_block: str = Field(description="Vitess target block (kubeconfig, namespace, cluster name): pick it, "
+                                          "or give its name.")
+    mysql_block: str = Field(description="MySQL credentials block: the gateway user and password the cluster is "
+                                         "given, and the data load and verification use.")
+    nodes_block: str = Field(default="", description="SSH nodes block for node prep (step 1); empty skips node prep.")
     schemas: list[KeyspaceSchema] = Field(default_factory=list, description="SQL schema and VSchema per keyspace.")
     data: list[DataFile] = Field(default_factory=list, description="Data files (SQL or CSV) loaded through vtgate.")
     verify: Verification = Field(default_factory=Verification, description="What the verify step checks.")
-    until: Step = Field(default="verify", description="Stop after this step.")
+    operator_version: OptionalText = Field(
+        default=None, description="vitess-operator release, e.g. v2.17.0; empty: the newest release of vtflow's "
+                                  "version table that supports the cluster's Kubernetes version.")
+    vitess_version: OptionalText = Field(
+        default=None, description="Vitess release, e.g. v24.0.4; empty: the one the table gives for the operator release.")
+    operator_manifest: OptionalText = Field(
+        default=None, description="operator.yaml: a URL, or a file on the flow's machine. Empty: the chosen "
+                                  "release's, fetched from GitHub; refused when the target names a registry "
+                                  "mirror (no internet assumed there): then give the release's file.")
+    force: bool = Field(default=False, description="Go on with versions outside the version table (with a warning "
+                                                   "in the report); field conflicts: force_conflicts.")
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The VitessCluster; defaults are upstream's 101 example.")
+    node_requirements: NodeRequirements = Field(default_factory=NodeRequirements,
+                                                description="What node prep requires of each node.")
+    ready_timeout_s: float = Field(default=900, gt=0, description="How long to wait for the cluster to be ready (seconds).")
+    allow_memory_overcommit: bool = Field(default=False, description="Accept memory limits beyond the nodes' free memory.")
+    etcd_operator: bool = Field(default=False, description="Install coreos/etcd-operator v0.9.4 (not needed by vitess-operator).")
+    force_conflicts: bool = Field(
+        default=False, description="Take over fields another field manager set (a redeploy's image, a kubectl edit): "
+                                   "the deploy's spec wins. Without it such a conflict fails the run and names them.")
     dry_run: bool = Field(default=False, description="Validate and report what would change; change nothing.")
+    until: Step = Field(default="verify", description="Stop after this step.")
+
+    def flow_kwargs(self) -> dict:
+        """These parameters as the deploy flow takes them (unset text as "")."""
+        return {name: "" if (value := getattr(self, name)) is None else value for name in type(self).model_fields}
+
+
+def _described(fn):
+    """The flow's docstring with an Args section from DeployParameters: the form's descriptions."""
+    fn.__doc__ = (fn.__doc__ or "") + "\n\nArgs:\n" + "\n".join(
+        f"    {name}: {f.description}" for name, f in DeployParameters.model_fields.items() if f.description)
+    return fn
 
 
 def summary_markdown(reports: list[StepReport], dry_run: bool, failure: str | None = None,
                      sections: list[str] = ()) -> str:
+    """One table of the steps (short columns, so the UI does not cut it off), then what changed and
+    what the steps found as lists below it: long text never goes into a cell."""
     title = "plan (dry run)" if dry_run else ("report: FAILED" if failure else "report")
     lines = [f"# Deploy {title}", ""]
     if failure:
         lines += [f"**Failed:** {failure}", ""]
+    lines += ["| step | created | changed | unchanged | skipped | time |", "|---|--:|--:|--:|---|--:|"]
+    below: list[str] = []
     for r in reports:
-        if r.skipped:
-            lines.append(f"- **{r.step}**: skipped. {r.skipped}")
-            continue
-        changed = [o for o in r.objects if o["action"] != "unchanged"]
-        verb = "would change" if dry_run else "changed"
-        if r.objects or not r.findings:
-            lines.append(f"- **{r.step}**: {len(changed)} of {len(r.objects)} objects {verb}"
-                         + ("" if changed else " (nothing to do)"))
-        else:
-            lines.append(f"- **{r.step}**:")
-        lines += [f"  - {o['object']}: {o['action']}" for o in changed]
-        lines += [f"  - warning: {w}" for w in r.warnings]
-        lines += [f"  - {f.line}" for f in r.findings]
+        count = {a: sum(1 for o in r.objects if o["action"] == a) for a in ("created", "changed", "unchanged")}
+        cells = ["", "", ""] if r.skipped else [str(count["created"]), str(count["changed"]), str(count["unchanged"])]
+        took = f"{r.seconds:.1f} s" if r.seconds is not None else ""
+        lines.append(f"| {r.step} | " + " | ".join(cells) + f" | {'yes' if r.skipped else ''} | {took} |")
+        verb = " (would be)" if dry_run else ""
+        items = [f"- skipped: {r.skipped}"] if r.skipped else []
+        items += [f"- {o['object']}: {o['action']}{verb}" for o in r.objects if o["action"] != "unchanged"]
+        items += [f"- warning: {w}" for w in r.warnings]
+        items += [f"- {f.line}" for f in r.findings]
+        if items:
+            below += ["", f"**{r.step}**", "", *items]
+    if below:
+        lines += ["", "## What changed and what the steps found", *below]
     for section in sections:
         lines += ["", section]
     return "\n".join(lines)
 
 
 @flow(name="deploy", log_prints=False)
-async def deploy(params: DeployParameters = DeployParameters()) -> list[StepReport]:
+@_described
+async def deploy(
+    target_block: TargetBlock,
+    mysql_block: MySQLBlock,
+    nodes_block: NodesBlock = "",
+    schemas: list[KeyspaceSchema] = [],  # noqa: B006 - validated into new lists; never changed
+    data: list[DataFile] = [],  # noqa: B006
+    verify: Verification = Verification(),
+    operator_version: str = "",
+    vitess_version: str = "",
+    operator_manifest: str = "",
+    force: bool = False,
+    cluster: ClusterSpec = ClusterSpec(),
+    node_requirements: NodeRequirements = NodeRequirements(),
+    ready_timeout_s: float = 900,
+    allow_memory_overcommit: bool = False,
+    etcd_operator: bool = False,
+    force_conflicts: bool = False,
+    dry_run: bool = False,
+    until: Step = "verify",
+) -> list[StepReport]:
     """Deploy Vitess: node prep, etcd-operator, vitess-operator, cluster init, schema apply,
     data load, verification."""
+    params = DeployParameters(**{name: value for name, value in locals().items() if name in DeployParameters.model_fields})
     log = get_run_logger()
     target = await load_block(VitessTarget, params.target_block, "target")
     credentials = await load_block(MySQLCredentials, params.mysql_block, "mysql credentials")
@@ -113,7 +158,7 @@ async def deploy(params: DeployParameters = DeployParameters()) -> list[StepRepo
     try:
         # every input read and checked once, first: a bad one stops the run before anything changes
         k = kube.Kube(target.api_client(), dry_run=params.dry_run, force_conflicts=params.force_conflicts)
-        choice, manifest, spec = choose_versions(params, k.server_version())
+        choice, manifest, spec = choose_versions(params, k.server_version(), target.registry_mirror)
         sections.append(choice.markdown)
         log.info("%s", choice.reason)
         plan = build_plan(manifest[0], manifest[1], params.schemas, params.data, params.verify)
@@ -125,19 +170,30 @@ async def deploy(params: DeployParameters = DeployParameters()) -> list[StepRepo
         raise
     text = summary_markdown(run.reports, params.dry_run, None, sections)
     await _publish(target.cluster_name, text)
+    if not params.dry_run and run.wants("cluster") and params.cluster.vtadmin:
+        await _link_vtadmin(target)
     changed = any(r.changed for r in run.reports)
     log.info("%s", "nothing changed: the cluster already matched" if not changed and not params.dry_run else text)
     return run.reports
 
 
-def choose_versions(params: DeployParameters, kubernetes: str):
+def choose_versions(params: DeployParameters, kubernetes: str, registry_mirror: str | None = None):
     """The release and images for this cluster (the version table), its operator manifest as
-    (source, documents), and the cluster spec with the chosen images; read once, before step 1."""
+    (source, documents), and the cluster spec with the chosen images; read once, before step 1.
+    Without a given manifest the release's is fetched from GitHub, unless the target names a
+    registry mirror: a cluster behind a mirror is taken to have no internet, so the run is
+    refused here, before step 1, naming the file to give."""
     given = load_manifest(params.operator_manifest) if params.operator_manifest else None
     operator, pinned_by = versions.operator_for(given, params.operator_manifest, params.operator_version)
     choice = versions.choose(kubernetes, operator, params.vitess_version, params.force, pinned_by)
     spec, image_warnings = versions.with_images(params.cluster, choice, params.force)
     source = params.operator_manifest or versions.MANIFEST_URL.format(version=choice.release.operator)
+    if given is None and registry_mirror:
+        raise ConfigError("parameter operator_manifest", f"is empty, and the target names the registry mirror "
+                          f"{registry_mirror}: vtflow does not fetch the operator manifest from GitHub for a cluster "
+                          "behind a mirror.", f"give operator_manifest: vitess-operator {choice.release.operator}'s "
+                          f"operator-latest.yaml as a file on this machine or a URL you can reach ({source} is "
+                          "upstream's); its images move to the mirror.")
     docs = versions.pin_operator_image(given if given is not None else load_manifest(source), choice.release)
     choice = dataclasses.replace(choice, warnings=choice.warnings + tuple(image_warnings))
     return choice, (source, docs), spec
@@ -146,6 +202,23 @@ def choose_versions(params: DeployParameters, kubernetes: str):
 async def _publish(cluster: str, text: str) -> None:
     await acreate_markdown_artifact(markdown=text, key=f"deploy-{cluster}",
                                     description="What the deploy changed, step by step, and what verification found")
+
+
+async def _link_vtadmin(target: VitessTarget) -> None:
+    """A link artifact to the cluster's vtadmin, beside the report (``deploy-<cluster>-vtadmin``)."""
+    from prefect.artifacts import acreate_link_artifact
+
+    from vtflow.connect import vtadmin_url
+    from vtflow.errors import VtflowError
+
+    try:
+        url = vtadmin_url(target)
+    except VtflowError as e:  # no node_address, or no vtadmin NodePort: the report's verify section says why
+        get_run_logger().info("no vtadmin link: %s", e)
+        return
+    await acreate_link_artifact(link=url, link_text=f"vtadmin of {target.namespace}/{target.cluster_name}",
+                                key=f"deploy-{target.cluster_name}-vtadmin",
+                                description="vtadmin's web UI (its NodePort on the target's node_address)")
 
 
 class StepRunner:
@@ -164,12 +237,17 @@ class StepRunner:
         """Run ``call`` (returning the step's report, or an awaitable of it) as ``step``."""
         if not self.wants(step):
             return
+        import time
+
         self.current = step
+        started = time.monotonic()
         report = call()
         if inspect.isawaitable(report):  # node prep is a subflow; the other steps are sync tasks
             report = await report
         if report.step != step:
             raise AssertionError(f"step {step} reported as {report.step}")
+        if report.seconds is None and not report.skipped:
+            report.seconds = round(time.monotonic() - started, 2)
         self.reports.append(report)
         self.current = None
 

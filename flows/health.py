@@ -13,6 +13,7 @@ fails, so that a Prefect automation on failed runs notifies someone; the markdow
 from __future__ import annotations
 
 import asyncio
+import time
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
@@ -22,6 +23,7 @@ from blocks.mysql import MySQLCredentials
 from blocks.nodes import SSHNodes
 from blocks.target import VitessTarget
 from flows.common import load_block
+from flows.params import MySQLBlock, NodesBlock, TargetBlock
 from tasks.health import HealthThresholds, check_backups, check_kubernetes, check_node, check_vitess
 from tasks.report import LEVELS, Finding, error_finding, failed, worst
 from vtflow import kube
@@ -39,13 +41,35 @@ def _cell(text: str) -> str:
     return text.replace("|", "/")
 
 
-def summary_markdown(cluster: str, findings: list[Finding]) -> str:
+HISTORY_RUNS = 6  # runs the history grid shows: the newest and the five before it (narrow enough for the UI)
+
+
+def history_variable(cluster: str) -> str:
+    """The Prefect Variable that keeps each check's level in the last HISTORY_RUNS runs, per cluster."""
+    return f"vtflow-health-history-{cluster}"
+
+
+def add_to_history(history, findings: list[Finding], at: str) -> list[dict]:
+    """Pure: the history with this run (its time and each check's level) appended, the oldest dropped."""
+    runs = [r for r in (history or []) if isinstance(r, dict) and isinstance(r.get("levels"), dict)]
+    return (runs + [{"at": at, "levels": {f.name: f.level for f in findings}}])[-HISTORY_RUNS:]
+
+
+def summary_markdown(cluster: str, findings: list[Finding], history: list[dict] = ()) -> str:
+    """A checks x runs grid (newest run first: the trend) with short cells, then each finding's
+    problem and fix as a list below it, never inside a cell (the UI cuts off wide tables)."""
     counts = {lvl: sum(1 for f in findings if f.level == lvl) for lvl in LEVELS}
+    runs = list(history)[::-1] or [{"at": "now", "levels": {f.name: f.level for f in findings}}]
+    names = [f.name for f in findings]
+    for r in runs:  # a check that an older run had (a node since removed) keeps its row
+        names += [n for n in r["levels"] if n not in names]
     lines = [f"# Health of {cluster}: {ICON[worst(findings)]}", "",
              f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed", "",
-             "| check | level | problem | fix |", "|---|---|---|---|"]
-    lines += [f"| {f.name} | {ICON[f.level]} | {_cell(f.problem)} | {_cell(f.fix)} |"
-              for f in sorted(findings, key=lambda f: -LEVELS.index(f.level))]
+             "| check | " + " | ".join(_cell(str(r.get("at", ""))[-5:]) for r in runs) + " |",  # HH:MM (UTC)
+             "|---|" + "---|" * len(runs)]
+    lines += [f"| {_cell(n)} | " + " | ".join(ICON.get(r["levels"].get(n, ""), "") for r in runs) + " |" for n in names]
+    lines += ["", "Runs newest first, times UTC.", "", "## Findings", ""]
+    lines += [f"- {_cell(f.line)}" for f in sorted(findings, key=lambda f: -LEVELS.index(f.level))]
     return "\n".join(lines)
 
 
@@ -55,7 +79,7 @@ def group_findings(group: str, result) -> list[Finding]:
 
 
 @flow(name="health-check", log_prints=False)
-async def health_check(target_block: str = "default", mysql_block: str = "default", nodes_block: str | None = None,
+async def health_check(target_block: TargetBlock = "default", mysql_block: MySQLBlock = "default", nodes_block: NodesBlock = "",
                        thresholds: HealthThresholds = HealthThresholds()) -> list[Finding]:
     """Check the cluster, Vitess, backups and (with a nodes block) the nodes; fail if any check fails."""
     log = get_run_logger()
@@ -84,7 +108,10 @@ async def health_check(target_block: str = "default", mysql_block: str = "defaul
 
     if restarts is not None:
         await Variable.aset(restarts_variable(cluster), restarts, overwrite=True)
-    await acreate_markdown_artifact(markdown=summary_markdown(cluster, findings), key=f"health-{cluster}",
+    history = add_to_history(await Variable.aget(history_variable(cluster), default=None), findings,
+                             time.strftime("%m-%d %H:%M", time.gmtime()))
+    await Variable.aset(history_variable(cluster), history, overwrite=True)
+    await acreate_markdown_artifact(markdown=summary_markdown(cluster, findings, history), key=f"health-{cluster}",
                                     description=f"Health of VitessCluster {namespace}/{cluster}, one version per check")
     for f in findings:
         (log.info if f.level == "ok" else log.warning)("%s", f.line)

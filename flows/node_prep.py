@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
 from blocks.nodes import SSHNodes
+from flows.params import NodesBlock
 from tasks.node_prep import NodeReport, NodeRequirements, prep_node
 from tasks.report import Finding, failed
 from vtflow.errors import ConfigError, PermanentError, VtflowError
@@ -74,7 +75,7 @@ def artifact_key(block_name: str) -> str:
 # in 1 s steps (about 1 s added to every run); node prep is short enough for that to matter.
 @flow(name="node-prep", log_prints=False)
 async def node_prep(
-    nodes_block: str = "default",
+    nodes_block: NodesBlock = "default",
     requirements: NodeRequirements = NodeRequirements(),
     install_mysql_client: bool = False,
     fail_on_unreachable: bool = True,

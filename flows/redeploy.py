@@ -23,6 +23,7 @@ from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
 from flows.backup import backup
 from flows.common import load_block
+from flows.params import MySQLBlock, TargetBlock
 from tasks import redeploy as rd
 from tasks.context import TargetContext
 from tasks.verify import Verification, expected_tablets_of, verify_cluster
@@ -42,7 +43,7 @@ class RedeployResult(BaseModel):
 
 @flow(name="redeploy", log_prints=False)
 async def redeploy(component: rd.Component, repository: str, digest: str, tag: str | None = None,
-                   pushed_at: float | None = None, target_block: str = "default", mysql_block: str = "default",
+                   pushed_at: float | None = None, target_block: TargetBlock = "default", mysql_block: MySQLBlock = "default",
                    backup_first: bool = True, rollout_timeout_s: float = 900,
                    verify: Verification = Verification()) -> RedeployResult:
     """Roll ``component`` to ``repository@digest``; roll back if it does not come up healthy."""

@@ -31,6 +31,7 @@ from tasks.report import Finding, StepReport, apply_all
 from vtflow import crdschema, kube, names
 from vtflow.errors import ConfigError, PermanentError
 from vtflow.quantity import cpu_millis, memory_bytes
+from vtflow.forms import OptionalText
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -39,7 +40,7 @@ MIB = 1 << 20
 class Resources(BaseModel):
     cpu: str = Field(default="100m", description="CPU request, e.g. 100m.")
     memory: str = Field(default="128Mi", description="Memory request, e.g. 256Mi.")
-    memory_limit: str | None = Field(default=None, description="Memory limit; empty means none.")
+    memory_limit: OptionalText = Field(default=None, description="Memory limit, e.g. 256Mi; empty means none.")
 
     @field_validator("cpu")
     @classmethod
@@ -65,8 +66,10 @@ class TabletPool(BaseModel):
     cell: str = Field(default="zone1", description="Cell the tablets run in.")
     type: Literal["replica", "rdonly"] = Field(default="replica", description="Tablet pool type.")
     replicas: int = Field(default=3, ge=1, le=10, description="Tablets per shard (one becomes PRIMARY).")
-    vttablet: Resources = Field(default=Resources(cpu="100m", memory="256Mi", memory_limit="256Mi"))
-    mysqld: Resources = Field(default=Resources(cpu="100m", memory="512Mi", memory_limit="1024Mi"))
+    vttablet: Resources = Field(default=Resources(cpu="100m", memory="256Mi", memory_limit="256Mi"),
+                               description="Resources of each tablet's vttablet container.")
+    mysqld: Resources = Field(default=Resources(cpu="100m", memory="512Mi", memory_limit="1024Mi"),
+                             description="Resources of each tablet's mysqld container.")
     storage: str = Field(default="10Gi", description="Data volume per tablet.")
 
 
@@ -74,46 +77,56 @@ class KeyspaceSpec(BaseModel):
     name: str = Field(default="commerce", description="Keyspace (logical database) name.")
     shards: int = Field(default=1, ge=1, le=64, description="Equal partitions; 1 is unsharded (shard '-').")
     durability_policy: str = Field(default="semi_sync", description="semi_sync or none.")
-    tablets: TabletPool = Field(default_factory=TabletPool)
+    tablets: TabletPool = Field(default_factory=TabletPool, description="The tablets of each shard.")
     vtorc: Resources | None = Field(default=Resources(cpu="100m", memory="128Mi", memory_limit="128Mi"),
                                     description="VTOrc per shard; empty disables it.")
 
 
 class BackupSpec(BaseModel):
-    engine: Literal["xtrabackup", "builtin", "mysqlshell"] = "xtrabackup"
+    engine: Literal["xtrabackup", "builtin", "mysqlshell"] = Field(
+        default="xtrabackup", description="How tablets take backups: xtrabackup (upstream's, online), builtin "
+                                          "(stops the tablet's mysqld while it copies) or mysqlshell (Vitess 21+).")
     kind: Literal["volume", "s3", "none"] = Field(default="volume", description="Where backups go.")
     volume_claim: str = Field(default="vitess-backups", description="PVC name for kind=volume.")
     volume_size: str = Field(default="1Gi", description="PVC size for kind=volume.")
-    s3_bucket: str | None = None
-    s3_region: str | None = None
-    s3_endpoint: str | None = None
-    s3_key_prefix: str | None = None
-    s3_auth_secret: str | None = Field(default=None, description="Secret with the S3 credentials file (key: credentials).")
+    s3_bucket: OptionalText = Field(default=None, description="S3 bucket for kind=s3.")
+    s3_region: OptionalText = Field(default=None, description="S3 region for kind=s3, e.g. us-east-1.")
+    s3_endpoint: OptionalText = Field(default=None, description="S3 endpoint for kind=s3 (MinIO, Ceph); empty: AWS's.")
+    s3_key_prefix: OptionalText = Field(default=None, description="Prefix of the backups' keys in the bucket; "
+                                                                  "empty: none.")
+    s3_auth_secret: OptionalText = Field(default=None, description="Secret with the S3 credentials file (key: "
+                                                                   "credentials); empty: the nodes' own AWS credentials.")
 
 
 class ClusterSpec(BaseModel):
     """The VitessCluster to deploy. Defaults reproduce upstream's 101 example."""
 
-    vitess_image: str | None = Field(default=None, description="Image of the Vitess components; empty: the one the "
+    vitess_image: OptionalText = Field(default=None, description="Image of the Vitess components; empty: the one the "
                                      "version table gives for the operator release (deploy parameter vitess_version).")
-    mysqld_image: str | None = Field(default=None, description="Image of mysqld; empty: the release's.")
-    vtadmin_image: str | None = Field(default=None, description="Image of vtadmin; empty: the release's.")
-    mysqld_exporter_image: str | None = Field(default=None, description="Image of mysqld-exporter; empty: the release's.")
+    mysqld_image: OptionalText = Field(default=None, description="Image of mysqld; empty: the release's.")
+    vtadmin_image: OptionalText = Field(default=None, description="Image of vtadmin; empty: the release's.")
+    mysqld_exporter_image: OptionalText = Field(default=None, description="Image of the mysqld-exporter sidecar of each "
+                                                "tablet (Prometheus metrics); empty: the release's.")
     cell: str = Field(default="zone1", description="The cell (failure domain).")
-    gateway_replicas: int = Field(default=1, ge=1, le=10)
-    gateway: Resources = Field(default=Resources(cpu="100m", memory="256Mi", memory_limit="256Mi"))
-    vtctld_replicas: int = Field(default=1, ge=1, le=5)
-    vtctld: Resources = Field(default=Resources(cpu="100m", memory="128Mi", memory_limit="128Mi"))
+    gateway_replicas: int = Field(default=1, ge=1, le=10, description="vtgate pods (the MySQL endpoint).")
+    gateway: Resources = Field(default=Resources(cpu="100m", memory="256Mi", memory_limit="256Mi"),
+                               description="Resources of each vtgate pod.")
+    vtctld_replicas: int = Field(default=1, ge=1, le=5, description="vtctld pods (the control plane vtflow execs into).")
+    vtctld: Resources = Field(default=Resources(cpu="100m", memory="128Mi", memory_limit="128Mi"),
+                              description="Resources of each vtctld pod.")
     vtadmin: bool = Field(default=True, description="Run vtadmin (read-only) behind NodePorts.")
-    vtadmin_web_node_port: int = Field(default=30000, ge=30000, le=32767)
-    vtadmin_api_node_port: int = Field(default=30001, ge=30000, le=32767)
+    vtadmin_web_node_port: int = Field(default=30000, ge=30000, le=32767,
+                                       description="NodePort of vtadmin's web UI (at the target's node_address).")
+    vtadmin_api_node_port: int = Field(default=30001, ge=30000, le=32767,
+                                       description="NodePort of vtadmin's API, which its web UI calls from the browser.")
     vtgate_node_port: int | None = Field(
         default=30306, ge=30000, le=32767,
         description="Expose vtgate's MySQL port on this NodePort, so that flows running outside the cluster reach it "
                     "(data load, verification, health checks); empty: none (then set the target's vtgate_address, "
                     "or run the flows inside the cluster).")
-    keyspaces: list[KeyspaceSpec] = Field(default_factory=lambda: [KeyspaceSpec()], min_length=1)
-    backup: BackupSpec = Field(default_factory=BackupSpec)
+    keyspaces: list[KeyspaceSpec] = Field(default_factory=lambda: [KeyspaceSpec()], min_length=1,
+                                          description="The keyspaces (logical databases) and their shards.")
+    backup: BackupSpec = Field(default_factory=BackupSpec, description="Where and how backups are taken.")
     size: Literal["upstream", "fit"] = Field(
         default="upstream", description="upstream: the resources above (upstream's 101); fit: the largest that fit "
                                         "the nodes' room with HA where they allow it, no less than each component's "
@@ -520,7 +533,8 @@ def diagnose(pods: list[dict], events: list[dict], claims: list[dict]) -> list[s
 # ---------------------------------------------------------------- the task
 
 
-@task(name="cluster", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="cluster", task_run_name="cluster", retries=1, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def init_cluster(target: TargetContext, spec: ClusterSpec, credentials: MySQLCredentials, operator_docs: list[dict],
                  allow_memory_overcommit: bool = False, timeout_s: float = 900) -> StepReport:
     """Step 4: preflight, apply, then wait for the operator to report the cluster ready.

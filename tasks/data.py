@@ -49,6 +49,7 @@ from tasks.report import Finding, StepReport
 from vtflow import mysql
 from vtflow.errors import ConfigError, PermanentError, TransientError, VtflowError
 from vtflow.sources import read_source
+from vtflow.forms import OptionalText
 
 CHECKPOINT_TABLE = "_vtflow_load"
 PASS_THROUGH_BYTES = 32 << 10   # an INSERT this long already fills a round trip: sent as it is
@@ -569,7 +570,7 @@ class DataFile(BaseModel):
     keyspace: str = Field(default="commerce", description="Keyspace to load into.")
     source: str = Field(description="A file path or http(s) URL: .csv (one table, header line of column names) "
                                     "or SQL in the mysql client's dialect (e.g. insert_commerce_data.sql).")
-    table: str | None = Field(default=None, description="CSV only: the table; empty means the file's name "
+    table: OptionalText = Field(default=None, description="CSV only: the table; empty means the file's name "
                                                         "without .csv.")
 
 
@@ -657,7 +658,8 @@ def exact_tables(files: list[tuple[DataFile, str, str]], per_file: list[dict[str
     return sorted(k for k, ok in exact.items() if ok and loaded_now[k])
 
 
-@task(name="data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="data", task_run_name="data", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def load_data(target: TargetContext, credentials: MySQLCredentials, inputs: DataInputs) -> DataReport:
     """Step 6: the files ``read_files`` read, loaded through vtgate, each exactly once (a retry
     or a re-run resumes from the checkpoints)."""

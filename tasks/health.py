@@ -329,20 +329,20 @@ def probe_headroom(nodes: SSHNodes, node_name: str, timeout_s: float = 10.0) -> 
     return headroom_of(node.name, facts)
 
 
-@task(name="health-kubernetes", cache_policy=NO_CACHE)
+@task(name="health-kubernetes", task_run_name="health-kubernetes", cache_policy=NO_CACHE)
 async def check_kubernetes(k: kube.Kube, namespace: str, cluster: str,
                            previous_restarts: dict[str, int] | None) -> KubernetesHealth:
     return await asyncio.to_thread(kubernetes_checks, k, namespace, cluster, previous_restarts)
 
 
-@task(name="health-vitess", cache_policy=NO_CACHE)
+@task(name="health-vitess", task_run_name="health-vitess", cache_policy=NO_CACHE)
 async def check_vitess(k: kube.Kube, namespace: str, cluster: str, node_address: str | None,
                        vtgate_address: str | None, credentials: MySQLCredentials, max_lag_s: float) -> list[Finding]:
     return await asyncio.to_thread(vitess_checks, k, namespace, cluster, node_address, vtgate_address,
                                    credentials, max_lag_s)
 
 
-@task(name="health-backups", cache_policy=NO_CACHE)
+@task(name="health-backups", task_run_name="health-backups", cache_policy=NO_CACHE)
 async def check_backups(k: kube.Kube, namespace: str, cluster: str, max_age_h: float) -> list[Finding]:
     return await asyncio.to_thread(backup_age_checks, k, namespace, cluster, max_age_h)
 

@@ -25,6 +25,7 @@ from blocks.nodes import NodeSpec, SSHNodes
 from tasks.common import retry_transient
 from tasks.report import Finding, Level, worst
 from vtflow.errors import CommandError, ConfigError
+from vtflow.forms import OptionalText
 
 GIB = 1024 * 1024  # kB per GiB
 WG_HANDSHAKE_STALE_S = 180  # WireGuard re-keys every 2 min while traffic flows
@@ -49,7 +50,7 @@ class NodeRequirements(BaseModel):
     min_disk_gib: float = Field(default=20.0, ge=0, description="Free disk under disk_path (GiB).")
     disk_path: str = Field(default=K3S_DATA_PATH, description="Where K3s keeps images and volumes (local-path PVCs).")
     max_clock_skew_s: float = Field(default=1.0, gt=0, description="Largest clock difference from the machine running the flow (s).")
-    k3s_min_version: str | None = Field(default=None, description="Lowest acceptable K3s version, e.g. v1.32.0; empty accepts any.")
+    k3s_min_version: OptionalText = Field(default=None, description="Lowest acceptable K3s version, e.g. v1.32.0; empty accepts any.")
 
 
 class NodeReport(BaseModel):

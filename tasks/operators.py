@@ -193,7 +193,8 @@ def wait_operator(k: kube.Kube, objects: list[dict], timeout_s: float, log) -> N
                                        "registry mirror), then re-run.") from e
 
 
-@task(name="etcd-operator", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="etcd-operator", task_run_name="etcd-operator", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def install_etcd_operator(target: TargetContext, enabled: bool, timeout_s: float = 300) -> StepReport:
     """Step 2. Off by default: the vitess-operator runs its own etcd (EtcdLockserver)."""
     log = get_run_logger()
@@ -212,7 +213,8 @@ def install_etcd_operator(target: TargetContext, enabled: bool, timeout_s: float
     return report
 
 
-@task(name="vitess-operator", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="vitess-operator", task_run_name="vitess-operator", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def install_vitess_operator(target: TargetContext, manifest: list[dict], source: str, choice: versions.Choice,
                             timeout_s: float = 300) -> StepReport:
     """Step 3: the operator's CRDs, RBAC and Deployment (``manifest``: the documents of

@@ -283,19 +283,20 @@ def _wait(target: TargetContext, component: str, images: str | dict[str, str], t
            timeout_s, progress=lambda m: log.info("%s", m))
 
 
-@task(name="set-image", retries=1, retry_delay_seconds=3, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="set-image", task_run_name="set-image-{component}", retries=1, retry_delay_seconds=3,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def set_image(target: TargetContext, component: str, images: dict[str, str], pushed_at: float | None) -> None:
     _write(target, component, images, pushed_at)
 
 
-@task(name="wait-rollout", cache_policy=NO_CACHE)
+@task(name="wait-rollout", task_run_name="wait-rollout-{component}", cache_policy=NO_CACHE)
 def wait_rollout(target: TargetContext, component: str, image: str, timeout_s: float) -> None:
     """The operator's (or the Deployment controller's) rolling update to ``image``. No retries:
     a timeout comes after the whole wait, and a second wait would only be as long."""
     _wait(target, component, image, timeout_s)
 
 
-@task(name="rollback", cache_policy=NO_CACHE)
+@task(name="rollback", task_run_name="rollback-{component}", cache_policy=NO_CACHE)
 def rollback(target: TargetContext, component: str, previous: dict[str, str], timeout_s: float) -> Rollback:
     """Write ``previous`` back and wait for it to run. Never raises for its own failure: the
     result says how far it got, so that the redeploy's failure is still the one reported."""

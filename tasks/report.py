@@ -69,6 +69,7 @@ class StepReport(BaseModel):
     objects: list[dict] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list, description="What the step found (rows loaded, checks passed).")
+    seconds: float | None = Field(default=None, description="How long the step took (the deploy's step runner times it).")
 
     @property
     def changed(self) -> bool:

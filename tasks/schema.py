@@ -27,12 +27,13 @@ from vtflow import kube
 from vtflow.errors import ConfigError, PermanentError, ReadyTimeout, TransientError
 from vtflow.sources import read_source
 from vtflow.vtctld import CommandFailed, NotServing, Vtctld, tablet_alias
+from vtflow.forms import OptionalText
 
 
 class KeyspaceSchema(BaseModel):
     keyspace: str = Field(default="commerce", description="Keyspace to apply to.")
-    sql: str | None = Field(default=None, description="SQL schema: a file path, an http(s) URL, or the SQL itself.")
-    vschema: str | None = Field(default=None, description="VSchema: a file path, an http(s) URL, or the JSON itself.")
+    sql: OptionalText = Field(default=None, description="SQL schema: a file path, an http(s) URL, or the SQL itself.")
+    vschema: OptionalText = Field(default=None, description="VSchema: a file path, an http(s) URL, or the JSON itself.")
 
 
 # ---------------------------------------------------------------- pure
@@ -116,7 +117,8 @@ def check_inputs(keyspaces: list[KeyspaceSchema]) -> list[SchemaInput]:
     return out
 
 
-@task(name="schema", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="schema", task_run_name="schema", retries=1, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def apply_schemas(target: TargetContext, schemas: list[SchemaInput], wait_s: float = 300) -> StepReport:
     """Step 5: for each keyspace, its SQL statements, then its VSchema (as ``check_inputs`` read them)."""
     log = get_run_logger()

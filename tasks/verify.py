@@ -34,6 +34,7 @@ from vtflow import mysql, vtadmin
 from vtflow.errors import ConfigError, PermanentError, TransientError, VtflowError
 from vtflow.names import shard_names
 from vtflow.sources import read_source
+from vtflow.forms import OptionalText
 
 TABLET_TYPES = ("PRIMARY", "REPLICA", "RDONLY")
 
@@ -42,9 +43,9 @@ class Verification(BaseModel):
     """What the verify step checks beyond tablets and row counts."""
 
     enabled: bool = Field(default=True, description="Run the verify step.")
-    script: str | None = Field(default=None, description="SQL run through vtgate (file, URL or text), e.g. "
+    script: OptionalText = Field(default=None, description="SQL run through vtgate (file, URL or text), e.g. "
                                "select_commerce_data.sql; its output goes into the report.")
-    expected_output: str | None = Field(default=None, description="What `mysql -B < script` prints on a good cluster "
+    expected_output: OptionalText = Field(default=None, description="What `mysql -B < script` prints on a good cluster "
                                         "(file, URL or text); the script's output must equal it.")
     vtadmin: bool = Field(default=True, description="Check that vtadmin answers on its NodePorts (when the spec runs it).")
     wait_s: float = Field(default=120, ge=0, description="How long tablets may take to all be SERVING.")
@@ -301,7 +302,8 @@ def check_vtadmin(node_address: str | None, ports: tuple[int, int] | None, clust
     return [Finding(name="vtadmin", level="ok", problem=f"web {web} and API {api} answer; the API lists cluster {cluster}")]
 
 
-@task(name="verify", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="verify", task_run_name="verify", retries=1, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def verify_cluster(target: TargetContext, credentials: MySQLCredentials,
                    tablets_wanted: dict[tuple[str, str], dict[str, int]],
                    vtadmin_at: tuple[int, int] | None, expected_rows: dict[str, int],

@@ -99,9 +99,9 @@ def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = N
         VitessTarget(kubeconfig=kubeconfig, node_address="127.0.0.1", registry_mirror=registry_mirror).save(f"tgt-{tag}")
         MySQLCredentials(user=db.user, password=db.password).save(f"my-{tag}")
         extra = {"cluster": spec} if spec is not None else {}
-        state = asyncio.run(deploy(params=DeployParameters(
-            target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", nodes_block=None, operator_manifest=OPERATOR_YAML,
-            until=until, ready_timeout_s=60, **extra), return_state=True))
+        state = asyncio.run(deploy(**DeployParameters(
+            target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", operator_manifest=OPERATOR_YAML,
+            until=until, ready_timeout_s=60, **extra).flow_kwargs(), return_state=True))
         assert state.is_completed(), state.message
         d.tag, d.db, d.kubeconfig_text = tag, db, kubeconfig
         d.k = kube.Kube(kube.api_client(kubeconfig, None, "t"))
@@ -109,6 +109,52 @@ def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = N
     finally:
         d.stop()
         db.stop()
+
+
+def served(names: list[str], env: dict):
+    """`make up`'s deployments of these names (deployments/), served by `prefect serve` in a
+    process of its own with ``env``; the caller waits for them to be registered, and stops it."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "-c", "from prefect import serve; from deployments import all_deployments; "
+                               f"serve(*[d for d in all_deployments() if d.name in {names!r}], print_starting_message=False)"],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def deployment_exists(name: str) -> bool:
+    """Whether the session's Prefect server has the deployment ``flow/name`` (served ones register a moment in)."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async def read() -> bool:
+        async with get_client() as c:
+            try:
+                await c.read_deployment_by_name(name)
+            except ObjectNotFound:
+                return False
+            return True
+    return asyncio.run(read())
+
+
+def finished_run(run_id, timeout: float = 180):
+    """The flow run once it reaches a final state."""
+    import asyncio
+
+    from prefect import get_client
+
+    async def read():
+        async with get_client() as c:
+            return await c.read_flow_run(run_id)
+
+    def final():
+        run = asyncio.run(read())
+        return run if run.state and run.state.is_final() else None
+    return wait_until(final, timeout, f"flow run {run_id} to reach a final state", interval=0.5)
 
 
 def wait_until(predicate, timeout: float, what: str, *, interval: float = 0.05, detail=None):

@@ -274,8 +274,7 @@ def cmd_node_prep(args) -> int:
             print(f"{r.node:<16} {r.worst:<5} " + ("unreachable: " + (r.error or "") if not r.reachable else
                   ", ".join(f"{f.name}={f.level}" for f in r.findings)))
     if not state.is_completed():
-        print(f"node prep failed: {state.message}", file=sys.stderr)
-        return 1
+        return flow_failed(state, "node prep")
     return 0
 
 
@@ -292,8 +291,7 @@ def cmd_health(args) -> int:
         for c in checks:
             print(c.line)
     if not state.is_completed():
-        print(f"health check failed: {state.message}", file=sys.stderr)
-        return 1
+        return flow_failed(state, "health check")
     return 0
 
 
@@ -311,8 +309,7 @@ def cmd_backup(args) -> int:
             print(f"{r.keyspace}/{r.shard}: " + (f"backup {r.name} ({r.seconds:.1f} s); pruned {len(r.pruned)}"
                                                  if r.ok and not r.error else f"failed: {r.error}"))
     if not state.is_completed():
-        print(f"backup failed: {state.message}", file=sys.stderr)
-        return 1
+        return flow_failed(state, "backup")
     return 0
 
 
@@ -321,7 +318,7 @@ def cmd_deploy(args) -> int:
 
     fields = {
         "target_block": args.target,
-        "nodes_block": None if args.no_node_prep else (args.nodes or args.target),
+        "nodes_block": "" if args.no_node_prep else (args.nodes or args.target),
         "mysql_block": args.mysql or args.target,
         "until": args.until, "dry_run": args.dry_run, "force": args.force, "force_conflicts": args.force_conflicts,
         "etcd_operator": args.etcd_operator,
@@ -356,11 +353,10 @@ def cmd_deploy(args) -> int:
         params.cluster.vtgate_node_port = args.vtgate_node_port
     if args.size:
         params.cluster.size = args.size
-    state = asyncio.run(deploy(params=params, return_state=True))
+    state = asyncio.run(deploy(**params.flow_kwargs(), return_state=True))
     reports = state.result(raise_on_failure=False)
     if not state.is_completed():
-        print(f"deploy failed: {state.message}", file=sys.stderr)
-        return 1
+        return flow_failed(state, "deploy")
     verb = "would be" if args.dry_run else ""
     for r in reports:
         if r.skipped:
@@ -380,7 +376,86 @@ def cmd_deploy(args) -> int:
             print(f"  {f.line}")
     if not any(r.changed for r in reports):
         print("nothing changed" if not args.dry_run else "nothing would change")
+    if not args.dry_run:
+        print_connection(args.target, args.mysql or args.target)
     return 0
+
+
+def print_connection(target_block: str, mysql_block: str) -> None:
+    """After a deploy: how to connect (host, port, user, and which block holds the password)."""
+    from vtflow import connect
+
+    try:
+        target, creds = _blocks(target_block, mysql_block)
+        for line in connect.connection(target, creds, mysql_block).lines(target_block):
+            print(line)
+        print(f"vtadmin: vtflow vtadmin --target {target_block} --open")
+    except VtflowError as e:
+        print(f"connect: vtgate's address is not known yet ({e})")
+
+
+def cmd_schedules_use(args) -> int:
+    from vtflow.schedules import use
+
+    use(args.name)
+    return 0
+
+
+def cmd_run_deployment(args) -> int:
+    """Start a run of a served deployment through the Prefect API (what Jenkins does), wait for
+    it, and exit 0 only when it Completed; otherwise print its state and message and exit 1."""
+    import json
+    import time
+
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    parameters = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise ConfigError(f"--param {item}", "is not NAME=VALUE.", "e.g. --param target_block=prod")
+        try:  # as `prefect deployment run --param` reads it: JSON when it parses, else the text
+            parameters[key] = json.loads(value)
+        except ValueError:
+            parameters[key] = value
+
+    async def run():
+        async with get_client() as client:
+            try:
+                deployment = await client.read_deployment_by_name(args.name)
+            except ObjectNotFound:
+                raise ConfigError(f"deployment {args.name}", "is not on the Prefect server.",
+                                  "start `make up` (it serves deploy/deploy, redeploy/redeploy, ...), or check "
+                                  "PREFECT_API_URL.") from None
+            try:
+                flow_run = await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+            except PrefectHTTPStatusError as e:
+                raise ConfigError(f"deployment {args.name}", f"refused the run: {e.response.json().get('detail')}",
+                                  "fix the --param values.") from None
+            print(f"{args.name}: flow run {flow_run.name} ({flow_run.id})", flush=True)
+            deadline, seen = time.monotonic() + args.timeout, None
+            while True:
+                flow_run = await client.read_flow_run(flow_run.id)
+                state = flow_run.state
+                if state is not None and state.name != seen:
+                    seen = state.name
+                    print(f"{args.name}: {state.name}", flush=True)
+                if state is not None and state.is_final():
+                    return flow_run
+                if time.monotonic() > deadline:
+                    print(f"{args.name}: flow run {flow_run.name} still {seen} after {args.timeout:g} s; it goes on "
+                          "in Prefect", file=sys.stderr)
+                    return None
+                await asyncio.sleep(args.poll)
+
+    flow_run = asyncio.run(run())
+    if flow_run is None:
+        return 1
+    if flow_run.state.is_completed():
+        return 0
+    print(f"{args.name}: flow run {flow_run.name} ended {flow_run.state.name}: {flow_run.state.message}", file=sys.stderr)
+    return 1
 
 
 def cmd_sandbox_up(args) -> int:
@@ -402,8 +477,67 @@ def cmd_sandbox_status(args) -> int:
     return sandbox.status()
 
 
+def _blocks(target_name: str, mysql_name: str | None = None):
+    from blocks.mysql import MySQLCredentials
+    from blocks.target import VitessTarget
+    from flows.common import load_block
+
+    async def load():
+        target = await load_block(VitessTarget, target_name, "target")
+        creds = await load_block(MySQLCredentials, mysql_name, "mysql credentials") if mysql_name else None
+        return target, creds
+    return asyncio.run(load())
+
+
+def cmd_mysql(args) -> int:
+    from vtflow import connect
+
+    mysql_name = args.mysql or args.target
+    target, creds = _blocks(args.target, mysql_name)
+    conn = connect.connection(target, creds, mysql_name)
+    binary = None if args.no_client else connect.client_binary()
+    if binary:
+        return connect.run_client(conn, creds.password.get_secret_value(), args.execute, args.database, binary)
+    return connect.run_prompt(conn, creds, args.execute, args.database)
+
+
+def cmd_vtadmin(args) -> int:
+    from vtflow import connect
+
+    target, _ = _blocks(args.target)
+    url = connect.vtadmin_url(target)
+    print(url)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    return 0
+
+
+def cmd_redeploy(args) -> int:
+    from flows.redeploy import redeploy
+
+    state = asyncio.run(redeploy(component=args.component, repository=args.repository, digest=args.digest, tag=args.tag,
+                                 target_block=args.target, mysql_block=args.mysql or args.target,
+                                 backup_first=not args.no_backup, return_state=True))
+    result = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        return flow_failed(state, "redeploy")
+    print(f"{result.component}: {result.action} ({result.image}): {result.message}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags: argparse took `sandbox up --smal` for `--small` and started a sandbox.
+    Subcommands' parsers are of the same class (argparse makes them with type(parent))."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vtflow", description="Deploy and operate Vitess on K3s with Prefect flows.")
+    p = _Parser(prog="vtflow", description="Deploy and operate Vitess on K3s with Prefect flows.")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("up", help="start the Prefect server, register blocks, serve deployments (Ctrl-C stops)").set_defaults(func=cmd_up)
@@ -427,18 +561,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = create.add_parser("target", help="the cluster target from a kubeconfig")
     common(t)
-    t.add_argument("--kubeconfig", required=True)
-    t.add_argument("--context")
-    t.add_argument("--namespace")
-    t.add_argument("--cluster-name")
-    t.add_argument("--vtgate-address")
-    t.add_argument("--node-address")
-    t.add_argument("--registry-mirror")
+    t.add_argument("--kubeconfig", required=True, help="kubeconfig file (e.g. /etc/rancher/k3s/k3s.yaml); its certificate files are inlined")
+    t.add_argument("--context", help="kubeconfig context (default: its current context)")
+    t.add_argument("--namespace", help="namespace of the operator and the VitessCluster (default example)")
+    t.add_argument("--cluster-name", help="metadata.name of the VitessCluster (default example)")
+    t.add_argument("--vtgate-address", help="host:port of vtgate's MySQL port (default: found from its Service)")
+    t.add_argument("--node-address", help="a node address NodePorts are reached on (vtadmin web and API)")
+    t.add_argument("--registry-mirror", help="registry prefix mirroring upstream images, e.g. harbor.lan/vitess")
     t.set_defaults(func=cmd_block_target)
 
     m = create.add_parser("mysql", help="MySQL credentials used through vtgate")
     common(m)
-    m.add_argument("--user", default="user")
+    m.add_argument("--user", default="user", help="MySQL user vtgate accepts (default user)")
     m.add_argument("--password-env", help="environment variable holding the password (else prompted)")
     m.set_defaults(func=cmd_block_mysql)
 
@@ -469,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
     # flows.deploy.STEPS, spelled out so that `vtflow --help` need not import Prefect (a test pins them equal)
     dp.add_argument("--until", default="verify", choices=["node-prep", "etcd-operator", "vitess-operator", "cluster",
-                                                          "schema", "data", "verify"])
+                                                          "schema", "data", "verify"],
+                    help="the last step to run (default verify, all of them)")
     dp.add_argument("--schema", action="append", default=[], metavar="KEYSPACE:SQL[:VSCHEMA]",
                     help="a keyspace's SQL schema and VSchema (files or URLs); repeatable")
     dp.add_argument("--data", action="append", default=[], metavar="KEYSPACE:FILE",
@@ -488,21 +623,23 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--force", action="store_true", help="go on with versions outside the version table (warned)")
     dp.add_argument("--force-conflicts", action="store_true",
                     help="take over fields another field manager set (a redeploy's image, a kubectl edit)")
-    dp.add_argument("--allow-memory-overcommit", action="store_true")
+    dp.add_argument("--allow-memory-overcommit", action="store_true",
+                    help="go on when the cluster's memory requests exceed the nodes' allocatable memory")
     dp.add_argument("--vtgate-node-port", type=int, help="expose vtgate's MySQL port on this NodePort")
     dp.add_argument("--size", choices=["upstream", "fit"],
                     help="upstream: upstream 101's resources (default); fit: sized to the nodes' room, HA where they allow")
     dp.add_argument("--ready-timeout", type=float, help="seconds to wait for the cluster to be ready")
-    dp.add_argument("-v", "--verbose", action="store_true", help="also list unchanged objects")
+    dp.add_argument("-v", "--verbose", action="store_true",
+                    help="also list unchanged objects; show Prefect's log lines and an error's traceback")
     dp.set_defaults(func=cmd_deploy)
 
     np = sub.add_parser("node-prep", help="run the node-prep flow now")
     np.add_argument("--nodes", default="default", help="SSH nodes block name")
-    np.add_argument("--install-mysql-client", action="store_true")
-    np.add_argument("--continue-on-unreachable", action="store_true")
-    np.add_argument("--min-cpus", type=int)
-    np.add_argument("--min-memory-gib", type=float)
-    np.add_argument("--min-disk-gib", type=float)
+    np.add_argument("--install-mysql-client", action="store_true", help="also install the MySQL client on the nodes")
+    np.add_argument("--continue-on-unreachable", action="store_true", help="report an unreachable node instead of failing")
+    np.add_argument("--min-cpus", type=int, help="CPUs a node needs")
+    np.add_argument("--min-memory-gib", type=float, help="memory a node needs, GiB")
+    np.add_argument("--min-disk-gib", type=float, help="free disk a node needs, GiB")
     np.set_defaults(func=cmd_node_prep)
 
     hc = sub.add_parser("health-check", help="run the health-check flow now")
@@ -521,6 +658,21 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--no-prune", action="store_true", help="keep every backup")
     bk.set_defaults(func=cmd_backup)
 
+    sc = sub.add_parser("schedules", help="the scheduled deployments (health check, backup)")
+    scu = sc.add_subparsers(dest="schedules", required=True).add_parser(
+        "use", help="point the scheduled deployments at blocks named NAME and resume their schedules")
+    scu.add_argument("name", metavar="NAME", help="the target and MySQL block name, e.g. sandbox or default")
+    scu.set_defaults(func=cmd_schedules_use)
+
+    rd = sub.add_parser("run-deployment", help="start a served deployment's run through the Prefect API and wait "
+                                               "for it: exit 0 when it Completed, 1 otherwise (for CI: Jenkins)")
+    rd.add_argument("name", metavar="FLOW/DEPLOYMENT", help="e.g. redeploy/redeploy or deploy/deploy")
+    rd.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a parameter (JSON when it parses, else text), e.g. --param target_block=prod; repeatable")
+    rd.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default 3600)")
+    rd.add_argument("--poll", type=float, default=2, help="seconds between looks at the run's state (default 2)")
+    rd.set_defaults(func=cmd_run_deployment)
+
     sb = sub.add_parser("sandbox", help="a SIMULATED local cluster to run every flow against (needs root)")
     sbs = sb.add_subparsers(dest="sandbox", required=True)
     su = sbs.add_parser("up", help="start the Kubernetes API double, MariaDB and 3 sshd nodes; save blocks named sandbox")
@@ -535,11 +687,56 @@ def build_parser() -> argparse.ArgumentParser:
     su.set_defaults(func=cmd_sandbox_up)
     sbs.add_parser("down", help="stop the sandbox, delete its blocks and its folder").set_defaults(func=cmd_sandbox_down)
     sbs.add_parser("status", help="say what of the sandbox runs").set_defaults(func=cmd_sandbox_status)
+
+    my = sub.add_parser("mysql", help="open the mysql client on vtgate with the credentials block's password "
+                                      "(never on the command line); a minimal prompt when no client is installed")
+    my.add_argument("--target", required=True, help="Vitess target block name")
+    my.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
+    my.add_argument("-e", "--execute", metavar="SQL", help="run one statement, print its rows tab-separated with a header")
+    my.add_argument("-D", "--database", help="default database (keyspace), e.g. commerce")
+    my.add_argument("--no-client", action="store_true", help="use the minimal prompt even when a client is installed")
+    my.set_defaults(func=cmd_mysql)
+
+    va = sub.add_parser("vtadmin", help="print vtadmin's URL (its web NodePort at the target's node_address)")
+    va.add_argument("--target", required=True, help="Vitess target block name")
+    va.add_argument("--open", action="store_true", help="also open it in a web browser")
+    va.set_defaults(func=cmd_vtadmin)
+
+    rdc = sub.add_parser("redeploy", help="run the redeploy flow now: roll a component to an image, verify, roll back on failure")
+    rdc.add_argument("--target", default="default", help="Vitess target block name (default: default)")
+    rdc.add_argument("--mysql", help="MySQL credentials block (default: the target's name)")
+    rdc.add_argument("--component", required=True, choices=["vitess", "vtadmin", "operator"], help="what to roll")
+    rdc.add_argument("--repository", required=True, help="image repository, e.g. harbor.lan/vitess/lite")
+    rdc.add_argument("--digest", required=True, help="image digest, sha256:...")
+    rdc.add_argument("--tag", help="the pushed tag, for the report")
+    rdc.add_argument("--no-backup", action="store_true", help="skip the backup taken before a vitess roll")
+    rdc.set_defaults(func=cmd_redeploy)
+
+    p.add_argument("-v", "--verbose", dest="verbose_all", action="store_true",
+                   help="show Prefect's log lines and the traceback of an error")
+    for name in RUNS_FLOWS - {"deploy"}:
+        sub.choices[name].add_argument("-v", "--verbose", action="store_true",
+                                       help="show Prefect's log lines and the traceback of an error")
     return p
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, but an unknown option is reported by the (sub)command it was given to, with
+    that command's usage (argparse's own parse_args reports it with the top parser's usage)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser
+        while True:
+            action = next((a for a in command._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if action is None or getattr(args, action.dest, None) not in action.choices:
+                break
+            command = action.choices[getattr(args, action.dest)]
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 # commands that run a flow in this process: their runs must heartbeat as the server expects
-RUNS_FLOWS = {"deploy", "node-prep", "health-check", "backup"}
+RUNS_FLOWS = {"deploy", "node-prep", "health-check", "backup", "redeploy"}
 
 
 def _on_make_up_server(func, args) -> int:
@@ -559,8 +756,59 @@ def _on_make_up_server(func, args) -> int:
             return func(args)
 
 
+class _ConsoleOnlyProblems:
+    """What the CLI shows of Prefect's console logs without ``-v``: the runs' warnings and bugs'
+    errors. An expected error (a VtflowError) and the "Finished in state" lines are left to the
+    CLI's own one-line ``error: ...``; progress lines (INFO) stay in the run's logs on the server,
+    and Prefect's background services (loggers named after their class, e.g. EventsWorker "Still
+    processing items" at exit) are not the user's business."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        import logging
+
+        if record.levelno < logging.WARNING or getattr(record, "vtflow_expected", False):
+            return False
+        if not record.name.startswith("prefect") and record.levelno < logging.ERROR:
+            return False
+        return not str(record.msg).startswith("Finished in state")
+
+
+def _quiet_console() -> None:
+    import prefect.main  # noqa: F401  (configures Prefect's logging: its console handler exists from here)
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ConsoleOnlyProblems)
+
+
+def flow_failed(state, what: str) -> int:
+    """The end of a command whose flow run did not complete (exit status 1): a VtflowError as the
+    one `error:` line main prints for it (a traceback before it with -v), any other failure as the
+    run's state message."""
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, VtflowError):
+        print_error(exc, f"{what} failed: ")
+    else:
+        print(f"error: {what} failed: {state.message}", file=sys.stderr)
+    return 1
+
+
+def print_error(e: VtflowError, prefix: str = "") -> None:
+    if os.environ.get("VTFLOW_TRACEBACKS") == "1":
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    for problem in getattr(e, "problems", None) or [e]:
+        print(f"error: {prefix}{problem}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
+    if args.verbose_all or getattr(args, "verbose", False):
+        os.environ["VTFLOW_TRACEBACKS"] = "1"
+    elif args.command in RUNS_FLOWS:
+        _quiet_console()
     try:
         try:
             return _on_make_up_server(args.func, args)
@@ -571,8 +819,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise InvalidFields(e, e.title) from e
             raise
     except VtflowError as e:
-        for problem in getattr(e, "problems", None) or [e]:
-            print(f"error: {problem}", file=sys.stderr)
+        print_error(e)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,9 @@ secret value: callers pass names (block names, hosts, files), never the secrets 
 
 from __future__ import annotations
 
+import logging
+import os
+
 
 class VtflowError(Exception):
     """Base of every error vtflow raises on purpose."""
@@ -75,3 +78,32 @@ def invalid_field(problem: str, fix: str):
     from pydantic_core import PydanticCustomError
 
     return PydanticCustomError("vtflow_invalid", "{problem}", {"problem": problem, "fix": fix})
+
+
+class _ExpectedErrorsWithoutTraceback(logging.Filter):
+    """Drops the traceback from a run-log record whose exception is a VtflowError: the user caused
+    it and its message says what to do, so Prefect's engine logs one line (the run's state holds the
+    message); a bug keeps its traceback. ``VTFLOW_TRACEBACKS=1`` (the CLI's ``-v``) keeps them all.
+    The record is marked ``vtflow_expected`` so that the CLI can leave it to its own ``error:`` line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+        if isinstance(exc, VtflowError):
+            record.vtflow_expected = True
+            if os.environ.get("VTFLOW_TRACEBACKS") != "1":
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
+def quiet_expected_errors() -> None:
+    """Install the filter on Prefect's run loggers (idempotent). Prefect's logging setup configures
+    these same logger objects later without removing filters, so importing this module is enough:
+    every flow imports it."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedErrorsWithoutTraceback) for f in logger.filters):
+            logger.addFilter(_ExpectedErrorsWithoutTraceback())
+
+
+quiet_expected_errors()

@@ -40,6 +40,9 @@ ETCD_OPERATOR_LABELS = {"app.kubernetes.io/name": "etcd-operator"}
 # -- vtflow's marks on what it creates
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "vtflow"
+# the Prefect worker vtflow runs in the cluster (deployments/kubernetes)
+WORKER_LABELS = {"app.kubernetes.io/name": "vtflow-worker", "app.kubernetes.io/part-of": "vtflow"}
+WORKER_SELECTOR = {"app.kubernetes.io/name": "vtflow-worker"}
 
 
 def selector(labels: dict[str, str]) -> str:

@@ -372,9 +372,14 @@ def serve_deployments() -> None:
 
     from prefect import serve
 
-    from deployments import all_deployments
+    from vtflow.schedules import served_deployments
 
-    serve(*all_deployments(), print_starting_message=False)
+    # the scheduled ones keep the block names and schedule state the server has (vtflow.schedules),
+    # and are served paused while a block they name is missing
+    deployments, plans = served_deployments()
+    for plan in plans:
+        print(plan.line() or f"{plan.name}: schedule active, blocks {plan.blocks}", flush=True)
+    serve(*deployments, print_starting_message=False)
 
 
 def security_warning(s: StackSettings) -> str | None:
@@ -431,6 +436,8 @@ def up(out=print) -> int:
         if s.webhook_port:
             out(f"Harbor webhook receiver: {s.webhook_url} (log: {receiver.log})")
         out(f"Blocks registered; deployments served (log: {serve.log}). Press Ctrl-C to stop.")
+        out("Next: in another terminal, `.venv/bin/vtflow sandbox up` (a simulated cluster), then "
+            "`.venv/bin/vtflow deploy --target sandbox` (the README's deploy).")
         # only the user stops the stack: a child that dies is started again
         while True:
             for child in children:
@@ -453,7 +460,8 @@ def up(out=print) -> int:
 
 
 def register() -> None:
-    """``make up``'s set-up step, on the server in ``PREFECT_API_URL``: block types, zombie automation."""
+    """``make up``'s set-up step, on the server in ``PREFECT_API_URL``: block types, zombie
+    automation; and the lines about scheduled deployments served paused (vtflow.schedules)."""
     from prefect.settings import get_current_settings
 
     from deployments.zombies import MIN_HEARTBEAT_S, PREFECT_DEFAULT_HEARTBEAT_S, crash_zombies
@@ -463,6 +471,11 @@ def register() -> None:
     automation = crash_zombies(max(heartbeat, MIN_HEARTBEAT_S))
     changed = ensure_automation(automation)
     print(f"automation {automation.name!r}: {'saved' if changed else 'unchanged'}")
+    from vtflow.schedules import serve_lines
+
+    # said once per start, one line per scheduled deployment whose schedule is served paused
+    for line in serve_lines():
+        print(line)
 
 
 if __name__ == "__main__":  # the children `up` starts

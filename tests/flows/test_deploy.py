@@ -31,12 +31,12 @@ def cluster_double(tmp_path, request):
 
 
 def params(d, **kw):
-    return DeployParameters(target_block=f"tgt-{d.tag}", mysql_block=f"my-{d.tag}", nodes_block=None,
-                            operator_manifest=OPERATOR_YAML, **kw)
+    return DeployParameters(**{"target_block": f"tgt-{d.tag}", "mysql_block": f"my-{d.tag}",
+                               "operator_manifest": OPERATOR_YAML, **kw})
 
 
 def run(p):
-    state = asyncio.run(deploy(params=p, return_state=True))
+    state = asyncio.run(deploy(**p.flow_kwargs(), return_state=True))
     return state, state.result(raise_on_failure=False)
 
 
@@ -84,10 +84,11 @@ def test_the_users_small_nodes_are_refused_before_any_cluster_object(prefect_ser
 
 
 def test_an_invalid_spec_fails_before_any_call(prefect_server, cluster_double):
-    bad = params(cluster_double, until="cluster").model_dump()
+    bad = params(cluster_double, until="cluster").flow_kwargs()
+    bad["cluster"] = bad["cluster"].model_dump()
     bad["cluster"]["keyspaces"] = [{"name": "commerce", "shards": 0}]
     bad["cluster"]["gateway"] = {"cpu": "lots"}
-    state = asyncio.run(deploy(params=bad, return_state=True))
+    state = asyncio.run(deploy(**bad, return_state=True))
     assert state.is_failed()
     assert "shards" in state.message and "greater than or equal to 1" in state.message
     assert cluster_double.k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
@@ -298,3 +299,21 @@ def test_cluster_step_without_the_operator_names_the_missing_crd(prefect_server,
                                                      r"this kind. Fix: apply the vitess-operator first"):
         init_cluster(TargetContext(cluster_double.k, "example", "example", node_address="127.0.0.1"), ClusterSpec(**IMAGES),
                      creds, load_manifest(OPERATOR_YAML))
+
+
+def test_behind_a_registry_mirror_an_empty_operator_manifest_is_refused_before_step_1(prefect_server, cluster_double,
+                                                                                      tmp_path):
+    VitessTarget(kubeconfig=(tmp_path / "kubeconfig").read_text(), node_address="127.0.0.1",
+                 registry_mirror="harbor.lan/vitess").save(f"mirror-{cluster_double.tag}")
+    p = params(cluster_double, until="vitess-operator", target_block=f"mirror-{cluster_double.tag}")
+    state, _ = run(p.model_copy(update={"operator_manifest": None}))
+    assert state.is_failed()
+    assert "the target names the registry mirror harbor.lan/vitess" in state.message
+    assert "give operator_manifest: vitess-operator v2.17.0's operator-latest.yaml" in state.message
+    assert cluster_double.k.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
+    # the release's file given: deployed, its images moved to the mirror
+    state, _ = run(p)
+    assert state.is_completed(), state.message
+    image = cluster_double.k.get("apps/v1", "Deployment", "vitess-operator", "example")["spec"]["template"]["spec"][
+        "containers"][0]["image"]
+    assert image.startswith("harbor.lan/vitess/"), image

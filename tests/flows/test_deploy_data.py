@@ -81,11 +81,11 @@ def params(d, **kw):
     kw.setdefault("schemas", [SCHEMA])
     kw.setdefault("data", DATA)
     return DeployParameters(target_block=kw.pop("target_block", f"tgt-{d.tag}"), mysql_block=kw.pop("mysql_block", f"my-{d.tag}"),
-                            nodes_block=None, operator_manifest=OPERATOR_YAML, ready_timeout_s=60, **kw)
+                            operator_manifest=OPERATOR_YAML, ready_timeout_s=60, **kw)
 
 
 def run(p):
-    state = asyncio.run(deploy(params=p, return_state=True))
+    state = asyncio.run(deploy(**p.flow_kwargs(), return_state=True))
     return state, state.result(raise_on_failure=False)
 
 

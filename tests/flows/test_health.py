@@ -44,13 +44,21 @@ def levels(artifact: str) -> dict[str, str]:
 
 
 def rows(artifact: str) -> dict[str, tuple[str, str, str]]:
-    """check name -> (level, problem, fix), from the artifact's table."""
-    out = {}
+    """check name -> (level, problem, fix), from the artifact: the level in the history grid's newest
+    column, the problem and fix from the findings listed below it."""
+    out, details = {}, {}
     for line in artifact.splitlines():
         cells = [c.strip() for c in line.strip().removeprefix("|").removesuffix("|").split("|")]
-        if len(cells) == 4 and cells[1] in ("ok", "WARN", "FAIL"):
-            out[cells[0]] = (cells[1], cells[2], cells[3])
-    return out
+        if line.startswith("|") and len(cells) >= 2 and cells[1] in ("ok", "WARN", "FAIL"):
+            out[cells[0]] = cells[1]
+        elif line.startswith("- "):
+            for name in out:
+                for level in ("ok", "warn", "fail"):
+                    if line.startswith(f"- {name}: {level}"):
+                        rest = line.removeprefix(f"- {name}: {level}").removeprefix(": ")
+                        problem, _, fix = rest.partition(". Fix: ")
+                        details[name] = (problem.rstrip("."), fix.rstrip("."))
+    return {name: (level, *details.get(name, ("", ""))) for name, level in out.items()}
 
 
 def tablet_pod(d, kind: str) -> tuple[str, str]:
@@ -198,3 +206,19 @@ def test_nodes_are_probed_for_headroom_and_an_unreachable_one_is_named(cluster, 
     assert got["node node1 disk"][0] == "FAIL" and "(< 4096 GiB)" in got["node node1 disk"][1]
     assert "crictl rmi --prune" in got["node node1 disk"][2] and got["node node1 memory"][0] == "ok"
     assert "node node1 disk: " in state.message and "node node2 disk: " in state.message
+
+
+def test_the_artifact_shows_the_trend_of_recent_runs(cluster):
+    from flows.health import HISTORY_RUNS
+    from prefect.variables import Variable
+
+    for _ in range(2):
+        state, checks = check(cluster, max_backup_age_h=10 ** 4)
+    artifact = Artifact.get("health-example").data
+    header = next(line for line in artifact.splitlines() if line.startswith("| check |"))
+    assert header.count("|") - 2 >= 2, header  # at least this run and the one before, newest first
+    assert {n: lv for n, lv in levels(artifact).items() if n in checks} == {
+        n: {"ok": "ok", "warn": "WARN", "fail": "FAIL"}[c.level] for n, c in checks.items()}
+    assert max(len(line) for line in artifact.splitlines() if line.startswith("| ")) < 40 + 15 * HISTORY_RUNS
+    history = Variable.get("vtflow-health-history-example")
+    assert 2 <= len(history) <= HISTORY_RUNS

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from blocks.harbor import HarborWebhook, ImageRoute
-from helpers import deployed_cluster, wait_until
+from helpers import deployed_cluster, deployment_exists, finished_run, wait_until
 from tasks.redeploy import cluster_images
 from testbed import free_port, wait_port
 
@@ -85,17 +85,7 @@ def stack(prefect_server, tmp_path_factory):
 
 
 def redeploy_deployment_exists() -> bool:
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    async def read() -> bool:
-        async with get_client() as c:
-            try:
-                await c.read_deployment_by_name("redeploy/redeploy")
-            except ObjectNotFound:
-                return False
-            return True
-    return asyncio.run(read())
+    return deployment_exists("redeploy/redeploy")
 
 
 def spooled(port: int) -> int:
@@ -104,16 +94,7 @@ def spooled(port: int) -> int:
 
 
 def finished(run_id: str, timeout: float = 180):
-    from prefect import get_client
-
-    async def read():
-        async with get_client() as c:
-            return await c.read_flow_run(run_id)
-
-    def final():
-        run = asyncio.run(read())
-        return run if run.state and run.state.is_final() else None
-    return wait_until(final, timeout, f"flow run {run_id} to reach a final state", interval=0.5)
+    return finished_run(run_id, timeout)
 
 
 def redeploy_runs() -> int:

@@ -173,9 +173,36 @@ def test_up_twice_changes_nothing_and_repairs_what_is_missing(prefect_server, st
     assert "2 CPU / 4Gi" in first.stdout
     pids = {p.stem: p.read_text() for p in (state_dir / "sandbox" / "run").glob("*.pid")}
 
-    again = vtflow("sandbox", "up", state=state_dir)
-    assert again.returncode == 0, again.stderr
-    assert "already up; nothing changed" in again.stdout
+    # the scheduled deployments (as `make up` serves them, blocks `default` missing): up offers to point them here
+    from deployments import all_deployments
+
+    scheduled = [d for d in all_deployments() if d.name in ("health-check", "backup")]
+    ids = [d.apply() for d in scheduled]
+    try:
+        again = vtflow("sandbox", "up", state=state_dir)
+        assert again.returncode == 0, again.stderr
+        assert "already up; nothing changed" in again.stdout
+        assert "`vtflow schedules use sandbox` points them at its blocks" in again.stdout
+        use = vtflow("schedules", "use", "sandbox", state=state_dir)
+        assert use.returncode == 0, use.stdout + use.stderr
+        assert "schedules use" not in vtflow("sandbox", "up", state=state_dir).stdout, "offered once pointed"
+        # down deletes the blocks those schedules use: they are paused, not left to fail every 5 minutes
+        down = vtflow("sandbox", "down", state=state_dir)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "health-check/health-check: schedule paused (its blocks 'sandbox' are gone)" in down.stdout
+        from prefect import get_client
+
+        with get_client(sync_client=True) as c:
+            assert [s.active for i in ids for s in c.read_deployment(i).schedules] == [False, False]
+        first = vtflow("sandbox", "up", "--small", state=state_dir)  # up again for the repair below
+        assert first.returncode == 0, first.stderr
+        pids = {p.stem: p.read_text() for p in (state_dir / "sandbox" / "run").glob("*.pid")}
+    finally:
+        from prefect import get_client
+
+        with get_client(sync_client=True) as c:
+            for deployment_id in ids:
+                c.delete_deployment(deployment_id)
     assert {p.stem: p.read_text() for p in (state_dir / "sandbox" / "run").glob("*.pid")} == pids
 
     resize = vtflow("sandbox", "up", "--node-memory", "8Gi", state=state_dir)

@@ -399,3 +399,106 @@ def test_a_served_run_killed_with_its_serve_ends_crashed_and_does_not_block_the_
         silent.close()
     assert up.returncode == 0, "".join(output)
     assert processes_with_env("VTFLOW_STATE_DIR", str(state)) == [], "a child of `up` outlived it"
+
+
+def _write_kubeconfig(path, server="https://127.0.0.1:1"):
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}], "current-context": "x"}))
+    return path
+
+
+def offer_line(env, name):
+    r = subprocess.run([sys.executable, "-c", f"from vtflow.schedules import offer_line; print(offer_line({name!r}))"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip()
+
+
+def test_make_up_without_blocks_pauses_the_schedules_and_schedules_use_resumes_them_for_good(tmp_path):
+    """Issue 14 item 2: out of the box the scheduled health check and backup name blocks that do
+    not exist: they are served with paused schedules (no run at all, so none fails), make up says
+    so once per deployment with the fix; `vtflow schedules use NAME` refuses missing blocks, then
+    points them at existing ones and resumes them; a restart of make up keeps what it set, and a
+    schedule the user paused in the UI stays paused."""
+    state, port = tmp_path / "state", free_port()
+    # the scheduler looks every second: an active schedule would have its runs at once
+    env = bare_env(state, port, VTFLOW_WEBHOOK_PORT="0", PREFECT_RUNNER_POLL_FREQUENCY="1",
+                   PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1")
+    api = f"http://127.0.0.1:{port}/api"
+    names = ("health-check/health-check", "backup/backup")
+
+    def read(auth):
+        return {n: _call("GET", f"{api}/deployments/name/{n}", auth)[1] for n in names}
+
+    def served(auth, since):
+        """The scheduled deployments once this start's serve has (re)applied them (serve unpauses them)."""
+        found = read(auth)
+        return found if all(d and not d["paused"] and d["updated"] >= since for d in found.values()) else None
+
+    up, output = start_up(env)
+    try:
+        read_until(up, output, "vtflow is up", 120)
+        auth = (state / "api-auth-string").read_text().strip()
+        found = wait_until(lambda: served(auth, ""), 60, "the scheduled deployments to be served", interval=0.5)
+        printed = "".join(output)
+        for name in names:
+            lines = [line for line in printed.splitlines() if line.startswith(f"{name}: schedule paused")]
+            assert len(lines) == 1, printed
+            assert "target block 'default'" in lines[0] and "vtflow schedules use NAME" in lines[0], lines[0]
+        assert "mysql block 'default'" in printed and "vtflow sandbox up" in printed
+        assert all(not s["active"] for d in found.values() for s in d["schedules"]), found
+        time.sleep(3)  # three scheduler loops: a paused schedule makes no runs
+        ids = [d["id"] for d in found.values()]
+        runs = _call("POST", f"{api}/flow_runs/filter", auth, body={"deployments": {"id": {"any_": ids}}})[1]
+        assert runs == [], [(r["name"], r["state_type"]) for r in runs]
+        failed = _call("POST", f"{api}/flow_runs/filter", auth, body={"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}})[1]
+        assert failed == [], failed
+
+        shell = {**bare_env(state, port), "PW": "pw-in-env"}
+        r = vtflow(shell, "schedules", "use", "mine")
+        assert r.returncode == 2 and "target block 'mine'" in r.stderr and "mysql block 'mine'" in r.stderr, r.stderr
+        assert "vtflow block create target --name mine" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert vtflow(shell, "block", "create", "mysql", "--name", "mine", "--password-env", "PW").returncode == 0
+        kubeconfig = _write_kubeconfig(tmp_path / "kubeconfig")
+        assert vtflow(shell, "block", "create", "target", "--name", "mine", "--kubeconfig", str(kubeconfig)).returncode == 0
+        assert "`vtflow schedules use mine`" in offer_line(shell, "mine")  # what `vtflow sandbox up` prints
+        r = vtflow(shell, "schedules", "use", "mine")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert offer_line(shell, "mine") == "None"
+        assert "health-check/health-check: target_block default -> mine, mysql_block default -> mine, schedule " \
+               "resumed (every 5 min)" in r.stdout, r.stdout
+        assert "backup/backup: target_block default -> mine, schedule resumed (cron 0 3 * * *)" in r.stdout, r.stdout
+        r = vtflow(shell, "schedules", "use", "mine")
+        assert r.returncode == 0 and r.stdout.count("nothing to change") == 2, r.stdout + r.stderr
+        found = read(auth)
+        assert found[names[0]]["parameters"] == {"target_block": "mine", "mysql_block": "mine"}
+        assert found[names[1]]["parameters"] == {"target_block": "mine"}
+        assert all(s["active"] for d in found.values() for s in d["schedules"]), found
+        # the user pauses the backup's schedule in the UI
+        backup = found[names[1]]
+        assert _call("PATCH", f"{api}/deployments/{backup['id']}/schedules/{backup['schedules'][0]['id']}", auth,
+                     body={"active": False})[0] == 204
+        # serve pauses the deployments when it stops: served() waits for the next start's serve
+        since = max(d["updated"] for d in read(auth).values())
+    finally:
+        ctrl_c(up, output)
+    assert up.returncode == 0, "".join(output)
+
+    up, output = start_up(env)
+    try:
+        read_until(up, output, "vtflow is up", 120)
+        found = wait_until(lambda: served(auth, since), 60, "the deployments to be served again", interval=0.5)
+        assert found[names[0]]["parameters"] == {"target_block": "mine", "mysql_block": "mine"}, found
+        assert found[names[1]]["parameters"] == {"target_block": "mine"}, found
+        assert found[names[0]]["schedules"][0]["active"], "the resumed schedule stays active"
+        assert not found[names[1]]["schedules"][0]["active"], "the schedule the user paused stays paused"
+        printed = "".join(output)
+        assert "health-check/health-check: schedule" not in printed, printed
+        assert "backup/backup: schedule paused (kept as it was); `vtflow schedules use mine` resumes it" in printed
+    finally:
+        ctrl_c(up, output)
+    assert up.returncode == 0, "".join(output)

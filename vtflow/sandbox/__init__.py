@@ -362,6 +362,10 @@ def _report(sb: Sandbox, state: SandboxState, url: str, changes: list[str], out)
     ]
     for label, text in lines:
         out(f"  {label + ':':<16}{text}")
+    from vtflow.schedules import offer_line
+
+    if offer := offer_line(pb.BLOCK_NAME):
+        out(offer)
 
 
 # ---------------------------------------------------------------- down
@@ -397,6 +401,10 @@ def down(out=print) -> int:
         else:
             deleted = pb.delete_all()
             blocks_note = f"Deleted blocks: {', '.join(deleted)}." if deleted else "No sandbox blocks were saved."
+            from vtflow.schedules import pause_using
+
+            # scheduled runs against blocks that are gone would fail every 5 minutes
+            blocks_note = "\n".join([blocks_note, *pause_using(pb.BLOCK_NAME)])
     if left:
         owners = sorted({procs.owner(pid) for pid in left} - {invoking_user()})
         out(f"Processes {', '.join(map(str, left))} of the sandbox did not stop; kept {sb.root}. "
