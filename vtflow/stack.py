@@ -249,6 +249,10 @@ def wait_healthy(api_url: str, auth_string: str | None, timeout: float, proc: su
                          f"read {log} for the cause." if log else "check the server's log.")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Child:
     """One supervised child: started in a session of its own (so that its whole process group
     can be stopped), its output appended to its log, started again when it dies."""
@@ -265,8 +269,12 @@ class Child:
     def spawn(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
+            # SIGINT back to its default in the child: a `make up &` from a script starts with SIGINT
+            # ignored, which children inherit, and serve, which stops on SIGINT (pausing its
+            # deployments), would then sit out its stop timeout and be killed
             self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_default_sigint)
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -283,9 +291,11 @@ class Child:
         if self.proc is None and self.restart_at is not None and now >= self.restart_at:
             self.spawn()
 
-    def stop(self) -> None:
-        stop_process(self.proc, self.stop_timeout, self.stop_signal)
+    def stop(self) -> bool:
+        """Stop it; True when it had to be killed (it did not stop within its timeout)."""
+        killed = stop_process(self.proc, self.stop_timeout, self.stop_signal)
         self.proc = None
+        return killed
 
 
 class PrefectServer(Child):
@@ -312,19 +322,22 @@ class PrefectServer(Child):
         return self
 
 
-def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
-    """Stop a child started with ``start_new_session`` and everything in its process group."""
+def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0, sig: int = signal.SIGTERM) -> bool:
+    """Stop a child started with ``start_new_session`` and everything in its process group;
+    True when it did not stop within ``timeout`` and was killed."""
     if proc is None or proc.poll() is not None:
-        return
+        return False
     try:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
-        return
+        return False
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+        return True
+    return False
 
 
 def register_blocks() -> list[str]:
@@ -452,7 +465,8 @@ def up(out=print) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # the receiver, then serve, then the server: each one's clients go before it
         for child in reversed(children):
-            child.stop()
+            if child.stop():
+                out(f"{child.name} did not stop within {child.stop_timeout:.0f} s; killed it (log: {child.log}).")
         server.stop()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)

@@ -67,3 +67,37 @@ def test_serve_keeps_its_files_out_of_another_users_runner_storage():
             os.killpg(up.pid, signal.SIGKILL)
             up.communicate()
         subprocess.run(["rm", "-rf", str(work)])
+
+
+def test_make_up_started_with_sigint_ignored_still_stops_serve_cleanly(tmp_path):
+    # `make up &` in a script starts with SIGINT ignored, and children inherit that: serve, which
+    # stops on SIGINT (pausing its deployments on the way out), sat out its timeout and was killed
+    import signal as sig
+
+    port = free_port()
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VTFLOW_"))}
+    env.update(VTFLOW_STATE_DIR=str(state), VTFLOW_PORT=str(port), VTFLOW_WEBHOOK_PORT="0", PYTHONUNBUFFERED="1")
+    up = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "up"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                          preexec_fn=lambda: sig.signal(sig.SIGINT, sig.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 90
+        names: list[str] = []
+        while time.monotonic() < deadline and len(names) < 5:
+            time.sleep(1)
+            if (state / "api-auth-string").exists():
+                try:
+                    names = _deployments(port, (state / "api-auth-string").read_text().strip())
+                except OSError:
+                    pass
+        assert len(names) == 5, names
+        up.send_signal(sig.SIGTERM)
+        output, _ = up.communicate(timeout=90)
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, sig.SIGKILL)
+            up.communicate()
+    assert "Stopped." in output
+    # serve ran its own shutdown (it pauses its deployments), rather than being killed at the timeout
+    assert "did not stop within" not in output, output
