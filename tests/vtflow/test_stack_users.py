@@ -29,6 +29,27 @@ def _deployments(port: int, auth: str) -> list[str]:
         return sorted(d["name"] for d in json.load(r))
 
 
+def bare_env(state: Path, port: int, **extra) -> dict:
+    """A user's shell: no PREFECT_* or VTFLOW_*, only where this stack lives."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VTFLOW_"))}
+    return {**env, "VTFLOW_STATE_DIR": str(state), "VTFLOW_PORT": str(port), "VTFLOW_WEBHOOK_PORT": "0",
+            "PYTHONUNBUFFERED": "1", **extra}
+
+
+def served_names(port: int, state: Path, timeout: float = 90) -> list[str]:
+    """The deployments' names once all five are served (or what there is after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    names: list[str] = []
+    while time.monotonic() < deadline and len(names) < 5:
+        time.sleep(1)
+        if (state / "api-auth-string").exists():
+            try:
+                names = _deployments(port, (state / "api-auth-string").read_text().strip())
+            except OSError:
+                pass
+    return names
+
+
 def test_serve_keeps_its_files_out_of_another_users_runner_storage():
     # the first user to serve on a machine owns <tmp>/runner_storage; Prefect's runner makes its
     # folders there, so everyone else's serve died on a PermissionError, restarted, died again
@@ -39,22 +60,11 @@ def test_serve_keeps_its_files_out_of_another_users_runner_storage():
     (work / "state").mkdir()
     state = give_to_ordinary_user(work / "state")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VTFLOW_"))}
-    env.update(VTFLOW_STATE_DIR=str(state), VTFLOW_PORT=str(port), VTFLOW_WEBHOOK_PORT="0", TMPDIR=str(machine_tmp),
-               HOME=str(state), PREFECT_HOME=str(state / "client"), PYTHONUNBUFFERED="1")
+    env = bare_env(state, port, TMPDIR=str(machine_tmp), HOME=str(state), PREFECT_HOME=str(state / "client"))
     up = subprocess.Popen(as_ordinary_user([sys.executable, "-m", "vtflow.cli", "up"]), cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
-        names: list[str] = []
-        while time.monotonic() < deadline and len(names) < 5:
-            time.sleep(1)
-            auth_file = state / "api-auth-string"
-            if auth_file.exists():
-                try:
-                    names = _deployments(port, auth_file.read_text().strip())
-                except OSError:
-                    pass
+        names = served_names(port, state)
         log = (state / "prefect" / "serve.log").read_text() if (state / "prefect" / "serve.log").exists() else ""
         assert names == ["backup", "deploy", "health-check", "node-prep", "redeploy"], log[-3000:]
         assert "PermissionError" not in log and "runner_storage" not in log
@@ -76,21 +86,12 @@ def test_make_up_started_with_sigint_ignored_still_stops_serve_cleanly(tmp_path)
 
     port = free_port()
     state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VTFLOW_"))}
-    env.update(VTFLOW_STATE_DIR=str(state), VTFLOW_PORT=str(port), VTFLOW_WEBHOOK_PORT="0", PYTHONUNBUFFERED="1")
-    up = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "up"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    up = subprocess.Popen([sys.executable, "-m", "vtflow.cli", "up"], cwd=REPO, env=bare_env(state, port),
+                          stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, start_new_session=True,
                           preexec_fn=lambda: sig.signal(sig.SIGINT, sig.SIG_IGN))
     try:
-        deadline = time.monotonic() + 90
-        names: list[str] = []
-        while time.monotonic() < deadline and len(names) < 5:
-            time.sleep(1)
-            if (state / "api-auth-string").exists():
-                try:
-                    names = _deployments(port, (state / "api-auth-string").read_text().strip())
-                except OSError:
-                    pass
+        names = served_names(port, state)
         assert len(names) == 5, names
         up.send_signal(sig.SIGTERM)
         output, _ = up.communicate(timeout=90)
