@@ -22,6 +22,7 @@ from typing import Literal
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import opaque
 from pydantic import BaseModel, Field, field_validator
 
 from blocks.mysql import MySQLCredentials
@@ -533,15 +534,22 @@ def diagnose(pods: list[dict], events: list[dict], claims: list[dict]) -> list[s
 # ---------------------------------------------------------------- the task
 
 
-@task(name="cluster", task_run_name="cluster", retries=1, retry_delay_seconds=5,
-      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def init_cluster(target: TargetContext, spec: ClusterSpec, credentials: MySQLCredentials, operator_docs: list[dict],
                  allow_memory_overcommit: bool = False, timeout_s: float = 900) -> StepReport:
     """Step 4: preflight, apply, then wait for the operator to report the cluster ready.
 
     A cluster not ready after the whole ``timeout_s`` fails the step at once (a ReadyTimeout,
     permanent) with the diagnosis: a retry would wait as long again for the same crash loop.
-    ``retries`` is for API errors that outlast the client's own retries."""
+    ``retries`` is for API errors that outlast the client's own retries. Runs as the Prefect
+    task ``cluster``; ``operator_docs`` (the manifest, for its VitessCluster CRD schema) goes
+    to it ``opaque``, so that Prefect does not walk every node of it looking for futures."""
+    return _init_cluster(target, spec, credentials, opaque(operator_docs), allow_memory_overcommit, timeout_s)
+
+
+@task(name="cluster", task_run_name="cluster", retries=1, retry_delay_seconds=5,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def _init_cluster(target: TargetContext, spec: ClusterSpec, credentials: MySQLCredentials, operator_docs: list[dict],
+                  allow_memory_overcommit: bool, timeout_s: float) -> StepReport:
     from tasks import sizing  # it builds on this module's spec and room types
 
     log = get_run_logger()

@@ -44,6 +44,24 @@ def test_upstream_operator_is_namespaced_deduplicated_and_ordered():
     assert manifest_version(objects) == "v2.17.0-rc1"
 
 
+def test_manifest_reads_as_the_safe_loader_reads_it_and_the_builder_leaves_it_as_read(tmp_path):
+    """libyaml (when PyYAML has it) gives the very documents the pure-Python safe loader gives;
+    the builder works on its own copy, so a second build from the same documents is the same."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+    docs = load_manifest(str(OPERATOR_YAML))
+    assert docs == [d for d in yaml.safe_load_all(Path(OPERATOR_YAML).read_text()) if d]
+    before = copy.deepcopy(docs)
+    first = operator_objects(docs, "vitess", "harbor.lan/v")
+    assert docs == before
+    assert operator_objects(docs, "vitess", "harbor.lan/v") == first
+    (tmp_path / "broken.yaml").write_text("kind: [unclosed\n")
+    with pytest.raises(ConfigError, match=f"manifest {tmp_path}/broken.yaml: is not YAML"):
+        load_manifest(str(tmp_path / "broken.yaml"))
+
+
 def test_missing_manifest_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=f"manifest {tmp_path}/nope.yaml: cannot be read"):
         load_manifest(str(tmp_path / "nope.yaml"))
