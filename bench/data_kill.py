@@ -11,7 +11,7 @@ finishes. After every kill the table must hold exactly the first ``rows_done`` r
 all rows must equal the file's.
 
 Prints one JSON line:
-{"bench":"data_kill","kills":..,"reruns":..,"mismatches":..,"rows":..,"seconds":..,"files":{"sql":{...},"csv":{...}}}
+{"bench":"data_kill","kills":..,"reruns":..,"mismatches":..,"rows":..,"seconds":..,"details":[the first mismatches]}
 
 ``kill_loads`` is also what tests/flows/test_data_kill.py runs, shorter. It never imports
 Prefect itself (the CLI does, in its own process), so a test session can call it.
@@ -31,12 +31,12 @@ from pathlib import Path
 
 ROWS = 200_000
 KILLS = 30          # split between the SQL file and the CSV file
-TABLES = {"sql": "kill_sql", "csv": "kill_csv"}
+TABLES = {"sql": "kill_sql", "csv": "kill_csv", "gz": "kill_gz"}
 
 
 @dataclass
 class DataFile:
-    kind: str            # "sql" or "csv"
+    kind: str            # "sql", "csv" or "gz" (the SQL file gzip-compressed)
     path: Path
     table: str
     rows: int
@@ -53,7 +53,9 @@ def _crc(i: int, v: str, note: str | None) -> int:
 
 
 def write_files(folder: Path, rows: int) -> list[DataFile]:
-    """An SQL file (one row per INSERT, the upstream style) and a CSV file (RFC 4180, ``\\N``)."""
+    """An SQL file (one row per INSERT, the upstream style), a CSV file (RFC 4180, ``\\N``) and
+    the SQL file gzip-compressed (into a table of its own)."""
+    import gzip
     values = [_value(i) for i in range(rows)]
     checksum = sum(_crc(*r) for r in values)
     sql = folder / "kill_sql.sql"
@@ -65,7 +67,10 @@ def write_files(folder: Path, rows: int) -> list[DataFile]:
     csv = folder / "kill_csv.csv"
     csv.write_text("seq,v,note\n" + "".join(f'{i},"{v.replace(chr(34), chr(34) * 2)}",{n if n is not None else chr(92) + "N"}\n'
                                             for i, v, n in values))
-    return [DataFile("sql", sql, "kill_sql", rows, checksum), DataFile("csv", csv, "kill_csv", rows, checksum)]
+    gz = folder / "kill_gz.sql.gz"
+    gz.write_bytes(gzip.compress(sql.read_text().replace("into kill_sql(", "into kill_gz(").encode(), 1))
+    return [DataFile("sql", sql, "kill_sql", rows, checksum), DataFile("csv", csv, "kill_csv", rows, checksum),
+            DataFile("gz", gz, "kill_gz", rows, checksum)]
 
 
 class Server:
@@ -91,14 +96,18 @@ class Server:
         self.q(f"CREATE TABLE `{ks}`.`{f.table}` (id BIGINT AUTO_INCREMENT PRIMARY KEY, seq INT NOT NULL, "
                "v VARCHAR(64) NOT NULL, note VARCHAR(16) NULL) CHARSET utf8mb4")
         if self.q(f"SHOW TABLES FROM `{ks}` LIKE '_vtflow_load'"):
+            self.q(f"DELETE FROM `{ks}`.`_vtflow_load_part` WHERE digest IN (SELECT digest FROM `{ks}`.`_vtflow_load` "
+                   "WHERE source LIKE %s)", (f"%{f.path.name}",))
             self.q(f"DELETE FROM `{ks}`.`_vtflow_load` WHERE source LIKE %s", (f"%{f.path.name}",))
 
     def done(self, f: DataFile) -> tuple[int, int]:
-        """(batches_done, rows_done) of the file's checkpoint, (0, 0) before its first commit."""
-        if not self.q(f"SHOW TABLES FROM `{self.keyspace}` LIKE '_vtflow_load'"):
+        """(batches_done, rows_done) of the file's checkpoints (its segments' while it loads, the
+        file's once loaded whole), (0, 0) before its first commit."""
+        if not self.q(f"SHOW TABLES FROM `{self.keyspace}` LIKE '_vtflow_load_part'"):
             return 0, 0
-        rows = self.q(f"SELECT batches_done, rows_done FROM `{self.keyspace}`.`_vtflow_load` WHERE source LIKE %s",
-                      (f"%{f.path.name}",))
+        rows = self.q(f"SELECT f.batches_done + COALESCE(SUM(p.batches_done), 0), f.rows_done + COALESCE(SUM(p.rows_done), 0) "
+                      f"FROM `{self.keyspace}`.`_vtflow_load` f LEFT JOIN `{self.keyspace}`.`_vtflow_load_part` p "
+                      "ON p.digest = f.digest WHERE f.source LIKE %s GROUP BY f.digest", (f"%{f.path.name}",))
         return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
     def contents(self, f: DataFile) -> tuple[int, int, int, int]:
@@ -206,7 +215,7 @@ def _start(deploy_args: list[str], f: DataFile) -> subprocess.Popen:
     # output to a file, not a pipe: a pipe nobody reads until the kill could stall the loader
     log = open(f.path.with_suffix(".log"), "w+")
     child = subprocess.Popen([sys.executable, "-m", "vtflow.cli", *deploy_args, "--until", "data",
-                              "--data", f"commerce:{f.path}"], stdout=log, stderr=subprocess.STDOUT,
+                              "--data", f"commerce:{f.path}", "--data-parallel", "2"], stdout=log, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, env=dict(os.environ))
     child.log = log
     return child
@@ -262,7 +271,8 @@ def main() -> None:
         files = write_files(work, rows)
         with deployed_cluster(work) as cluster:
             db = Server(cluster.db.host, cluster.db.port, cluster.db.user, cluster.db.password)
-            fig = kill_loads(db, files, {"sql": kills // 2, "csv": kills - kills // 2}, deploy_args(cluster),
+            fig = kill_loads(db, files, {"sql": kills // 3, "gz": kills // 3, "csv": kills - 2 * (kills // 3)},
+                             deploy_args(cluster),
                              random.Random(int(os.environ.get("BENCH_SEED", "1"))))
         print(json.dumps({"bench": "data_kill", "kills": fig.kills, "reruns": fig.reruns,
                           "mismatches": len(fig.mismatches), "rows": fig.rows, "seconds": fig.seconds,

@@ -59,7 +59,10 @@ class DeployParameters(BaseModel):
                                          "given, and the data load and verification use.")
     nodes_block: str = Field(default="", description="SSH nodes block for node prep (step 1); empty skips node prep.")
     schemas: list[KeyspaceSchema] = Field(default_factory=list, description="SQL schema and VSchema per keyspace.")
-    data: list[DataFile] = Field(default_factory=list, description="Data files (SQL or CSV) loaded through vtgate.")
+    data: list[DataFile] = Field(default_factory=list, description="Data files (SQL or CSV, plain or .gz) loaded "
+                                                                   "through vtgate.")
+    data_parallel: int = Field(default=0, ge=0, le=16, description="Connections per data file (tables load at once); "
+                                                                   "0: two per shard of the keyspace, at most four.")
     verify: Verification = Field(default_factory=Verification, description="What the verify step checks.")
     operator_version: OptionalText = Field(
         default=None, description="vitess-operator release, e.g. v2.17.0; empty: the newest release of vtflow's "
@@ -133,6 +136,7 @@ async def deploy(
     nodes_block: NodesBlock = "",
     schemas: list[KeyspaceSchema] = [],  # noqa: B006 - validated into new lists; never changed
     data: list[DataFile] = [],  # noqa: B006
+    data_parallel: int = 0,
     verify: Verification = Verification(),
     operator_version: str = "",
     vitess_version: str = "",
@@ -161,7 +165,8 @@ async def deploy(
         choice, manifest, spec = choose_versions(params, k.server_version(), target.registry_mirror)
         sections.append(choice.markdown)
         log.info("%s", choice.reason)
-        plan = build_plan(manifest[0], manifest[1], params.schemas, params.data, params.verify)
+        plan = build_plan(manifest[0], manifest[1], params.schemas, params.data, params.verify,
+                          params.data_parallel or None)
         await _steps(run, params.model_copy(update={"cluster": spec}), plan, choice, TargetContext.of(target, k),
                      credentials, sections)
     except Exception as e:

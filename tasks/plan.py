@@ -2,7 +2,8 @@
 
 ``build_plan`` reads every input a deploy names, once: each keyspace's SQL schema and VSchema
 (the operator manifest comes read by the deploy flow, whose release depends on the cluster's
-Kubernetes version; a URL is fetched once), the data files, the verify script
+Kubernetes version; a URL is fetched once), the data files (as streams: each is checked and cut
+without being held in memory, and a URL is downloaded once, to a temporary file), the verify script
 and its expected output; and checks them all (parsed whole, as the steps will use them), so a
 missing file or a malformed CSV stops the run before anything is changed. The steps then take
 what the plan holds and never read a file or URL again. This module reads inputs only: it
@@ -28,7 +29,7 @@ class DeployPlan:
 
 
 def build_plan(operator_source: str, operator_docs: list[dict], schemas: list[KeyspaceSchema], data: list[DataFile],
-               verify: Verification) -> DeployPlan:
+               verify: Verification, data_parallel: int | None = None) -> DeployPlan:
     """Every input read and checked; a ConfigError names the first bad one and its fix. The
     operator manifest comes read (flows/deploy.py ``choose_versions``: which release's it is
     depends on the cluster's Kubernetes version)."""
@@ -36,6 +37,6 @@ def build_plan(operator_source: str, operator_docs: list[dict], schemas: list[Ke
         operator_source=operator_source,
         operator_docs=operator_docs,
         schemas=check_inputs(schemas),
-        data=read_files(data),
+        data=read_files(data, data_parallel),
         verify_inputs=read_inputs(verify) if verify.enabled else (None, None),
     )

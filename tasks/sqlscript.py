@@ -85,12 +85,22 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
 
     Scans from one special character to the next (regular expressions find them), so that a
     200,000-row dump or a 1 MB extended INSERT splits in linear time."""
+    return scan(text, source)[0]
+
+
+def scan(text: str, source: str, pos: int = 0, delimiter: str = ";", line: int = 1, final: bool = True,
+         max_parts: int | None = None) -> tuple[list[Statement | MetaCommand], int, str, int]:
+    """``split`` of ``text[pos:]`` as one piece of a longer stream: the parts found (at most
+    ``max_parts``), then the offset, delimiter and line where scanning goes on. Unless ``final``
+    (the stream ends with ``text``), a part is returned only once what ends it is in ``text``
+    (its delimiter, or the line break of a client command): the rest is scanned again with the
+    stream's next piece appended, from the returned offset."""
     out: list[Statement | MetaCommand] = []
-    delimiter = ";"
     buf: list[str] = []
     has_content = False          # anything but whitespace in the current statement
-    start_line = line = 1
-    i, n = 0, len(text)
+    start_line = line
+    i, n = pos, len(text)
+    resume = (pos, delimiter, line)   # where the part being scanned began
 
     def plain(delim: str) -> re.Pattern:
         return re.compile(r"[\n'\"`#/\\-]|" + re.escape(delim))
@@ -110,6 +120,8 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
 
     while i < n:
         if not has_content:
+            if max_parts is not None and len(out) >= max_parts:
+                return out, i, delimiter, line
             # client commands are recognised only where a statement would begin
             m = _BLANK.match(text, i)
             line += text.count("\n", i, m.end())
@@ -117,9 +129,12 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
             if i >= n:
                 break
             start_line = line
+            resume = (i, delimiter, line)
             word = _WORD.match(text, i)
-            if text[i] == "\\" and i + 1 < n:
+            if text[i] == "\\" and (i + 1 < n or not final):
                 eol = text.find("\n", i)
+                if eol == -1 and not final:
+                    return out, i, delimiter, line
                 eol = n if eol == -1 else eol
                 name = _BACKSLASH.get(text[i + 1], "ignored")
                 arg = text[i + 2:eol].strip()
@@ -131,6 +146,8 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
                 continue
             if word and word.group(1).lower() in _NAMED:
                 eol = text.find("\n", i)
+                if eol == -1 and not final:
+                    return out, i, delimiter, line
                 eol = n if eol == -1 else eol
                 name = _NAMED[word.group(1).lower()]
                 arg = text[word.end():eol].strip()
@@ -185,6 +202,8 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
             while True:
                 mq = pat.search(text, k)
                 if mq is None:
+                    if not final:
+                        return (out, *resume)
                     raise ConfigError(f"{source}:{start_line}", f"a {q} string is never closed.",
                                       f"close the string that starts in the statement at line {start_line}.")
                 c = text[mq.start()]
@@ -207,6 +226,8 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
         elif ch == "/" and text.startswith("/*", i) and not text.startswith("/*!", i):
             close = text.find("*/", i + 2)
             if close == -1:
+                if not final:
+                    return (out, *resume)
                 raise ConfigError(f"{source}:{line}", "a /* comment is never closed.", "close it with */.")
             line += text.count("\n", i, close)
             buf.append(" ")
@@ -219,8 +240,10 @@ def split(text: str, source: str) -> list[Statement | MetaCommand]:
                 line += 1
             buf.append(ch)
             i += 1
+    if not final:
+        return (out, *resume) if has_content else (out, i, delimiter, line)
     flush()
-    return out
+    return out, i, delimiter, line
 
 
 def _strip_delim(arg: str, delimiter: str) -> str:

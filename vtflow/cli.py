@@ -346,6 +346,8 @@ def cmd_deploy(args) -> int:
                               "e.g. --data commerce:insert_commerce_data.sql or --data commerce:customer.csv")
         data.append({"keyspace": keyspace, "source": source})
     fields["data"] = data
+    if args.data_parallel:
+        fields["data_parallel"] = args.data_parallel
     fields["verify"] = {"enabled": not args.no_verify, "script": args.verify_script,
                         "expected_output": args.verify_expected}
     params = DeployParameters(**fields)
@@ -608,7 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--schema", action="append", default=[], metavar="KEYSPACE:SQL[:VSCHEMA]",
                     help="a keyspace's SQL schema and VSchema (files or URLs); repeatable")
     dp.add_argument("--data", action="append", default=[], metavar="KEYSPACE:FILE",
-                    help="a data file loaded through vtgate: SQL (mysql-client dialect) or CSV named TABLE.csv; repeatable")
+                    help="a data file loaded through vtgate: SQL (mysql-client dialect, or a mysqldump) or CSV named "
+                         "TABLE.csv, either maybe gzipped (.gz); repeatable")
+    dp.add_argument("--data-parallel", type=int, metavar="N",
+                    help="connections per data file: its tables load at once (default: two per shard, at most four)")
     dp.add_argument("--verify-script", help="SQL run through vtgate at the end, its output in the report "
                                             "(e.g. select_commerce_data.sql)")
     dp.add_argument("--verify-expected", help="what `mysql -B < script` prints on a good cluster; the output must match")

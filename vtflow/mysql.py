@@ -11,13 +11,18 @@ caller passed (``transactional``).
 
 from __future__ import annotations
 
+import re
+
 import pymysql
 from pymysql.constants import ER
 
 from vtflow.errors import AuthError, PermanentError, TransientError, UnreachableError
 
-# Server error codes that a retry can fix (lock waits, deadlocks, vtgate not serving yet).
-_TRANSIENT_CODES = {ER.LOCK_WAIT_TIMEOUT, ER.LOCK_DEADLOCK, 1105}
+# Server error codes that a retry can fix (lock waits, deadlocks, vtgate not serving yet, and a
+# server at its connection limit: 1040 too many connections, 1203 too many for the user, 1226 a
+# user's resource limit such as max_user_connections).
+_TRANSIENT_CODES = {ER.LOCK_WAIT_TIMEOUT, ER.LOCK_DEADLOCK, 1105, ER.CON_COUNT_ERROR, ER.TOO_MANY_USER_CONNECTIONS,
+                    ER.USER_LIMIT_REACHED}
 _AUTH_CODES = {ER.ACCESS_DENIED_ERROR, ER.DBACCESS_DENIED_ERROR}
 
 
@@ -60,6 +65,34 @@ def transactional_mode(conn):
         raise PermanentError("MySQL connection", "the server kept autocommit on after SET AUTOCOMMIT = 0.",
                              "load data only through a server that supports transactions (vtgate, MySQL, MariaDB).")
     return conn
+
+
+def backslash_escapes(conn) -> bool:
+    """Whether the server reads a backslash in a string literal as an escape (it does unless
+    its sql_mode has NO_BACKSLASH_ESCAPES, which the server reports on every reply)."""
+    from pymysql.constants import SERVER_STATUS
+    return not (getattr(conn, "server_status", 0) & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", "\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z"})
+_DOUBLED = str.maketrans({"'": "''"})
+
+
+def string_literal_quoter(backslash_escapes: bool = True):
+    """``quote(text) -> 'text'``, an SQL string literal as pymysql's escape_string writes one
+    (backslash escapes), or with quotes doubled only, for a server in NO_BACKSLASH_ESCAPES mode.
+    Only ASCII characters are changed, so it quotes a file's bytes viewed as latin-1 as well."""
+    table = _ESCAPES if backslash_escapes else _DOUBLED
+    return lambda text: "'" + text.translate(table) + "'"
+
+
+_NEEDS_QUOTING = re.compile(r"[\\'\0\n\r\x1a]")
+
+
+def needs_no_quoting_pattern():
+    """``search(text)``: None when no character of ``text`` needs an escape in a string literal
+    (in either mode)."""
+    return _NEEDS_QUOTING.search
 
 
 # decoders dropped, encoders kept: every value comes back as the server's text (bytes for binary

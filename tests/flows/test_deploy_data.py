@@ -128,14 +128,21 @@ def test_deploy_loads_verifies_and_reports_then_a_rerun_changes_nothing(stack, t
     assert rows(stack, "SELECT COUNT(*) FROM customer") == ((5,),)  # nothing loaded twice
 
 
-def test_a_csv_file_loads_into_its_table(stack, tmp_path):
-    csv_file = tmp_path / "customer.csv"
-    csv_file.write_text('customer_id,email\n10,"x,y@domain.com"\n11,\\N\n')
-    state, reports = run(params(stack, data=[*DATA, {"keyspace": "commerce", "source": str(csv_file)}]))
+def test_a_gzipped_csv_file_loads_into_its_table_with_a_progress_artifact_per_file(stack, tmp_path):
+    import gzip
+    csv_file = tmp_path / "customer.csv.gz"
+    csv_file.write_bytes(gzip.compress(b'customer_id,email\n10,"x,y@domain.com"\n11,\\N\n'))
+    state, reports = run(params(stack, data=[*DATA, {"keyspace": "commerce", "source": str(csv_file)}], data_parallel=2))
     assert state.is_completed(), state.message
     assert rows(stack, "SELECT customer_id, email FROM customer WHERE customer_id >= 10") == (
         (10, b"x,y@domain.com"), (11, None))
     assert "rows commerce.customer: ok: 7 rows, as loaded." in [f.line for f in reports[6].findings]
+    # what a person watches in the UI while it loads: a progress artifact per file, updated in place
+    for key, text in [("data-example-1", "insert_commerce_data.sql: 12 rows, 3/3 batches"),
+                      ("data-example-2", "customer.csv.gz: 2 rows, 1/1 batches")]:
+        artifact = Artifact.get(key)
+        assert artifact.type == "progress" and artifact.data == 100.0, (key, artifact)
+        assert text in artifact.description and "rows/s" in artifact.description
 
 
 def test_verification_failure_fails_the_run_and_says_what_failed(stack, tmp_path):

@@ -15,7 +15,8 @@ import pymysql
 import pytest
 
 from blocks.mysql import MySQLCredentials
-from tasks.data import (CHECKPOINT_TABLE, coalesce, connector, csv_batches, csv_rows, expected_rows, load_csv, load_sql)
+from tasks.data import (CHECKPOINT_TABLE, PART_TABLE, coalesce, connector, csv_rows, expected_rows, load_csv, load_sql)
+from tasks.datafile import csv_batches, csv_records
 from tasks.sqlscript import split
 from vtflow.errors import ConfigError, PermanentError, TransientError
 from helpers import EXAMPLES
@@ -92,11 +93,12 @@ def test_expected_rows_counts_tuples_the_way_the_server_receives_them():
 def test_csv_rows_and_batches_bind_values_with_null_and_quoting():
     text = 'id,name,note\n1,"Doe, Jane","line one\nline two"\n\n2,Zoë,\\N\n3,"say ""hi""",\n'
     assert csv_rows(text, "p.csv") == 3
-    batches = csv_batches("people", text, "p.csv", max_rows=2)
+    batches = list(csv_batches([text.encode()], "people", "p.csv", max_rows=2))
     assert [(b.rows, b.where) for b in batches] == [(2, "p.csv:2"), (1, "p.csv:6")]
-    assert batches[0].statements == ("INSERT INTO `people` (`id`, `name`, `note`) VALUES (%s, %s, %s)",)
-    assert list(batches[0].params) == [("1", "Doe, Jane", "line one\nline two"), ("2", "Zoë", None)]
-    assert list(batches[1].params) == [("3", 'say "hi"', "")]
+    assert [p.decode() for p in batches[0].payloads()] == [
+        "INSERT INTO `people` (`id`, `name`, `note`) VALUES ('1','Doe, Jane','line one\\nline two'),('2','Zoë',NULL)"]
+    assert [p.decode() for p in batches[1].payloads()] == [
+        "INSERT INTO `people` (`id`, `name`, `note`) VALUES ('3','say \"hi\"','')"]
 
 
 @pytest.mark.parametrize("text,where,problem", [
@@ -154,8 +156,11 @@ def _csv_field(v):
 def test_generated_csv_reads_back_as_its_rows(rows, eol):
     width = len(rows[0]) if rows else 1
     text = eol.join([",".join(f"c{i}" for i in range(width))] + [",".join(map(_csv_field, r)) for r in rows]) + eol
-    batches = csv_batches("t", text, "g.csv", max_rows=3)
-    assert [tuple(p) for b in batches for p in b.params] == [tuple(r) for r in rows]
+    # read in pieces of 3 bytes: records, quotes and UTF-8 characters cut anywhere
+    data = text.encode()
+    records = list(csv_records((data[i:i + 3] for i in range(0, len(data), 3)), "g.csv"))[1:]
+    assert [tuple(None if f == "\\N" else f.encode("latin-1").decode() for f in r) for _, r in records] == \
+        [tuple(r) for r in rows]
     assert csv_rows(text, "g.csv") == len(rows)
 
 
@@ -172,7 +177,7 @@ def test_any_csv_reads_or_fails_with_a_clear_error(text):
 
 def test_csv_table_name_must_be_an_identifier():
     with pytest.raises(ConfigError, match=r"h.csv: table name 'x; drop table y' is not a plain identifier"):
-        csv_batches("x; drop table y", "id\n1\n", "h.csv")
+        list(csv_batches([b"id\n1\n"], "x; drop table y", "h.csv"))
 
 
 # --- against the session's MariaDB ----------------------------------------------------------
@@ -209,6 +214,15 @@ def query(connect, sql):
 
 def has_checkpoint(database) -> bool:
     return bool(query(database, f"SHOW TABLES LIKE '{CHECKPOINT_TABLE}'"))
+
+
+def batches_done(database) -> int:
+    """Batches the checkpoints say are loaded: the segments' rows while a load runs, the file's after."""
+    if not has_checkpoint(database) or not query(database, f"SHOW TABLES LIKE '{PART_TABLE}'"):
+        return 0
+    parts = query(database, f"SELECT COALESCE(SUM(batches_done), 0) FROM `{PART_TABLE}`")[0][0]
+    files = query(database, f"SELECT COALESCE(SUM(batches_done), 0) FROM `{CHECKPOINT_TABLE}`")[0][0]
+    return int(parts) + int(files)
 
 
 def test_upstream_data_loads_once_with_its_rows_per_table(database):
@@ -261,9 +275,9 @@ def test_progress_is_logged_at_most_every_interval_and_once_at_the_end(database)
     text = "".join(f"insert into t values ({i});\n" for i in range(10))
     lines = []
     load_sql(lambda ks: database(ks), database.name, text, "f.sql", log=lines.append, max_rows=4, progress_every_s=0)
-    assert [re.sub(r"\d+ rows/s", "R rows/s", m) for m in lines[:3]] == [
-        "f.sql: 4 rows, 1/3 batches, R rows/s", "f.sql: 8 rows, 2/3 batches, R rows/s",
-        "f.sql: 10 rows, 3/3 batches, R rows/s"]
+    assert [re.sub(r"\d+ rows/s(, about \d+ s left)?", "R rows/s", m) for m in lines[:3]] == [
+        "f.sql: 4 rows, 1/3 batches, 40%, R rows/s", "f.sql: 8 rows, 2/3 batches, 80%, R rows/s",
+        "f.sql: 10 rows, 3/3 batches, 100%, R rows/s"]
     assert re.fullmatch(r"f\.sql: 10 rows loaded in \d+\.\d\d s \(\d+ rows/s\)", lines[3]) and len(lines) == 4
     quiet = []
     result = load_sql(lambda ks: database(ks), database.name, text + "insert into t values (10);", "g.sql",
@@ -353,12 +367,16 @@ def test_large_inserts_pass_through_and_a_lost_connection_resumes_exactly_once(d
     with pytest.raises(TransientError, match=r"data big.sql:3: the connection to the server failed: .*(2013|2006)"):
         load_sql(lambda ks: KilledBeforeCommit(database(ks), kill, 3), database.name, text, "big.sql", max_bytes=150_000)
     assert query(database, "SELECT COUNT(*) FROM t") == ((4000,),), "the first batch only: the second never committed"
-    assert query(database, f"SELECT batches_done, rows_done, total_batches FROM `{CHECKPOINT_TABLE}`") == ((1, 4000, 3),)
+    assert query(database, f"SELECT batches_done, rows_done, total_batches FROM `{CHECKPOINT_TABLE}`") == ((0, 0, 3),)
+    assert query(database, f"SELECT part, batches_done, rows_done FROM `{PART_TABLE}`") == ((0, 1, 4000),), \
+        "the file is one segment, one batch of it done"
 
     result = load_sql(lambda ks: database(ks), database.name, text, "big.sql", max_bytes=150_000)
     assert (result.rows, result.batches, result.skipped_batches) == (12000, 3, 1)
     assert result.tables == {"t": 12000} == expected_rows(text, "big.sql")
-    assert query(database, f"SELECT rows_done FROM `{CHECKPOINT_TABLE}`") == ((12000,),), "the server's count"
+    assert query(database, f"SELECT batches_done, rows_done FROM `{CHECKPOINT_TABLE}`") == ((3, 12000),), \
+        "the server's count"
+    assert query(database, f"SELECT COUNT(*) FROM `{PART_TABLE}`") == ((0,),), "a finished file keeps one row"
     assert query(database, "SELECT COUNT(*), COUNT(DISTINCT v) FROM t") == ((12000, 12000),)
 
 
@@ -403,16 +421,15 @@ def kill_half_way_then_rerun(database, mariadb, kind, path, load):
     deadline = time.monotonic() + 60
     done = 0
     while time.monotonic() < deadline and child.poll() is None:
-        rows = query(database, f"SELECT batches_done FROM `{CHECKPOINT_TABLE}`") if has_checkpoint(database) else ()
-        done = rows[0][0] if rows else 0
-        if done >= 50:
+        done = batches_done(database)
+        if done >= 30:
             break
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert 0 < done < 300, "the loader must be killed half-way"
+    assert 0 < done < 1000, "the loader must be killed half-way"
     partial = query(database, "SELECT COUNT(*) FROM t")[0][0]
-    assert 0 < partial < 30000
+    assert 0 < partial < 100000
     result = load(path.read_text(), str(path))
     assert result.skipped_batches * 100 == partial, "the re-run starts exactly where the commits stopped"
     return result
@@ -420,7 +437,7 @@ def kill_half_way_then_rerun(database, mariadb, kind, path, load):
 
 def test_killed_half_way_then_rerun_ends_with_every_row_exactly_once(database, mariadb, tmp_path):
     query(database, "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40))")
-    n = 30000
+    n = 100000
     values = [f"row-{i}-{'x' * (i % 7)}" for i in range(n)]
     path = tmp_path / "big.sql"
     path.write_text("".join(f"insert into t(v) values ('{v}');\n" for v in values))
@@ -435,7 +452,7 @@ def test_killed_half_way_then_rerun_ends_with_every_row_exactly_once(database, m
 
 def test_csv_killed_half_way_then_rerun_ends_with_every_row_exactly_once(database, mariadb, tmp_path):
     query(database, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40), note VARCHAR(20))")
-    n = 30000
+    n = 100000
     rows = [(i, f"row {i}, \"q\" {'x' * (i % 7)}", None if i % 5 == 0 else f"n{i}") for i in range(n)]
     path = tmp_path / "big.csv"
     path.write_text("id,v,note\n" + "".join(f'{i},"{v.replace(chr(34), chr(34) * 2)}",{note or chr(92) + "N"}\n'
@@ -447,3 +464,190 @@ def test_csv_killed_half_way_then_rerun_ends_with_every_row_exactly_once(databas
                                                        "SUM(CRC32(v)) FROM t")[0]
     assert (count, distinct, int(nulls)) == (n, n, n // 5)
     assert int(checksum) == sum(zlib.crc32(v.encode()) for _, v, _ in rows)
+
+
+# --- streams: files, gzip, URLs, several connections ------------------------------------------
+
+from tasks.data import DataFile, load, plan_file  # noqa: E402
+
+
+def many_tables(path: Path, tables: int, rows: int, barrier_after: int | None = None, gz: bool = False) -> Path:
+    """A dump in mysqldump's order (each table's rows together), a statement of another kind
+    between two tables, and seq values that say the file's order."""
+    import gzip
+    parts = []
+    for t in range(tables):
+        parts += [f"insert into t{t}(seq, v) values ({i}, 'v{t}-{i}');\n" for i in range(rows)]
+        if barrier_after is not None and t == barrier_after:
+            parts.append("insert into marks(note) select 'between' from dual;\n")
+    text = "".join(parts).encode()
+    path.write_bytes(gzip.compress(text) if gz else text)
+    return path
+
+
+def make_tables(database, tables: int) -> None:
+    for t in range(tables):
+        query(database, f"CREATE TABLE t{t} (id INT AUTO_INCREMENT PRIMARY KEY, seq INT NOT NULL, v VARCHAR(20))")
+    query(database, "CREATE TABLE marks (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(10), at_rows INT)")
+
+
+def check_tables(database, tables: int, rows: int) -> None:
+    for t in range(tables):
+        count, distinct, ordered = query(database, f"SELECT COUNT(*), COUNT(DISTINCT seq), SUM(seq = n - 1) FROM "
+                                                   f"(SELECT seq, ROW_NUMBER() OVER (ORDER BY id) n FROM t{t}) x")[0]
+        assert (count, distinct, int(ordered)) == (rows, rows, rows), f"t{t}: every row once, ids in the file's order"
+
+
+def test_a_gzip_dump_of_many_tables_loads_over_four_connections_exactly_once(database, tmp_path):
+    make_tables(database, 6)
+    path = many_tables(tmp_path / "dump.sql.gz", 6, 700, barrier_after=3, gz=True)   # 4 tables, then 2
+    plan = plan_file(DataFile(keyspace=database.name, source=str(path)))
+    assert plan.cut.tables == {f"t{t}": 700 for t in range(6)}
+    connections = set()
+
+    def connect(ks):
+        conn = database(ks)
+        connections.add(conn.thread_id())
+        return conn
+    lines = []
+    result = load(connect, plan, lines.append, parallel=4)
+    assert (result.rows, result.tables, result.changed) == (4200, {f"t{t}": 700 for t in range(6)}, True)
+    assert len(connections) == 4 and "4 connections" in lines[-1]
+    check_tables(database, 6, 700)
+    assert query(database, "SELECT COUNT(*) FROM marks") == ((1,),)
+    again = load(connect, plan, parallel=4)
+    assert (again.changed, again.skipped_batches, again.rows) == (False, again.batches, 4200)
+
+
+def test_a_lost_connection_is_retried_and_the_checkpoint_says_whether_the_batch_committed(database, tmp_path):
+    make_tables(database, 2)
+    path = many_tables(tmp_path / "d.sql", 2, 3000)
+    plan = plan_file(DataFile(keyspace=database.name, source=str(path)))
+    kill = kill_connection(database)
+    lines = []
+    # every connection is killed before its third commit: the batch in flight is rolled back
+    result = load(lambda ks: KilledBeforeCommit(database(ks), kill, 3), plan, lines.append, parallel=2, retries=5,
+                  progress_every_s=3600)
+    assert result.rows == 6000 and any("Retrying (1 of 5)" in m for m in lines)
+    check_tables(database, 2, 3000)
+
+
+def test_a_load_killed_with_sigkill_over_several_connections_resumes_exactly_once(database, mariadb, tmp_path):
+    make_tables(database, 4)
+    path = many_tables(tmp_path / "p.sql.gz", 4, 25000, gz=True)
+    child = subprocess.Popen([sys.executable, "-c", PARALLEL_LOADER, str(REPO), mariadb.host, str(mariadb.port),
+                              mariadb.user, mariadb.password, database.name, str(path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and child.poll() is None and batches_done(database) < 50:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done = batches_done(database)
+    assert 0 < done < 1000, "killed half-way"
+    partial = query(database, "SELECT " + " + ".join(f"(SELECT COUNT(*) FROM t{t})" for t in range(4)))[0][0]
+    assert partial == done * 100, "every committed batch, and nothing else"
+    plan = plan_file(DataFile(keyspace=database.name, source=str(path)))
+    plan = type(plan)(plan.keyspace, plan.data, plan_with_rows(plan, 100).cut, None, 100)
+    result = load(lambda ks: database(ks), plan, parallel=3)
+    assert result.skipped_batches == done and result.rows == 100000
+    check_tables(database, 4, 25000)
+
+
+def plan_with_rows(plan, max_rows):
+    from tasks.data import plan_sql
+    return plan_sql(plan.data, plan.keyspace, max_rows=max_rows)
+
+
+PARALLEL_LOADER = r'''
+import sys
+sys.path.insert(0, sys.argv[1])
+from blocks.mysql import MySQLCredentials
+from tasks.data import connector, load, plan_sql
+from vtflow.sources import open_data
+host, port, user, pw, db, path = sys.argv[2:8]
+connect = connector(MySQLCredentials(user=user, password=pw), host, int(port))   # the product's connection
+load(connect, plan_sql(open_data(path), db, max_rows=100), parallel=4)
+'''
+
+
+def test_a_checkpoint_of_an_older_vtflow_resumes_where_it_stopped(database):
+    """Before segments, one row counted the batches done in the file's order."""
+    query(database, "CREATE TABLE t (v INT)")
+    query(database, "CREATE TABLE u (v INT)")
+    text = "".join(f"insert into t values ({i});\n" for i in range(10)) + "".join(
+        f"insert into u values ({i});\n" for i in range(10))
+    from tasks.datafile import cut_sql
+    digest = cut_sql([text.encode()], "f.sql", None).digest
+    query(database, f"CREATE TABLE `{CHECKPOINT_TABLE}` (digest CHAR(64) PRIMARY KEY, source VARCHAR(1024) NOT NULL, "
+                    "batches_done INT NOT NULL, rows_done BIGINT NOT NULL, total_batches INT NOT NULL)")
+    # the older loader had committed 3 of 4 batches of 5 rows: t whole, u's first half
+    query(database, f"INSERT INTO `{CHECKPOINT_TABLE}` VALUES ('{digest}', 'f.sql', 3, 15, 4)")
+    query(database, "INSERT INTO t VALUES " + ",".join(f"({i})" for i in range(10)))
+    query(database, "INSERT INTO u VALUES " + ",".join(f"({i})" for i in range(5)))
+    # this vtflow is killed too, after the last batch, before it marks the file loaded: the
+    # older count (t whole) must still hold beside the newer one (u)
+    kill = kill_connection(database)
+    with pytest.raises(TransientError):
+        load_sql(lambda ks: KilledBeforeCommit(database(ks), kill, 3), database.name, text, "f.sql", max_rows=5)
+    result = load_sql(lambda ks: database(ks), database.name, text, "f.sql", max_rows=5)
+    assert (result.skipped_batches, result.rows, result.tables) == (4, 20, {"t": 10, "u": 10})
+    assert query(database, "SELECT COUNT(*), SUM(v) FROM u") == ((10, 45),)
+    assert query(database, "SELECT COUNT(*), SUM(v) FROM t") == ((10, 45),)
+
+
+def test_a_url_is_downloaded_once_as_a_stream_and_a_changed_file_is_refused(database, tmp_path):
+    import functools
+    import http.server
+    import threading
+    query(database, "CREATE TABLE t (v INT)")
+    (tmp_path / "d.csv.gz").write_bytes(__import__("gzip").compress(b"v\n" + b"".join(b"%d\n" % i for i in range(5000))))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/d.csv.gz"
+        plan = plan_file(DataFile(keyspace=database.name, source=url, table="t"))
+    finally:
+        server.shutdown()
+    spooled = plan.data.path
+    assert plan.cut.tables == {"t": 5000} and spooled.exists()
+    assert load(lambda ks: database(ks), plan).rows == 5000, "loaded from the download, the server gone"
+    local = many_tables(tmp_path / "c.sql", 1, 10)
+    plan = plan_file(DataFile(keyspace=database.name, source=str(local)))
+    local.write_text(local.read_text() + "insert into t0(seq, v) values (99, 'late');\n")
+    with pytest.raises(ConfigError, match=r"c.sql: has changed since it was checked before step 1"):
+        load(lambda ks: database(ks), plan)
+
+
+@pytest.mark.parametrize("mode", ["", "NO_BACKSLASH_ESCAPES"])
+def test_csv_values_come_back_as_written_in_either_quoting_mode(database, mode):
+    query(database, "CREATE TABLE q (id INT PRIMARY KEY, v VARCHAR(40)) CHARSET utf8mb4")
+    values = ["plain", "back\\slash", "it's", 'dq "x"', "unit\x1fsep", "nul\x00z", "ctrl-z\x1a", "é 🚀", "\\n"]
+    text = "id,v\n" + "".join(f'{i},"{v.replace(chr(34), chr(34) * 2)}"\n' for i, v in enumerate(values))
+
+    def connect(ks):
+        conn = database(ks)
+        with conn.cursor() as cur:
+            cur.execute(f"SET SESSION sql_mode = '{mode}'")
+        return conn
+    load_csv(connect, database.name, "q", text, "q.csv")
+    assert [v for _, v in query(database, "SELECT id, v FROM q ORDER BY id")] == values
+
+
+def test_a_server_at_its_connection_limit_loads_over_the_connections_it_gives(database, mariadb, tmp_path):
+    user = f"lim{uuid.uuid4().hex[:6]}"
+    query(database, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 2")
+    query(database, f"GRANT ALL ON `{database.name}`.* TO '{user}'@'%'")
+    try:
+        make_tables(database, 4)
+        plan = plan_file(DataFile(keyspace=database.name, source=str(many_tables(tmp_path / "d.sql", 4, 500))))
+        limited = connector(MySQLCredentials(user=user, password="pw"), mariadb.host, mariadb.port)
+        lines = []
+        result = load(limited, plan, lines.append, parallel=4)
+        assert result.rows == 2000
+        fewer = [m for m in lines if re.search(r"one connection fewer \(connection failed \(MySQL error 1226\)", m)]
+        assert len(fewer) == 2 and lines[-1].endswith(", 2 connections)"), lines
+        check_tables(database, 4, 500)
+    finally:
+        query(database, f"DROP USER '{user}'@'%'")
