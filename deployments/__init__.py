@@ -13,6 +13,7 @@ import os
 
 HEALTH_EVERY_S = 300          # every 5 minutes
 BACKUP_CRON = "0 3 * * *"     # daily at 03:00 (the server's time zone, UTC unless set)
+DRILL_CRON = "0 4 * * 0"      # Sundays at 04:00, after the night's backup; paused until turned on
 
 
 def scheduled_blocks() -> dict:
@@ -24,6 +25,8 @@ def scheduled_blocks() -> dict:
 
 # the deployments that run on a schedule ("flow/deployment"), and their block parameters
 SCHEDULED = {"health-check/health-check": ("target_block", "mysql_block"), "backup/backup": ("target_block",)}
+# schedules a user turns on (in the UI): served paused at first, then as the server has them
+OPT_IN = {"restore-drill/restore-drill": ("target_block",)}
 
 
 def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, bool] | None = None) -> list:
@@ -38,11 +41,13 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
     from flows.health import health_check
     from flows.node_prep import node_prep
     from flows.redeploy import redeploy
+    from flows.restore_drill import restore_drill
+    from flows.teardown import teardown
 
     blocks, active = blocks or {}, active or {}
 
     def block_parameters(name: str) -> dict:
-        return {k: (blocks.get(name) or scheduled_blocks())[k] for k in SCHEDULED[name]}
+        return {k: (blocks.get(name) or scheduled_blocks())[k] for k in {**SCHEDULED, **OPT_IN}[name]}
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     return [
@@ -71,10 +76,30 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
         backup.to_deployment(
             name="backup",
             description="BackupShard for every shard (in parallel up to max_parallel), confirmed with GetBackups, "
-                        "then retention. One run at a time: a second run waits for the first.",
+                        "then retention; records every keyspace's schema and VSchema. method=operator: writes a "
+                        "VitessBackupSchedule (vitess-operator v2.13+), then only prunes and reports. One run at a "
+                        "time: a second run waits for the first.",
             tags=["vtflow", "day-two"],
             schedules=[Cron(BACKUP_CRON, active=active.get("backup/backup", True))],
             parameters=block_parameters("backup/backup"),
+            concurrency_limit=one_at_a_time,
+        ),
+        restore_drill.to_deployment(
+            name="restore-drill",
+            description="Prove the newest backup of each shard (or one: shard ks/shard) restores: a scratch rdonly "
+                        "tablet restores it, catches up, is compared table by table with the primary, and is removed. "
+                        "Weekly schedule, paused until you turn it on.",
+            tags=["vtflow", "day-two"],
+            schedules=[Cron(DRILL_CRON, active=active.get("restore-drill/restore-drill", False))],
+            parameters=block_parameters("restore-drill/restore-drill"),
+            concurrency_limit=one_at_a_time,
+        ),
+        teardown.to_deployment(
+            name="teardown",
+            description="Remove a keyspace (as upstream's 102_keyspace_teardown.yaml) or the whole cluster; claims and "
+                        "backups are kept unless asked and confirm names the cluster; the operator only when asked and "
+                        "no other VitessCluster exists. dry_run lists what would go.",
+            tags=["vtflow", "day-two"],
             concurrency_limit=one_at_a_time,
         ),
         redeploy.to_deployment(

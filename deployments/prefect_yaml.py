@@ -1,7 +1,7 @@
 """``prefect.yaml``: the deployments of ``all_deployments()`` on a work pool (``prefect deploy --all``).
 
 ``make up`` serves the deployments in its own process; to run the flows on other machines,
-``prefect deploy --all`` registers the same five (names, descriptions, tags, parameters,
+``prefect deploy --all`` registers the same seven (names, descriptions, tags, parameters,
 schedules, concurrency) on the work pool ``vtflow`` (``--pool NAME`` for another), and a worker
 of that pool runs them. The file is rendered from ``all_deployments()`` (``python -m
 deployments.prefect_yaml > prefect.yaml``); tests/deployments/test_prefect_yaml.py pins it equal.

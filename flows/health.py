@@ -2,7 +2,8 @@
 
 Kubernetes (pods ready per component, restarts since the last check, the VitessCluster's
 status), Vitess through vtgate (a query, tablets, replication lag), backups (age of the newest
-complete one per shard), and optionally the nodes over SSH (memory and disk headroom, read by
+complete one per shard, whoever took it, and whether the newest Job of each operator backup
+schedule failed), and optionally the nodes over SSH (memory and disk headroom, read by
 health's own probe). The groups run at once, their results keyed by group; a group that cannot
 run reports that as a failed finding and the others still run. The run fails when any check
 fails, so that a Prefect automation on failed runs notifies someone; the markdown artifact
@@ -24,7 +25,8 @@ from blocks.nodes import SSHNodes
 from blocks.target import VitessTarget
 from flows.common import load_block
 from flows.params import MySQLBlock, NodesBlock, TargetBlock
-from tasks.health import HealthThresholds, check_backups, check_kubernetes, check_node, check_vitess
+from tasks.health import (HealthThresholds, check_backups, check_kubernetes, check_node, check_restore_drill,
+                          check_vitess)
 from tasks.report import LEVELS, Finding, error_finding, failed, worst
 from vtflow import kube
 from vtflow.errors import PermanentError
@@ -95,6 +97,7 @@ async def health_check(target_block: TargetBlock = "default", mysql_block: MySQL
         "vitess": check_vitess(k, namespace, cluster, target.node_address, target.vtgate_address, credentials,
                                thresholds.max_replication_lag_s),
         "backups": check_backups(k, namespace, cluster, thresholds.max_backup_age_h),
+        "restore drill": check_restore_drill(cluster, thresholds.max_drill_age_days),
     }
     for n in nodes.nodes if nodes is not None else []:
         groups[f"node {n.name}"] = check_node(nodes, n.name, thresholds)

@@ -6,7 +6,10 @@ objects, a node's memory and disk); the tasks read it, each check guarded so tha
 cannot run (vtgate unreachable, say) becomes a ``fail`` naming why while the others still run.
 The node probe is health's own: read-only facts over SSH (available memory, free disk under the
 K3s data path), built from node prep's probe blocks and judged here, with health's thresholds.
-Nothing here changes the cluster or a node. The backup-age helpers live in tasks/backup.py.
+Backups: the newest complete one per shard (VitessBackup objects: the operator's view of backup
+storage, whoever took them), and, for each ``spec.backup.schedules`` entry, whether the newest
+Job of the operator's VitessBackupSchedule failed. Nothing here changes the cluster or a node.
+The backup-age and schedule-Job helpers live in tasks/backup.py.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from pydantic import BaseModel, Field
 from blocks.mysql import MySQLCredentials
 from blocks.nodes import SSHNodes
 from tasks import gateway
-from tasks.backup import backup_time, backups_from_objects, is_complete
+from tasks.backup import (BACKUP_SCHEDULE_LABEL, VBS, backup_time, backups_from_objects, is_complete, job_failure,
+                          job_outcome, job_time, schedule_jobs)
 from tasks.cluster import not_ready
 from tasks.common import retry_transient
 from tasks.node_prep import K3S_DATA_PATH, MEMINFO_LINES, SSH_THREADS, disk_lines, gib, parse_probe
 from tasks.report import Finding, error_finding
 from tasks.verify import expected_tablets_of, show_tablets, tablet_checks
-from vtflow import kube, mysql
+from vtflow import kube, mysql, names
 from vtflow.errors import CommandError, VtflowError
 from vtflow.names import COMPONENT, cluster_selector
 
@@ -43,6 +47,8 @@ class HealthThresholds(BaseModel):
                                     "(the backup flow runs daily).")
     min_free_memory_gib: float = Field(default=0.5, ge=0, description="Nodes: memory that must be available (GiB).")
     min_free_disk_gib: float = Field(default=5, ge=0, description="Nodes: free disk under the K3s data path (GiB).")
+    max_drill_age_days: float = Field(default=8, gt=0, description="The last restore drill must be younger (it runs "
+                                      "weekly when its schedule is on); none or older warns, a failed one fails.")
 
 
 # ---------------------------------------------------------------- pure: Kubernetes
@@ -176,6 +182,45 @@ def backup_checks(has_location: bool, backups: dict[tuple[str, str], list[dict]]
     return checks
 
 
+def schedule_checks(vc: dict, schedules: list[dict], jobs: list[dict], namespace: str) -> list[Finding]:
+    """One check per ``spec.backup.schedules`` entry (vtflow's or the user's): warn when the
+    newest Job of a shard failed (condition Failed: the operator retries only at the next run),
+    or when the operator has made no VitessBackupSchedule of the entry."""
+    entries = [s.get("name", "") for s in (((vc.get("spec") or {}).get("backup") or {}).get("schedules") or [])]
+    by_name = {(o.get("spec") or {}).get("name"): o for o in schedules}
+    checks = []
+    for entry in entries:
+        name = f"backup schedule {entry}"
+        vbs = by_name.get(entry)
+        if vbs is None:
+            checks.append(Finding(name=name, level="warn", problem="the operator has made no VitessBackupSchedule of it",
+                                  fix="check that the vitess-operator is v2.13 or later and read its log "
+                                  "(`kubectl logs deploy/vitess-operator`)"))
+            continue
+        mine = [j for j in jobs if (j["metadata"].get("labels") or {}).get(BACKUP_SCHEDULE_LABEL) == vbs["metadata"]["name"]]
+        newest: dict[str, dict] = {}
+        for job in sorted(mine, key=job_time):
+            labels = job["metadata"].get("labels") or {}
+            newest[f"{labels.get(names.KEYSPACE, '')}/{names.shard_from_label(labels[names.SHARD])}"
+                   if names.SHARD in labels else "every shard"] = job
+        failed = {shard: j for shard, j in newest.items() if job_outcome(j) == "failed"}
+        if failed:
+            listed = "; ".join(f"{shard}: Job {j['metadata']['name']} ({job_time(j)}) {job_failure(j)}"
+                               for shard, j in sorted(failed.items()))
+            first = next(iter(sorted(failed.items())))[1]["metadata"]["name"]
+            checks.append(Finding(name=name, level="warn", problem=f"the newest Job failed for {listed}",
+                                  fix=f"read its log (`kubectl logs -n {namespace} job/{first}`) and the backup "
+                                  "location; the operator tries again at the next scheduled run"))
+        elif not newest:
+            nxt = sorted(((vbs.get("status") or {}).get("nextScheduledTimes") or {}).values())
+            checks.append(Finding(name=name, level="ok", problem="no Job yet" + (f"; next run {nxt[0]}" if nxt else "")))
+        else:
+            latest = max(job_time(j) for j in newest.values())
+            checks.append(Finding(name=name, level="ok", problem=f"newest Jobs of {len(newest)} shard(s) did not fail "
+                                  f"(latest scheduled {latest})"))
+    return checks
+
+
 # ---------------------------------------------------------------- I/O
 
 
@@ -262,7 +307,12 @@ def backup_age_checks(k: kube.Kube, namespace: str, cluster: str, max_age_h: flo
             found = backups_from_objects(k.list("planetscale.com/v2", "VitessBackup", namespace,
                                                 label_selector=cluster_selector(cluster)))
             backups.update({key: found[key] for key in backups if key in found})
-        return backup_checks(has_location, backups, now or datetime.now(timezone.utc), max_age_h)
+        checks = backup_checks(has_location, backups, now or datetime.now(timezone.utc), max_age_h)
+        if has_location and ((vc.get("spec") or {}).get("backup") or {}).get("schedules"):
+            checks += guarded("backup schedules", lambda: schedule_checks(
+                vc, k.list(*VBS, namespace, label_selector=cluster_selector(cluster)),
+                schedule_jobs(k, namespace, cluster), namespace))
+        return checks
 
     return guarded("backups", run)
 
@@ -345,6 +395,13 @@ async def check_vitess(k: kube.Kube, namespace: str, cluster: str, node_address:
 @task(name="health-backups", task_run_name="health-backups", cache_policy=NO_CACHE)
 async def check_backups(k: kube.Kube, namespace: str, cluster: str, max_age_h: float) -> list[Finding]:
     return await asyncio.to_thread(backup_age_checks, k, namespace, cluster, max_age_h)
+
+
+@task(name="health-restore-drill", task_run_name="health-restore-drill", cache_policy=NO_CACHE)
+async def check_restore_drill(cluster: str, max_age_days: float) -> list[Finding]:
+    """The last restore drill's age and result (the Variable the restore-drill flow writes)."""
+    from tasks.restore import drill_finding, last_drill
+    return [drill_finding(await last_drill(cluster), datetime.now(timezone.utc), max_age_days)]
 
 
 @task(name="health-node", retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=retry_transient,

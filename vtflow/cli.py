@@ -297,19 +297,56 @@ def cmd_health(args) -> int:
 
 def cmd_backup(args) -> int:
     from flows.backup import backup
-    from tasks.backup import Retention
+    from tasks.backup import OperatorSchedule, Retention
 
     retention = Retention(**{k: v for k, v in {"keep_count": args.keep, "keep_days": args.keep_days}.items()
                              if v is not None})
-    state = asyncio.run(backup(target_block=args.target, max_parallel=args.max_parallel, retention=retention,
-                               prune=not args.no_prune, return_state=True))
+    schedule = OperatorSchedule(**({"cron": args.operator_cron} if args.operator_cron else {}))
+    state = asyncio.run(backup(target_block=args.target, method=args.method, max_parallel=args.max_parallel,
+                               retention=retention, prune=not args.no_prune, operator_schedule=schedule,
+                               return_state=True))
     results = state.result(raise_on_failure=False)
     if isinstance(results, list):
         for r in results:
             print(f"{r.keyspace}/{r.shard}: " + (f"backup {r.name} ({r.seconds:.1f} s); pruned {len(r.pruned)}"
-                                                 if r.ok and not r.error else f"failed: {r.error}"))
+                                                 if r.ok and not r.error else f"failed: {r.error}")
+                  + (f"; {r.note}" if r.note else ""))
     if not state.is_completed():
         return flow_failed(state, "backup")
+    return 0
+
+
+def cmd_restore_drill(args) -> int:
+    from flows.restore_drill import restore_drill
+
+    state = asyncio.run(restore_drill(target_block=args.target, shard=args.shard or "",
+                                      catchup_timeout_s=args.catchup_timeout, return_state=True))
+    results = state.result(raise_on_failure=False)
+    if isinstance(results, list):
+        for r in results:
+            print(f"{r.name}: " + (f"restored {r.backup} in {r.restore_seconds:.1f} s, {len(r.tables)} table(s) equal "
+                                   "to the primary's" if r.ok else f"failed: {r.finding.line if r.finding else '?'}"))
+    if not state.is_completed():
+        return flow_failed(state, "restore-drill")
+    return 0
+
+
+def cmd_teardown(args) -> int:
+    from flows.teardown import teardown
+
+    state = asyncio.run(teardown(target_block=args.target, scope=args.scope, keyspace=args.keyspace or "",
+                                 delete_claims=args.delete_claims, delete_backups=args.delete_backups,
+                                 confirm=args.confirm or "", remove_operator=args.remove_operator,
+                                 dry_run=args.dry_run, timeout_s=args.timeout, return_state=True))
+    result = state.result(raise_on_failure=False)
+    if not isinstance(result, BaseException) and result is not None:
+        verb = "would remove" if result.dry_run else "removed"
+        for line in result.removed:
+            print(f"{verb}: {line}")
+        for line in result.kept:
+            print(f"kept: {line}")
+    if not state.is_completed():
+        return flow_failed(state, "teardown")
     return 0
 
 
@@ -661,7 +698,33 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--keep", type=int, help="backups kept per shard (default 7)")
     bk.add_argument("--keep-days", type=float, help="backups older than this are removed (default 14)")
     bk.add_argument("--no-prune", action="store_true", help="keep every backup")
+    bk.add_argument("--method", choices=["flow", "operator"], default="flow",
+                    help="flow: vtflow runs BackupShard; operator: write a VitessBackupSchedule into the cluster "
+                         "(vitess-operator v2.13+), then only prune and report")
+    bk.add_argument("--operator-cron", help="with --method operator: when the operator backs up (cron, default "
+                                            "'0 2 * * *')")
     bk.set_defaults(func=cmd_backup)
+    rd = sub.add_parser("restore-drill", help="prove the newest backup of each shard restores (a scratch tablet, "
+                                              "compared with the primary, then removed)")
+    rd.add_argument("--target", required=True, help="Vitess target block name")
+    rd.add_argument("--shard", help="one shard, KEYSPACE/SHARD (default: every shard in turn)")
+    rd.add_argument("--catchup-timeout", type=float, default=300,
+                    help="seconds the restored tablet may take to match the primary")
+    rd.set_defaults(func=cmd_restore_drill)
+    td = sub.add_parser("teardown", help="remove a keyspace or the whole cluster (claims and backups kept unless "
+                                         "confirmed)")
+    td.add_argument("--target", required=True, help="Vitess target block name")
+    td.add_argument("--scope", choices=["keyspace", "cluster"], required=True, help="what to remove")
+    td.add_argument("--keyspace", help="the keyspace to remove (with --scope keyspace)")
+    td.add_argument("--delete-claims", action="store_true", help="also delete the tablets' and etcd's volume claims")
+    td.add_argument("--delete-backups", action="store_true", help="also remove the backups")
+    td.add_argument("--confirm", metavar="CLUSTER", help="the VitessCluster's name again (needed by --delete-claims "
+                                                         "and --delete-backups)")
+    td.add_argument("--remove-operator", action="store_true", help="also remove the vitess-operator and its CRDs "
+                                                                   "(refused while another VitessCluster exists)")
+    td.add_argument("--dry-run", action="store_true", help="list what would be removed and kept; change nothing")
+    td.add_argument("--timeout", type=float, default=600, help="seconds to wait, in all, for what goes to be gone")
+    td.set_defaults(func=cmd_teardown)
 
     sc = sub.add_parser("schedules", help="the scheduled deployments (health check, backup)")
     scu = sc.add_subparsers(dest="schedules", required=True).add_parser(

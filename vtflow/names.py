@@ -21,6 +21,10 @@ COMPONENT = f"{LABEL_PREFIX}/component"
 CELL = f"{LABEL_PREFIX}/cell"
 KEYSPACE = f"{LABEL_PREFIX}/keyspace"
 SHARD = f"{LABEL_PREFIX}/shard"
+# a VitessBackupSchedule's Jobs: its name as a label, their scheduled time as an annotation
+# (vitess-operator pkg/apis/planetscale/v2/labels.go and the schedule controller's constants)
+BACKUP_SCHEDULE = f"{LABEL_PREFIX}/backup-schedule"
+BACKUP_SCHEDULED_AT = f"{LABEL_PREFIX}/backup-scheduled-at"
 
 # -- planetscale.com/component values (vitess-operator)
 VTCTLD = "vtctld"

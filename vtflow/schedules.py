@@ -126,8 +126,29 @@ def served_deployments() -> tuple[list, list[Plan]]:
     from deployments import all_deployments
 
     plans = serve_plan()
-    return (all_deployments(blocks={p.name: p.blocks for p in plans}, active={p.name: p.active for p in plans}),
-            plans)
+    blocks, active = {p.name: p.blocks for p in plans}, {p.name: p.active for p in plans}
+    blocks_of, active_of = _opt_in(next(iter(blocks.values()), {}))
+    return all_deployments(blocks={**blocks, **blocks_of}, active={**active, **active_of}), plans
+
+
+def _opt_in(scheduled: dict[str, str]) -> tuple[dict[str, dict[str, str]], dict[str, bool]]:
+    """Block names and schedule state of the OPT_IN deployments: as the server has them, else
+    the scheduled deployments' blocks and a paused schedule."""
+    from prefect import get_client
+
+    from deployments import OPT_IN, scheduled_blocks
+
+    blocks, active = {}, {}
+    with get_client(sync_client=True) as client:
+        for name, params in OPT_IN.items():
+            current = _read(client, name)
+            blocks[name] = {p: scheduled.get(p) or scheduled_blocks()[p] for p in params}
+            if current is not None:
+                for p in params:
+                    if (kept := _name_of(client, (current.parameters or {}).get(p))) is not None:
+                        blocks[name][p] = kept
+            active[name] = bool(current is not None and current.schedules and all(s.active for s in current.schedules))
+    return blocks, active
 
 
 def serve_lines() -> list[str]:

@@ -156,24 +156,27 @@ def lockserver_address(vc: dict) -> dict:
 
 
 def shard_names(keyspace: dict) -> list[str]:
-    out = []
-    for part in keyspace.get("partitionings") or []:
-        if "equal" in part:
-            out += names.equal_shards(int(part["equal"].get("parts", 1)))
-        for custom in ((part.get("custom") or {}).get("shards") or []):
-            out.append(custom.get("keyRange") or custom.get("name") or "-")
-    return out or ["-"]
+    return [s for s, _ in shard_templates(keyspace)] or ["-"]
+
+
+def _key_range(custom: dict) -> str:
+    """A custom shard's ``keyRange`` ({start, end}, hex) as a shard name: {} -> '-', {end: 80} -> '-80'."""
+    kr = custom.get("keyRange") or {}
+    return f"{kr.get('start', '')}-{kr.get('end', '')}" if isinstance(kr, dict) else str(kr)
 
 
 def shard_templates(keyspace: dict) -> list[tuple[str, dict]]:
-    out = []
+    """Every shard of the keyspace's partitionings with its template, as ShardTemplates()
+    (vitesskeyspace_methods.go): deduplicated by key range, a later partitioning's shard
+    replacing an earlier one's, sorted by key range."""
+    out: dict[str, dict] = {}
     for part in keyspace.get("partitionings") or []:
         if "equal" in part:
             for s in names.equal_shards(int(part["equal"].get("parts", 1))):
-                out.append((s, part["equal"].get("shardTemplate") or {}))
+                out[s] = part["equal"].get("shardTemplate") or {}
         for custom in ((part.get("custom") or {}).get("shards") or []):
-            out.append((custom.get("keyRange") or "-", custom))
-    return out
+            out[_key_range(custom)] = custom
+    return sorted(out.items(), key=lambda kv: (kv[0].partition("-")[0], kv[0].partition("-")[2] or "~"))
 
 
 def plan(vc: dict, release: Release, default_etcd_image: str | None = None) -> list[Desired]:

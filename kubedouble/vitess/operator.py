@@ -48,6 +48,7 @@ from . import names
 from . import status as st
 from vtflow.crdschema import prune_and_default
 
+from .backupschedule import BackupScheduleController, backup_job, reconcile_schedules
 from .processes import is_operator_container, resolved_image
 from .releases import Release, UnknownRelease, running_release
 from .state import BackupRecord, VitessState
@@ -116,6 +117,13 @@ class VitessOperator(Controller):
         self.state = state
         self._pending: set[tuple[str, str]] = set()
 
+    def start(self, double) -> None:
+        # the operator's VitessBackupSchedule controller and what its Jobs run (backupschedule.py)
+        double.backup_schedules = BackupScheduleController(self.state)
+        double.add_controller(double.backup_schedules)
+        if double.kubelet is not None:
+            double.kubelet.add_program(backup_job(self.state))
+
     # -- triggers -----------------------------------------------------------------------------
     def handle(self, double, change) -> None:
         obj = change.obj
@@ -154,6 +162,7 @@ class VitessOperator(Controller):
         plan = desired_mod.plan(vc, op.release, op.default_etcd_image)
         current = self._apply(double, vc, plan)
         self._prune(double, vc, {d.key for d in plan})
+        reconcile_schedules(double, vc, op.release)
         self._roll(double, ns, plan)
         self._elect_and_backup(double, vc, plan)
         self._write_status(double, vc, plan, current)
@@ -260,7 +269,7 @@ class VitessOperator(Controller):
             ks, shard_name = d.obj["metadata"]["labels"][names.KEYSPACE], d.obj["spec"]["name"]
             pods = self._shard_pods(double, ns, cluster, ks, shard_name)
             by_alias = {self._alias(p): p for p in pods}
-            master = (shard.get("status") or {}).get("masterAlias")
+            master = had_master = (shard.get("status") or {}).get("masterAlias")
             if master not in by_alias or not is_ready(by_alias[master]):
                 candidates = sorted((p for p in pods if is_ready(p)
                                      and (p["metadata"]["labels"].get(names.TABLET_TYPE) == "replica")),
@@ -271,7 +280,9 @@ class VitessOperator(Controller):
                     double.mutate(d.ref, ns, shard["metadata"]["name"],
                                   lambda s: s.setdefault("status", {}).__setitem__("masterAlias", new))
                     master = new
-            if (has_locations and master in by_alias and is_ready(by_alias[master])
+            # the initial backup (vtbackup-init) only while the shard has never had a primary, as
+            # reconcile_backup_job.go: a shard whose backups were all removed later gets none
+            if (has_locations and not had_master and master in by_alias and is_ready(by_alias[master])
                     and not self.state.list_backups(ns, cluster, ks, shard_name)):
                 record_backup(double, self.state, vc, ks, shard_name, master,
                               ((vc.get("spec") or {}).get("backup") or {}).get("engine", "builtin"))

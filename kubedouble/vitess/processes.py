@@ -20,16 +20,24 @@ the binary prints its parse error and exits (2 up to Vitess 17, 1 from 18), and 
 restarts it into CrashLoopBackOff, as a real pod would. An image without a version tag is taken
 as the newest modelled major. mysqlctld is the binary the tablet pod copies from the vttablet
 image into the mysqld container, so its version is the vttablet container's. etcd logs in its own format: capnslog text before 3.5, zap JSON from 3.5
-(``--logger`` default). Nothing here changes objects.
+(``--logger`` default). A vttablet that starts restores from the shard's newest backup when
+state.py says it does (``VitessState.tablet_started``: a new data volume, a backup location, a
+backup) and logs vttablet's restore lines. ``VttabletHttp`` is the exec handler for the
+vttablet container: ``wget -qO- http://localhost:15000/debug/vars`` (vitess/lite's Debian base
+installs wget, docker/lite/install_dependencies.sh; curl is not assumed) prints the expvars a
+restore sets (RestoredBackupTime, RestorePosition, RestoreCount); other paths answer 404,
+which wget reports with exit 8. Nothing here changes objects.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from datetime import datetime, timezone
 
 from ..controllers.kubelet import Run
+from ..execs import not_in_image
 from . import vitessflags
 from .releases import UnknownRelease, is_operator_image, running_release
 
@@ -153,4 +161,35 @@ def vitess_component(double, pod: dict, container: dict, env: dict) -> Run | Non
         "mysqlctld": [_glog("mysqlctld.go:121", "mysqlctl socket file path: /vt/socket/mysqlctl.sock"),
                       _glog("mysqld.go:337", "Mysqld.Start: starting mysqld")],
     }[prog]
+    state = getattr(double, "vitess", None)
+    if prog == "vttablet" and state is not None:
+        lines += [_glog("restore.go:140", line) for line in state.tablet_started(double, pod)]
     return Run(vitessflags.warning_lines(prog, parsed.warnings) + lines)
+
+
+class VttabletHttp:
+    """``wget`` in a vttablet container, against vttablet's own HTTP port (15000): /debug/vars."""
+
+    def __init__(self, double, state):
+        self.double, self.state = double, state
+
+    def __call__(self, argv: list[str], stdin: bytes | None, pod: dict) -> tuple[int, bytes, bytes]:
+        if len(argv) == 3 and argv[0] in ("sh", "/bin/sh", "bash", "/bin/bash") and argv[1] == "-c":
+            argv = shlex.split(argv[2])
+        if not argv or argv[0].rsplit("/", 1)[-1] != "wget":
+            raise not_in_image(argv[0] if argv else "")
+        urls = [a for a in argv[1:] if not a.startswith("-")]
+        to_stdout = any(a in ("-qO-", "-O-", "-qO", "--output-document=-") for a in argv) or \
+            any(a in ("-O", "--output-document") and b == "-" for a, b in zip(argv, argv[1:]))
+        if len(urls) != 1 or not to_stdout:
+            return 1, b"", b"kubedouble: only `wget -qO- http://localhost:15000/<path>` is simulated\n"
+        url = urls[0] if urls[0] != "-" else ""
+        host, _, path = url.removeprefix("http://").partition("/")
+        if host not in ("localhost:15000", "127.0.0.1:15000"):
+            return 4, b"", f"wget: can't connect to remote host ({host}): Connection refused\n".encode()
+        if path.split("?")[0] != "debug/vars":
+            return 8, b"", b"wget: server returned error: HTTP/1.1 404 Not Found\n"
+        r = self.state.restored(self.double, pod)
+        body = {"RestoredBackupTime": r.time if r else "", "RestorePosition": r.position if r else "",
+                "RestoreCount": {"-.-.Restore": 1} if r else {}}
+        return 0, (json.dumps(body, indent=1) + "\n").encode(), b""

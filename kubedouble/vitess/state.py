@@ -10,10 +10,30 @@ pods and VitessShard objects, so the vtctld handler and the vtgate proxy agree w
 operator. It writes no Kubernetes object itself; the one test hook that needs one
 (``add_backup``, which also creates the VitessBackup) goes through operator.record_backup.
 Thread-safe: the HTTP threads (exec), the proxy threads and the controller thread share it.
+
+Backups and restores (vitess mysqlctl/backup.go, vttablet/tabletmanager/restore.go, as
+VITESS-WORKFLOWS.md section 3 reads them):
+- BackupShard copies the keyspace's database into a database of the backup's own
+  (``snapshot_backup``): the backup's copy. Backups recorded without one (the operator's
+  initial backup, ``add_backup``) restore as an empty database.
+- A vttablet whose data volume starts for the first time (``tablet_started``, called by the
+  simulated vttablet process) in a cluster with a backup location restores the shard's newest
+  backup into a database of its own, and its /debug/vars then say ``RestoredBackupTime`` (the
+  backup's time, RFC 3339) and ``RestorePosition``. A restart on the same volume keeps its data
+  (nothing restored again), as vttablet does when mysqld already has data. Tablets that started
+  before the shard had any backup run on the keyspace's database (the one the primary writes).
+- Until ``catchup_delay_s`` after its restore a restored tablet holds the backup's copy only;
+  after it, it has replicated every change the primary made since (its database follows the
+  primary's), except rows changed only in the backup's copy (``change_backup_row``, the
+  fault) that the primary has not written since: those keep the backup's value, as row-based
+  replication leaves a row no event touches.
+SIMPLIFIED: with no backup at all a new tablet starts empty (the real one waits, polling every
+``wait_for_backup_interval``); no binlog retention (catch-up never fails).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from contextlib import contextmanager
@@ -74,6 +94,30 @@ class BackupRecord:
 
 
 @dataclass(frozen=True)
+class Restored:
+    """What one tablet's data volume restored (keyed by the volume in ``VitessState``)."""
+    alias: str
+    keyspace: str
+    shard: str
+    backup: str             # the backup's name
+    time: str               # its time, RFC 3339 (vttablet's RestoredBackupTime)
+    database: str           # the MariaDB database that is this tablet's data
+    backup_db: str | None   # the backup's copy it came from (None: the backup had none: empty)
+    position: str
+    at: float               # time.monotonic() of the restore
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """A row changed only in a backup's copy (the fault): the row as the backup took it."""
+    backup_db: str
+    table: str
+    where: str
+    assignments: str
+    before: tuple
+
+
+@dataclass(frozen=True)
 class BackupRun:
     """One BackupShard call while it ran (``time.monotonic()`` seconds), for concurrency checks."""
     keyspace: str
@@ -93,6 +137,11 @@ class VitessState:
     primary_terms: dict[str, str] = field(default_factory=dict)                  # alias -> RFC 3339
     backup_delay_s: float = 0.0                                                  # see slow_backups
     image_tags: dict[str, str] = field(default_factory=dict)                     # see register_image
+    catchup_delay_s: float = 0.3                                                 # see the module docstring
+    backup_copies: dict[tuple[str, str, str, str, str], str] = field(default_factory=dict)  # (ns, cluster, ks, shard, name) -> db
+    restores: dict[str, Restored] = field(default_factory=dict)                  # volume key -> what it restored
+    _volumes: set[str] = field(default_factory=set, repr=False)                  # volume keys a vttablet started on
+    row_changes: list[RowChange] = field(default_factory=list)
     _running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)       # (ns, cluster)
     _max_running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (ns, cluster)
     _runs: dict[tuple[str, str], list[BackupRun]] = field(default_factory=dict, repr=False)
@@ -236,6 +285,168 @@ class VitessState:
     def set_primary_term(self, tablet_alias: str, when: str) -> None:
         with self._lock:
             self.primary_terms[tablet_alias] = when
+
+    # -- backup copies and restores (see the module docstring) ---------------------------------
+    def set_catchup_delay(self, seconds: float) -> None:
+        """How long a restored tablet holds only the backup's copy before it has caught up."""
+        if seconds < 0:
+            raise ValueError("set_catchup_delay: seconds must be >= 0")
+        with self._lock:
+            self.catchup_delay_s = float(seconds)
+
+    def _connect(self, database: str | None = None):
+        import pymysql
+
+        b = self.backend
+        return pymysql.connect(host=b.host, port=b.port, user=b.user, password=b.password, database=database,
+                               autocommit=True, connect_timeout=5)
+
+    @staticmethod
+    def _copy_database(cur, source: str, target: str) -> None:
+        """``target`` := every base table of ``source`` with its rows (``source`` may not exist: empty)."""
+        cur.execute(f"DROP DATABASE IF EXISTS `{target}`")
+        cur.execute(f"CREATE DATABASE `{target}`")
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND "
+                    "table_type = 'BASE TABLE'", (source,))
+        for (table,) in cur.fetchall():
+            cur.execute(f"CREATE TABLE `{target}`.`{table}` LIKE `{source}`.`{table}`")
+            cur.execute(f"INSERT INTO `{target}`.`{table}` SELECT * FROM `{source}`.`{table}`")
+
+    def snapshot_backup(self, ns: str, cluster: str, rec: BackupRecord) -> str | None:
+        """Copy the keyspace's database as backup ``rec``'s copy (BackupShard calls this); the copy's
+        database, or None without a MySQL backend."""
+        if self.backend is None:
+            return None
+        db = "_vtbk_" + hashlib.sha256("\0".join((ns, cluster, rec.keyspace, rec.shard, rec.name)).encode()).hexdigest()[:16]
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                self._copy_database(cur, rec.keyspace, db)
+        finally:
+            conn.close()
+        with self._lock:
+            self.backup_copies[(ns, cluster, rec.keyspace, rec.shard, rec.name)] = db
+        return db
+
+    def drop_backup_copy(self, ns: str, cluster: str, ks: str, shard: str, name: str) -> None:
+        """RemoveBackup: the backup's copy goes with it."""
+        with self._lock:
+            db = self.backup_copies.pop((ns, cluster, ks, shard, name), None)
+        if db and self.backend is not None:
+            conn = self._connect()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+            finally:
+                conn.close()
+
+    def change_backup_row(self, ns: str, cluster: str, ks: str, shard: str, table: str, assignments: str,
+                          where: str, backup: str | None = None) -> str:
+        """The fault: ``UPDATE <table> SET <assignments> WHERE <where>`` in the copy of backup
+        ``backup`` (default: the shard's newest) only. The primary's data is untouched, so a tablet
+        restored from that backup differs from the primary in ``table`` even after catching up.
+        Returns the backup's name; ValueError when the shard has no backup with a copy or no row matches."""
+        backups = self.list_backups(ns, cluster, ks, shard)
+        rec = next((b for b in reversed(backups) if backup in (None, b.name)), None)
+        with self._lock:
+            db = self.backup_copies.get((ns, cluster, ks, shard, rec.name)) if rec else None
+        if db is None:
+            raise ValueError(f"change_backup_row: shard {ks}/{shard} has no backup taken with BackupShard"
+                             + (f" named {backup}" if backup else ""))
+        conn = self._connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM `{table}` WHERE {where}")
+                before = tuple(cur.fetchall())
+                if not before:
+                    raise ValueError(f"change_backup_row: no row of {ks}.{table} matches {where}")
+                cur.execute(f"UPDATE `{table}` SET {assignments} WHERE {where}")
+        finally:
+            conn.close()
+        with self._lock:
+            self.row_changes.append(RowChange(db, table, where, assignments, before))
+        return rec.name
+
+    @staticmethod
+    def volume_key(double, pod: dict) -> str:
+        """What a tablet's data lives on: its data claim (by uid: a new claim of the same name is new
+        data), else the pod itself (emptyDir)."""
+        ns = pod["metadata"].get("namespace", "")
+        for v in (pod.get("spec") or {}).get("volumes") or []:
+            claim = (v or {}).get("persistentVolumeClaim")
+            if claim and v.get("name") == "vt":
+                pvc = double.get("persistentvolumeclaims", ns, claim["claimName"])
+                if pvc is not None:
+                    return "pvc:" + pvc["metadata"]["uid"]
+        return "pod:" + pod["metadata"]["uid"]
+
+    def tablet_started(self, double, pod: dict) -> list[str]:
+        """A vttablet process starts in ``pod``: restore on a new volume when the cluster has a backup
+        location and the shard a backup. The log lines it writes (vttablet's wording)."""
+        n = names
+        labels = pod["metadata"].get("labels") or {}
+        ns, cluster = pod["metadata"].get("namespace", ""), labels.get(n.CLUSTER, "")
+        ks, shard = labels.get(n.KEYSPACE, ""), n.shard_from_safe(labels.get(n.SHARD, ""))
+        alias = n.alias(labels.get(n.CELL, ""), int(labels.get(n.TABLET_UID, "0") or 0))
+        key = self.volume_key(double, pod)
+        with self._lock:
+            seen = key in self._volumes
+            self._volumes.add(key)
+        vc = double.get("planetscale.com/vitessclusters", ns, cluster) or {}
+        if not ((vc.get("spec") or {}).get("backup") or {}).get("locations"):
+            return []   # restore_from_backup=false: the operator passes no backup flags
+        if seen:
+            return ["Attempting to restore, but mysqld already contains data. Assuming vttablet was just restarted."]
+        lines = ["Restore: looking for a suitable backup to restore"]
+        backups = self.list_backups(ns, cluster, ks, shard)
+        if not backups:
+            return lines + [f"no backup to restore on BackupStorage for directory {ks}/{shard}. Starting up empty."]
+        rec = backups[-1]   # names sort by time: the newest
+        with self._lock:
+            copy_db = self.backup_copies.get((ns, cluster, ks, shard, rec.name))
+        db = "_vt_" + alias.replace("-", "_")
+        if self.backend is not None:
+            conn = self._connect()
+            try:
+                with conn.cursor() as cur:
+                    self._copy_database(cur, copy_db or "_vtbk_none", db)
+            finally:
+                conn.close()
+        position = f"MySQL56/00000000-0000-0000-0000-{hashlib.sha256(rec.name.encode()).hexdigest()[:12]}:1-1"
+        with self._lock:
+            self.restores[key] = Restored(alias, ks, shard, rec.name, rec.time, db, copy_db, position, time.monotonic())
+        return lines + [f"Restore: found backup {ks}/{shard} {rec.name} to restore",
+                        f"Restore: got a restore manifest: {{BackupTime:{rec.time}}}, err=<nil>, waitForBackupInterval=10s",
+                        f"Restore: starting replication at position {position}"]
+
+    def restored(self, double, pod: dict) -> Restored | None:
+        """What the tablet in ``pod`` restored (None: it runs on the keyspace's database)."""
+        with self._lock:
+            return self.restores.get(self.volume_key(double, pod))
+
+    def database_of(self, double, pod: dict, keyspace: str) -> str:
+        """The database a tablet's mysqld serves: a restored tablet's own (brought up to the primary's
+        once its catch-up delay has passed), else the keyspace's."""
+        r = self.restored(double, pod)
+        if r is None or self.backend is None:
+            return keyspace
+        if time.monotonic() - r.at >= self.catchup_delay_s:
+            self._catch_up(r)
+        return r.database
+
+    def _catch_up(self, r: Restored) -> None:
+        with self._lock:
+            changes = [c for c in self.row_changes if r.backup_db is not None and c.backup_db == r.backup_db]
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                self._copy_database(cur, r.keyspace, r.database)
+                for c in changes:
+                    cur.execute(f"SELECT * FROM `{r.keyspace}`.`{c.table}` WHERE {c.where}")
+                    if tuple(cur.fetchall()) == c.before:   # the primary has not written the row since
+                        cur.execute(f"UPDATE `{r.database}`.`{c.table}` SET {c.assignments} WHERE {c.where}")
+        finally:
+            conn.close()
 
     # -- the tablets as Vitess's topology would list them -------------------------------------
     def tablets(self, double, ns: str, cluster: str | None = None) -> list[Tablet]:

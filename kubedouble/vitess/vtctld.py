@@ -2,7 +2,8 @@
 
 Registered for pods labelled ``planetscale.com/component=vtctld``; answers
 ``vtctldclient [--server localhost:15999] <Command> [flags] <args>`` for the commands vtflow
-uses: ApplySchema, ApplyVSchema, GetVSchema, GetTablets, BackupShard, GetBackups, RemoveBackup.
+uses: ApplySchema, ApplyVSchema, GetVSchema, GetSchema, GetTablets, BackupShard, GetBackups,
+RemoveBackup, ExecuteFetchAsDBA.
 Tablets come from the double's vttablet pods and VitessShards (state.py), SQL goes to the
 backend MariaDB (database = keyspace), VSchemas and backups live in ``VitessState``. Output and
 errors are worded like the real client's where known; where not, plausibly and marked. Unknown
@@ -26,14 +27,28 @@ backup storage flags only when spec.backup has a location):
   "no registered implementation of BackupStorage".
 - BackupShard prints the tablet's streamed log events as ``<ks>/<shard> (<alias>): <event>``,
   the event in protobuf text format.
-NOT VERIFIED: the wording of the events BackupShard streams (vttablet's log lines), the exact
+- BackupShard keeps a copy of the keyspace's database as the backup's data (state.py
+  ``snapshot_backup``); RemoveBackup drops it. Tablets restore from it (state.py).
+
+ExecuteFetchAsDBA (go/cmd/vtctldclient/command/tablets.go): ``[--max-rows N] [--disable-binlogs]
+[--reload-schema] [--json] <tablet alias> <query>``, exactly two arguments. The query runs on
+that tablet's mysqld (here: the tablet's database, state.py ``database_of``: a restored tablet's
+own, else the keyspace's) as the DBA user, in the tablet's database. ``--json`` prints the
+sqltypes.Result with encoding/json (Go json tags: fields, rows_affected, rows_read, insert_id,
+rows, session_state_changes, status_flags); sqltypes.Value marshals quoted types as JSON
+strings, numbers as bare JSON numbers, NULL as null. Without ``--json`` a mysql-client-like
+table. More rows than ``--max-rows`` (default 10000) fail.
+NOT VERIFIED: the field entries' exact contents (here name and a querypb type number), the
+wording of the max-rows error, and the wording of the events BackupShard streams (vttablet's log lines), the exact
 S3 error text (aws-sdk-go-v2's, as printed through gRPC), what GCS/Azure/Ceph storage do with
 an unknown name (taken as success, like the file storage), and the glog prefix of errors.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -47,13 +62,15 @@ from .operator import forget_backup, record_backup
 from .state import BackupRecord, Tablet, VitessState
 
 COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetSchema", "GetTablets", "BackupShard", "GetBackups",
-            "RemoveBackup")
+            "RemoveBackup", "ExecuteFetchAsDBA")
 USAGE = ("Usage:\n  vtctldclient [command]\n\nAvailable Commands:\n" +
          "".join(f"  {c}\n" for c in COMMANDS) + "\nFlags:\n      --server string   server to use for the connection\n")
 # cobra's Use lines (backups.go), printed as the usage of a command whose arguments are wrong
 USES = {"BackupShard": "BackupShard [--concurrency <concurrency>] [--allow-primary] [--upgrade-safe] <keyspace/shard>",
         "GetBackups": "GetBackups [--limit <limit>] [--json] <keyspace/shard>",
-        "RemoveBackup": "RemoveBackup <keyspace/shard> <backup name>"}
+        "RemoveBackup": "RemoveBackup <keyspace/shard> <backup name>",
+        "ExecuteFetchAsDBA": "ExecuteFetchAsDBA [--max-rows <max-rows>] [--json|-j] [--disable-binlogs] "
+                             "[--reload-schema] <tablet alias> <query>"}
 GLOG_E = "E0000 00:00:00.000000       1 main.go:56] "   # how main.go logs the error a command returns
 NO_STORAGE = "no registered implementation of BackupStorage"
 S3_EMPTY_DELETE = ("operation error S3: DeleteObjects, https response error StatusCode: 400, RequestID: "
@@ -386,6 +403,7 @@ class Vtctld:
                                              "exit status 1", "".join(out))
             size = self._database_size(ks)
             rec = record_backup(self.double, self.state, vc, ks, shard, tablet.alias, engine, size, when=start)
+            self.state.snapshot_backup(ns, cluster, rec)
             out += [event(f"Backup {rec.name} completed ({size} bytes)", "backup.go", 250),
                     event(f"Restarting replication on {tablet.alias}", "backup.go", 320)]
         return Result(0, "".join(out))
@@ -418,10 +436,56 @@ class Vtctld:
         if err:
             return err
         vc = self.double.get("planetscale.com/vitessclusters", ns, cluster)
+        self.state.drop_backup_copy(ns, cluster, ks, shard, name)
         if forget_backup(self.double, self.state, vc, ks, shard, name) is None and self._location_kind(vc) == "s3":
             # S3's RemoveBackup lists the prefix and sends a DeleteObjects without keys
             return _rpc_error("Unknown", S3_EMPTY_DELETE)
         return Result(0, "")
+
+    def cmd_ExecuteFetchAsDBA(self, args, stdin, ns, cluster) -> Result:
+        opts, pos = _parse(args, {"max-rows": True, "disable-binlogs": False, "reload-schema": False, "json": False},
+                           stdin, short={"j": "json"})
+        if len(pos) != 2:
+            raise UsageError(f"accepts 2 arg(s), received {len(pos)}", USES["ExecuteFetchAsDBA"])
+        alias, query = pos
+        if not re.fullmatch(r"[A-Za-z0-9_]+-\d+", alias):
+            return Result(1, "", f"{GLOG_E}invalid tablet alias {alias!r}\n")
+        max_rows = opts.get("max-rows", "10000")
+        if not max_rows.isdigit():
+            raise UsageError(f'invalid argument "{max_rows}" for "--max-rows" flag: strconv.ParseInt: parsing '
+                             f'"{max_rows}": invalid syntax', USES["ExecuteFetchAsDBA"])
+        tablet = next((t for t in self.state.tablets(self.double, ns, cluster) if t.alias == alias), None)
+        if tablet is None:
+            return _rpc_error("NotFound", f"node doesn't exist: tablets/{alias}/Tablet")
+        if self.state.backend is None:
+            return Result(1, "", "kubedouble: no MySQL backend configured (--mysql-backend HOST:PORT)\n")
+        pod = self.double.get("pods", ns, tablet.pod)
+        database = self.state.database_of(self.double, pod, tablet.keyspace) if pod else tablet.keyspace
+        try:
+            conn = self._connect()
+        except pymysql.MySQLError as e:
+            return _rpc_error("Unavailable", f"mysqld not reachable: {e}")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+                cur.execute(f"USE `{database}`")
+                try:
+                    cur.execute(query)
+                except pymysql.MySQLError as e:
+                    code, msg = (e.args + ("",))[:2]
+                    return _rpc_error("Unknown", f"TabletManager.ExecuteFetchAsDba on {alias}: {msg} (errno {code}) "
+                                                 f"(sqlstate HY000) during query: {query}")
+                fields = [d[0] for d in cur.description or []]
+                types = [d[1] for d in cur.description or []]
+                rows = list(cur.fetchall()) if cur.description else []
+                affected = cur.rowcount if not cur.description else 0
+        finally:
+            conn.close()
+        if len(rows) > int(max_rows):
+            return _rpc_error("Unknown", f"TabletManager.ExecuteFetchAsDba on {alias}: Row count exceeded {max_rows}")
+        if opts.get("json", "false") != "false":
+            return Result(0, result_json(fields, types, rows, affected) + "\n")
+        return Result(0, result_table(fields, rows))
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
@@ -499,3 +563,42 @@ def backup_json(ks: str, shard: str, b: BackupRecord) -> dict:
             "tablet_alias": {"cell": cell, "uid": int(uid)},
             "time": {"seconds": str(int(when.timestamp())), "nanoseconds": 0},
             "engine": "", "status": "UNKNOWN"}
+
+
+# MySQL column type (pymysql's description) -> querypb.Type number (query.proto), for the fields list
+_QUERY_TYPES = {1: 257, 2: 259, 3: 263, 8: 265, 9: 261, 4: 1036, 5: 1035, 246: 18, 7: 2061, 10: 2062, 12: 2064,
+                11: 2063, 13: 2065, 253: 6165, 254: 8207, 252: 10262, 16: 2073, 245: 2078}
+_QUOTED_TYPES = {7, 10, 11, 12, 13, 253, 254, 252, 245, 15, 16}
+
+
+def _json_value(v, mysql_type: int) -> str:
+    """sqltypes.Value.MarshalJSON: quoted types (text, blobs, dates) as JSON strings, NULL as
+    null, numbers bare."""
+    if v is None:
+        return "null"
+    if isinstance(v, (bytes, bytearray)):
+        v = v.decode("utf-8", "replace")
+    if mysql_type in _QUOTED_TYPES or not isinstance(v, (int, float, decimal.Decimal)):
+        return json.dumps(str(v))
+    return str(v)
+
+
+def result_json(fields: list[str], types: list[int], rows: list[tuple], affected: int) -> str:
+    """``ExecuteFetchAsDBA --json``: a sqltypes.Result through encoding/json (indented, as cli.MarshalJSON)."""
+    f = ",\n".join(f'    {{\n      "name": {json.dumps(n)},\n      "type": {_QUERY_TYPES.get(t, 10262)}\n    }}'
+                   for n, t in zip(fields, types))
+    r = ",\n".join("    [\n" + ",\n".join(f"      {_json_value(v, t)}" for v, t in zip(row, types)) + "\n    ]"
+                   for row in rows)
+    return ("{\n" + f'  "fields": [\n{f}\n  ],\n' + f'  "rows_affected": {max(affected, 0)},\n  "rows_read": 0,\n'
+            + '  "insert_id": 0,\n' + (f'  "rows": [\n{r}\n  ],\n' if rows else '  "rows": null,\n')
+            + '  "session_state_changes": "",\n  "status_flags": 0\n}')
+
+
+def result_table(fields: list[str], rows: list[tuple]) -> str:
+    """cli.WriteQueryResultTable: a mysql-client-like table."""
+    cells = [[("NULL" if v is None else v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for v in row]
+             for row in rows]
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(fields)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
+    row = lambda vals: "|" + "|".join(f" {v:<{w}} " for v, w in zip(vals, widths)) + "|\n"  # noqa: E731
+    return line + row(fields) + line + "".join(row(c) for c in cells) + line

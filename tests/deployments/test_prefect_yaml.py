@@ -24,9 +24,11 @@ def test_prefect_yaml_is_rendered_from_all_deployments(monkeypatch):
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     by_name = {d["name"]: d for d in config["deployments"]}
     assert list(by_name) == [d.name for d in all_deployments()] == ["deploy", "node-prep", "health-check", "backup",
-                                                                    "redeploy"]
+                                                                    "restore-drill", "teardown", "redeploy"]
     assert by_name["health-check"]["schedules"] == [{"interval": 300.0, "active": False}]
     assert by_name["backup"]["schedules"] == [{"cron": "0 3 * * *", "active": False}]
+    assert by_name["restore-drill"]["schedules"] == [{"cron": "0 4 * * 0", "active": False}]
+    assert "schedules" not in by_name["teardown"] or not by_name["teardown"]["schedules"]
     assert by_name["health-check"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
     assert {d["work_pool"]["name"] for d in config["deployments"]} == {"vtflow"}
 
@@ -67,7 +69,8 @@ def test_deploy_all_then_a_process_worker_runs_the_deploy_flow(prefect_server, t
         assert "deploy/deploy" in out, out[-3000:]
         with get_client(sync_client=True) as client:
             pooled = client.read_deployments(work_pool_filter=POOL)
-            assert sorted(f"{x.name}" for x in pooled) == ["backup", "deploy", "health-check", "node-prep", "redeploy"]
+            assert sorted(f"{x.name}" for x in pooled) == ["backup", "deploy", "health-check", "node-prep", "redeploy",
+                                                                    "restore-drill", "teardown"]
             health = client.read_deployment_by_name("health-check/health-check")
             assert [s.active for s in health.schedules] == [False], "scheduled deployments start paused"
         worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "vtflow",

@@ -372,3 +372,123 @@ def test_slow_backups_measure_overlap(two_keyspaces, tmp_path):
     assert d.vitess.max_concurrent_backups(NS, "example") == 1
     a, b = d.vitess.backup_runs(NS, "example")
     assert a.end <= b.start and d.vitess.running_backups(NS, "example") == 0
+
+
+def exec_in(api, pod: str, container: str, argv: list[str]) -> tuple[int, str, str]:
+    core = client.CoreV1Api(api)
+    resp = stream(core.connect_get_namespaced_pod_exec, pod, NS, container=container, command=argv,
+                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    resp.run_forever(timeout=10)
+    return resp.returncode, resp.read_stdout(), resp.read_stderr()
+
+
+def tablets_of(api, shard="commerce/-") -> dict[str, dict]:
+    code, out, err = vtctldclient(api, "GetTablets", "--format", "json", "--keyspace", shard.split("/")[0])
+    assert code == 0, err
+    return {f"{t['alias']['cell']}-{t['alias']['uid']:010d}": t for t in json.loads(out)}
+
+
+def pod_of(api, alias: str) -> str:
+    """The Ready pod of tablet ``alias`` (by the operator's tablet-uid label)."""
+    uid = str(int(alias.rsplit("-", 1)[1]))
+    core = client.CoreV1Api(api)
+
+    def ready():
+        for p in core.list_namespaced_pod(NS, label_selector=f"planetscale.com/tablet-uid={uid}").items:
+            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []):
+                return p.metadata.name
+    return wait_for(ready, timeout=20, what=f"tablet {alias}'s pod Ready")
+
+
+def primary_of(api) -> str:
+    return next(a for a, t in tablets_of(api).items() if t["type"] == "PRIMARY")
+
+
+def test_execute_fetch_as_dba_json_is_a_sqltypes_result(vitess_101, kd_mariadb):
+    _, api, _ = vitess_101
+    with _db(kd_mariadb) as c, c.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS commerce")
+        cur.execute("CREATE TABLE IF NOT EXISTS commerce.fetched (id INT PRIMARY KEY, v VARCHAR(8))")
+        cur.execute("REPLACE INTO commerce.fetched VALUES (1, 'a'), (2, NULL)")
+    primary = primary_of(api)
+    code, out, err = vtctldclient(api, "ExecuteFetchAsDBA", "--json", primary, "SELECT id, v FROM fetched ORDER BY id")
+    assert code == 0, err
+    result = json.loads(out)
+    assert [f["name"] for f in result["fields"]] == ["id", "v"] and result["rows"] == [[1, "a"], [2, None]]
+    assert {"rows_affected", "insert_id", "session_state_changes", "status_flags"} <= set(result)
+    code, out, _ = vtctldclient(api, "ExecuteFetchAsDBA", primary, "CHECKSUM TABLE fetched")
+    assert code == 0 and "| Table" in out and "commerce.fetched" in out
+    code, _, err = vtctldclient(api, "ExecuteFetchAsDBA", "--max-rows", "1", primary, "SELECT id FROM fetched")
+    assert code == 1 and "Row count exceeded 1" in err
+    code, _, err = vtctldclient(api, "ExecuteFetchAsDBA", primary)
+    assert code == 1 and "accepts 2 arg(s), received 1" in err
+    code, _, err = vtctldclient(api, "ExecuteFetchAsDBA", "zone1-0000000999", "SELECT 1")
+    assert code == 1 and "node doesn't exist: tablets/zone1-0000000999/Tablet" in err
+    code, _, err = vtctldclient(api, "ExecuteFetchAsDBA", primary, "SELECT * FROM no_such_table")
+    assert code == 1 and "doesn't exist (errno 1146)" in err
+
+
+def test_a_new_tablet_restores_the_newest_backup_and_catches_up_but_keeps_a_backup_only_change(vitess_101, kd_mariadb):
+    d, api, dyn = vitess_101
+    with _db(kd_mariadb) as c, c.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS commerce")
+        cur.execute("CREATE TABLE IF NOT EXISTS commerce.kept (id INT PRIMARY KEY, v VARCHAR(8))")
+        cur.execute("REPLACE INTO commerce.kept VALUES (1, 'one'), (2, 'two')")
+    assert vtctldclient(api, "BackupShard", "commerce/-")[0] == 0
+    newest = d.vitess.list_backups(NS, "example", "commerce", "-")[-1]
+    d.vitess.change_backup_row(NS, "example", "commerce", "-", "kept", "v = 'TWO'", "id = 2")
+    with _db(kd_mariadb) as c, c.cursor() as cur:
+        cur.execute("INSERT INTO commerce.kept VALUES (3, 'three')")   # after the backup
+    d.vitess.set_catchup_delay(3600)
+    rc = dyn.resources.get(api_version=VC, kind="VitessCluster")
+    spec = rc.get(name="example", namespace=NS).to_dict()["spec"]
+    pools = spec["keyspaces"][0]["partitionings"][0]["equal"]["shardTemplate"]["tabletPools"]
+    grown = copy.deepcopy(spec["keyspaces"])
+    grown[0]["partitionings"][0]["equal"]["shardTemplate"]["tabletPools"][0]["replicas"] = pools[0]["replicas"] + 1
+    before = set(tablets_of(api))
+    rc.patch(name="example", namespace=NS, body={"spec": {"keyspaces": grown}}, content_type="application/merge-patch+json")
+    try:
+        new = wait_for(lambda: next(iter(set(tablets_of(api)) - before), None), timeout=20, what="the new tablet")
+        pod = pod_of(api, new)
+        code, out, err = exec_in(api, pod, "vttablet", ["wget", "-qO-", "http://localhost:15000/debug/vars"])
+        assert code == 0, err
+        assert json.loads(out)["RestoredBackupTime"] == newest.time and json.loads(out)["RestoreCount"] == {"-.-.Restore": 1}
+        log = client.CoreV1Api(api).read_namespaced_pod_log(pod, NS, container="vttablet")
+        assert f"Restore: found backup commerce/- {newest.name} to restore" in log
+        primary_pod = pod_of(api, primary_of(api))
+        code, out, _ = exec_in(api, primary_pod, "vttablet", ["wget", "-qO-", "http://localhost:15000/debug/vars"])
+        assert code == 0 and json.loads(out)["RestoredBackupTime"] == ""   # it started before any backup
+        with pytest.raises(Exception, match="failed to exec in container"):   # curl is not in the image
+            exec_in(api, primary_pod, "vttablet", ["curl", "-s", "http://localhost:15000/debug/vars"])
+        assert exec_in(api, pod, "vttablet", ["wget", "-qO-", "http://localhost:15000/nope"])[0] == 8
+
+        def rows(alias):
+            code, out, err = vtctldclient(api, "ExecuteFetchAsDBA", "--json", alias, "SELECT id, v FROM kept ORDER BY id")
+            assert code == 0, err
+            return json.loads(out)["rows"]
+        assert rows(new) == [[1, "one"], [2, "TWO"]]          # the backup's copy only: not caught up yet
+        d.vitess.set_catchup_delay(0)
+        assert rows(new) == [[1, "one"], [2, "TWO"], [3, "three"]]   # replicated since, the changed row kept
+        assert rows(primary_of(api)) == [[1, "one"], [2, "two"], [3, "three"]]
+    finally:
+        d.vitess.set_catchup_delay(0.3)
+        rc.patch(name="example", namespace=NS, body={"spec": {"keyspaces": spec["keyspaces"]}},
+                 content_type="application/merge-patch+json")
+        wait_for(lambda: set(tablets_of(api)) == before, timeout=20, what="the new tablet gone")
+
+
+def test_no_new_initial_backup_once_the_shard_has_had_a_primary(vitess_101):
+    d, api, _ = vitess_101
+    for name in backup_names(api, "commerce/-"):
+        assert vtctldclient(api, "RemoveBackup", "commerce/-", name)[0] == 0
+    # the operator's next passes (it watches VitessBackups, and resyncs every 2 s) add none
+    # a status pass counting 0 backups proves a pass ran after the removal (it backs up before status)
+    wait_for(lambda: cluster_status_shard(d) == 0, timeout=10, what="the shard's status to count 0 complete backups")
+    assert backup_names(api, "commerce/-") == [] and d.vitess.list_backups(NS, "example", "commerce", "-") == []
+
+
+def cluster_status_shard(d) -> int | None:
+    shard = next(s for s in d.list("planetscale.com/vitessshards", NS)
+                 if s["metadata"]["labels"].get("planetscale.com/keyspace") == "commerce")
+    locs = (shard.get("status") or {}).get("backupLocations") or [{}]
+    return locs[0].get("completeBackups")

@@ -118,3 +118,35 @@ def test_the_headroom_probe_is_read_only_and_reads_real_facts():
     assert facts["end"] == "1"
     h = headroom_of("here", facts)
     assert h.available_memory_gib > 0 and h.free_disk_gib > 0 and h.disk_path.startswith("/")
+
+
+def test_schedule_checks_warn_on_a_failed_newest_job_per_shard():
+    import copy
+
+    from tasks.health import schedule_checks
+
+    vc = copy.deepcopy(VC)
+    vc["spec"]["backup"]["schedules"] = [{"name": "vtflow"}, {"name": "mine"}, {"name": "lost"}]
+    vbs = [{"metadata": {"name": "example-vbsc-vtflow-1"}, "spec": {"name": "vtflow"}},
+           {"metadata": {"name": "example-vbsc-mine-2"}, "spec": {"name": "mine"},
+            "status": {"nextScheduledTimes": {"s": "2026-12-03T02:00:00Z"}}}]
+
+    def job(name, at, failed, shard):
+        return {"metadata": {"name": name, "labels": {"planetscale.com/backup-schedule": "example-vbsc-vtflow-1",
+                                                      "planetscale.com/keyspace": "commerce", "planetscale.com/shard": shard},
+                             "annotations": {"planetscale.com/backup-scheduled-at": at}},
+                "status": {"conditions": [{"type": "Failed" if failed else "Complete", "status": "True",
+                                           "reason": "BackoffLimitExceeded" if failed else ""}]}}
+    jobs = [job("old-fail", "2026-12-01T02:00:00Z", True, "x-x"), job("new-ok", "2026-12-02T02:00:00Z", False, "x-x"),
+            job("80-fail", "2026-12-02T02:00:00Z", True, "80-x")]
+    checks = {f.name: f for f in schedule_checks(vc, vbs, jobs, "example")}
+    assert checks["backup schedule vtflow"].level == "warn"
+    assert checks["backup schedule vtflow"].problem == ("the newest Job failed for commerce/80-: Job 80-fail "
+                                                         "(2026-12-02T02:00:00Z) BackoffLimitExceeded")
+    assert "kubectl logs -n example job/80-fail" in checks["backup schedule vtflow"].fix
+    assert (checks["backup schedule mine"].level, checks["backup schedule mine"].problem) == (
+        "ok", "no Job yet; next run 2026-12-03T02:00:00Z")
+    assert checks["backup schedule lost"].level == "warn" and "v2.13" in checks["backup schedule lost"].fix
+    # the newer success of the x-x shard wins over its older failure
+    ok = {f.name: f for f in schedule_checks(vc, vbs, jobs[:2], "example")}["backup schedule vtflow"]
+    assert ok.level == "ok"
