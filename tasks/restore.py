@@ -323,14 +323,19 @@ def drill_variable(cluster: str) -> str:
 
 
 def drill_record(results: list[DrillResult], at: datetime) -> dict:
+    """What the health check keeps of a drill: "ok", "failed", or "refused" when every shard
+    that did not pass could not be drilled (no room: its finding is a warning)."""
     failed = [r for r in results if not r.ok]
-    return {"at": at.astimezone(timezone.utc).isoformat(), "result": "failed" if failed else "ok",
+    refused = failed and all(r.finding is not None and r.finding.level == "warn" for r in failed)
+    return {"at": at.astimezone(timezone.utc).isoformat(),
+            "result": "refused" if refused else "failed" if failed else "ok",
             "shards": [r.name for r in results],
             "problem": "; ".join(f"{r.name}: {r.finding.problem if r.finding else 'failed'}" for r in failed)}
 
 
 def drill_finding(record: dict | None, now: datetime, max_age_days: float = 8) -> Finding:
-    """The health check's judgement of the last drill: none or too old warns, a failed one fails."""
+    """The health check's judgement of the last drill: none, too old or one that could not run
+    (no room) warns, a failed one fails."""
     name = "restore drill"
     fix = "run the restore-drill flow (deployment restore-drill), or turn on its weekly schedule."
     if not record or not record.get("at"):
@@ -338,6 +343,10 @@ def drill_finding(record: dict | None, now: datetime, max_age_days: float = 8) -
                        fix=fix)
     at = datetime.fromisoformat(record["at"])
     age_d = (now - at).total_seconds() / 86400
+    if record.get("result") == "refused":
+        return Finding(name=name, level="warn", problem=f"the last drill ({age_d:.1f} days ago) could not run: "
+                       f"{record.get('problem') or 'see its run'}", fix="free room for one tablet on a node, then run "
+                       "the drill again: until then no backup is proven to restore.")
     if record.get("result") != "ok":
         return Finding(name=name, level="fail", problem=f"the last drill ({age_d:.1f} days ago) failed: "
                        f"{record.get('problem') or 'see its run'}", fix="act on the drill's finding, take a new backup "
@@ -544,7 +553,8 @@ def drill_one(d: Drill, ks: str, shard: str, restore_timeout_s: float, catchup_t
     try:
         d.preflight(vc, ks, shard)
     except (ConfigError, PermanentError) as e:
-        r.finding = Finding(name=r.name, level="fail", problem=f"{e.subject}: {e.problem}", fix=e.fix or "")
+        # the run fails (nothing was proven), but the backup was not found wanting: a warning
+        r.finding = Finding(name=r.name, level="warn", problem=f"{e.subject}: {e.problem}", fix=e.fix or "")
         return r
     started = time.monotonic()
     try:

@@ -130,3 +130,12 @@ def test_the_health_checks_view_of_the_last_drill():
                        now)
     f = drill_finding(bad, now)
     assert f.level == "fail" and "commerce/-: differs in t" in f.problem and "backup flow" in f.fix
+    # no room for the scratch tablet: nothing proven, but no backup found wanting either
+    refused = drill_record([DrillResult("commerce", "-", finding=Finding(name="x", level="warn",
+                                                                         problem="no node can hold one more tablet"))],
+                           now)
+    f = drill_finding(refused, now)
+    assert refused["result"] == "refused" and f.level == "warn" and "could not run" in f.problem
+    both = drill_record([DrillResult("commerce", "-", finding=Finding(name="x", level="warn", problem="no room")),
+                         DrillResult("customer", "-", finding=Finding(name="y", level="fail", problem="differs"))], now)
+    assert drill_finding(both, now).level == "fail", "a shard that failed is a failure whatever the others did"
