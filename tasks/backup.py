@@ -195,16 +195,22 @@ def back_up_shard(k: kube.Kube, namespace: str, cluster: str, ks: str, shard: st
     result = BackupResult(ks, shard, True, name=newest["name"], size=newest.get("size"),
                           seconds=seconds)
     if retention is not None:
-        pruned = []
-        for name in to_prune(after, retention, now or datetime.now(timezone.utc)):
-            try:
-                vt.remove_backup(ks, shard, name)
-            except CommandFailed as e:
-                result.error = f"RemoveBackup {name} failed: {e.detail}"
-                break
-            pruned.append(name)
-        result.pruned = tuple(pruned)
+        _prune(vt, ks, shard, after, retention, now, result)
     return result
+
+
+def _prune(vt: Vtctld, ks: str, shard: str, backups: list[dict], retention: Retention, now: datetime | None,
+           result: BackupResult) -> None:
+    """RemoveBackup of what ``retention`` lets go; the first failure ends it, named in ``result``."""
+    pruned = []
+    for name in to_prune(backups, retention, now or datetime.now(timezone.utc)):
+        try:
+            vt.remove_backup(ks, shard, name)
+        except CommandFailed as e:
+            result.error = result.error or f"RemoveBackup {name} failed: {e.detail}"
+            break
+        pruned.append(name)
+    result.pruned = tuple(pruned)
 
 
 @task(name="backup-shard", cache_policy=NO_CACHE, task_run_name="backup-{ks}-{shard}")
@@ -471,15 +477,7 @@ def report_shard(k: kube.Kube, namespace: str, cluster: str, ks: str, shard: str
             result.ok = False
             result.error = f"the schedule's newest Job {job['metadata']['name']} failed ({job_failure(job)})"
     if retention is not None:
-        pruned = []
-        for name in to_prune(backups, retention, now or datetime.now(timezone.utc)):
-            try:
-                vt.remove_backup(ks, shard, name)
-            except CommandFailed as e:
-                result.error = result.error or f"RemoveBackup {name} failed: {e.detail}"
-                break
-            pruned.append(name)
-        result.pruned = tuple(pruned)
+        _prune(vt, ks, shard, backups, retention, now, result)
     return result
 
 
