@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from tasks import versions
 from tasks.verify import expected_tablets_of
-from vtflow import crdschema, kube, names
+from vtflow import crdschema, kube, names, vtctld
 from vtflow.errors import ConfigError, PermanentError, VtflowError
 from vtflow.quantity import cpu_millis, memory_bytes
 from vtflow.vtctld import CommandFailed, Vtctld
@@ -274,7 +274,7 @@ def schedule_entry(shards: list[tuple[str, str]], schedule: OperatorSchedule, su
                         "keyspace": ks, "shard": sh} for ks, sh in shards],
     }
     if support.backup_method:
-        entry["backupMethod"] = "vtctldclient"
+        entry["backupMethod"] = vtctld.CLIENT   # BackupShard from a Job, on a serving replica
     return entry
 
 
@@ -495,12 +495,8 @@ def read_schema(k: kube.Kube, namespace: str, cluster: str, keyspaces: list[str]
             raise PermanentError(f"keyspace {ks} of VitessCluster {namespace}/{cluster}", "has no tablet to read "
                                  "its schema from.", "wait until the cluster is ready (health check), then re-run.")
         alias = f"{tablet['alias']['cell']}-{int(tablet['alias']['uid']):010d}"
-        reply = vt.run(["GetSchema", alias])
-        if not reply.ok:
-            raise CommandFailed(f"vtctldclient GetSchema {alias} in VitessCluster {namespace}/{cluster}",
-                                f"exited {reply.rc}: {reply.said}", "re-run when the tablet serves.",
-                                "GetSchema", reply.rc, reply.said)
-        record["keyspaces"][ks] = {"tablet": alias, "tables": schema_of(reply.out), "vschema": vt.get_vschema(ks)}
+        record["keyspaces"][ks] = {"tablet": alias, "tables": schema_of(vt.get_schema(alias)),
+                                   "vschema": vt.get_vschema(ks)}
     return record
 
 

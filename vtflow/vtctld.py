@@ -23,6 +23,7 @@ from vtflow.errors import PermanentError, TransientError, VtflowError
 
 SERVER = "localhost:15999"      # vtctld's gRPC port, as seen from inside its own pod
 CONTAINER = names.VTCTLD
+CLIENT = "vtctldclient"   # the binary; also the operator's backupMethod that runs it
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class Vtctld:
         """Run ``vtctldclient --server <vtctld> <args>``; a non-zero exit is returned, not raised."""
         pod = self.k.ready_pod(self.namespace, names.cluster_selector(self.cluster, names.VTCTLD),
                                f"vtctld of {self.where}")
-        rc, out, err = self.k.exec(self.namespace, pod, CONTAINER, ["vtctldclient", "--server", SERVER, *args],
+        rc, out, err = self.k.exec(self.namespace, pod, CONTAINER, [CLIENT, "--server", SERVER, *args],
                                    stdin=stdin, timeout_s=self.timeout_s)
         return Reply(rc, out, err)
 
@@ -137,6 +138,10 @@ class Vtctld:
         """The keyspace's VSchema; None when vtctld has none to give (then any VSchema differs)."""
         reply = self.run(["GetVSchema", keyspace])
         return json.loads(reply.out) if reply.ok and reply.out.strip() else None
+
+    def get_schema(self, alias: str) -> str:
+        """Tablet ``alias``'s schema: GetSchema's protojson SchemaDefinition, as it printed it."""
+        return self._check(["GetSchema", alias], f"of tablet {alias}", "re-run when the tablet serves.").out
 
     def get_backups(self, keyspace: str, shard: str) -> list[dict]:
         reply = self._check(["GetBackups", "--json", f"{keyspace}/{shard}"], f"{keyspace}/{shard}",

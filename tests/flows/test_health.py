@@ -77,6 +77,9 @@ def healthy_again(d):
 def test_a_healthy_cluster_passes_and_records_its_restart_baseline(cluster):
     state, checks = check(cluster)
     assert state.is_completed(), state.message
+    # every check ok; no restore drill has run on this cluster, which the check says (a warning)
+    drill = checks.pop("restore drill")
+    assert drill.level == "warn" and "no restore drill has run" in drill.problem, drill.line
     assert {c.level for c in checks.values()} == {"ok"}, {n: c.line for n, c in checks.items() if c.level != "ok"}
     assert {"cluster status", "pods etcd", "pods vttablet", "pods vtadmin", "pods vtorc", "vtgate", "tablets commerce/-",
             "backup commerce/-", "restarts"} <= set(checks)
@@ -84,7 +87,7 @@ def test_a_healthy_cluster_passes_and_records_its_restart_baseline(cluster):
     assert checks["restarts"].problem.startswith(("first check: baseline recorded", "no container restarted"))
     state, checks = check(cluster)
     assert checks["restarts"].problem == "no container restarted since the last check"
-    assert Artifact.get("health-example").data.startswith("# Health of example: ok")
+    assert Artifact.get("health-example").data.startswith("# Health of example: WARN\n\n13 ok, 1 warnings, 0 failed")
 
 
 def test_a_crash_looping_replica_warns_on_pods_and_restarts_and_fails_its_shard(cluster):

@@ -37,10 +37,10 @@ def bare_env(state: Path, port: int, **extra) -> dict:
 
 
 def served_names(port: int, state: Path, timeout: float = 90) -> list[str]:
-    """The deployments' names once all five are served (or what there is after ``timeout``)."""
+    """The deployments' names once all seven are served (or what there is after ``timeout``)."""
     deadline = time.monotonic() + timeout
     names: list[str] = []
-    while time.monotonic() < deadline and len(names) < 5:
+    while time.monotonic() < deadline and len(names) < 7:
         time.sleep(1)
         if (state / "api-auth-string").exists():
             try:
@@ -66,7 +66,8 @@ def test_serve_keeps_its_files_out_of_another_users_runner_storage():
     try:
         names = served_names(port, state)
         log = (state / "prefect" / "serve.log").read_text() if (state / "prefect" / "serve.log").exists() else ""
-        assert names == ["backup", "deploy", "health-check", "node-prep", "redeploy"], log[-3000:]
+        assert names == ["backup", "deploy", "health-check", "node-prep", "redeploy", "restore-drill", "teardown"], \
+            log[-3000:]
         assert "PermissionError" not in log and "runner_storage" not in log
         assert list((machine_tmp / "runner_storage").iterdir()) == [], "nothing of this user's in the shared folder"
     finally:
@@ -92,7 +93,7 @@ def test_make_up_started_with_sigint_ignored_still_stops_serve_cleanly(tmp_path)
                           preexec_fn=lambda: sig.signal(sig.SIGINT, sig.SIG_IGN))
     try:
         names = served_names(port, state)
-        assert len(names) == 5, names
+        assert len(names) == 7, names
         up.send_signal(sig.SIGTERM)
         output, _ = up.communicate(timeout=90)
     finally:
