@@ -1,15 +1,18 @@
 """tasks/datafile.py: data files cut as streams. Pure: the same batches whatever the pieces the
 file arrives in, the pre-flight's cut (digest, rows, segments) and its checks."""
 
+import csv
 import gzip
 import hashlib
+import io
 import random
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from tasks import sqlscript
-from tasks.datafile import Cursor, coalesce, cut_csv, cut_sql, sql_batches
+from tasks.datafile import NULL, Cursor, coalesce, csv_batches, cut_csv, cut_sql, sql_batches
+from vtflow import mysql
 from vtflow.errors import ConfigError
 from vtflow.sources import DataSource
 from helpers import EXAMPLES
@@ -117,3 +120,47 @@ def test_csv_cut_in_pieces_counts_rows_and_checks_quotes():
     assert cut.digest == hashlib.sha256(("csv t\n" + text.replace("\r\n", "\n")).encode()).hexdigest()
     with pytest.raises(ConfigError, match=r"^b.csv:3: a quoted field opens here and is never closed"):
         cut_csv(pieces(b'id,v\n1,a\n2,"open\n3,c\n' + b"4,d\n" * 100000, 1000), "t", "b.csv")
+
+
+def csv_oracle(text: str, max_rows: int, skip_rows: int = 0) -> list[tuple[str, int]]:
+    """What the batches of a CSV text must send: the csv module's records (blank lines dropped),
+    each field quoted on its own, in batches of max_rows records."""
+    records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    quote = mysql.string_literal_quoter(True)
+    head = "INSERT INTO `t` (" + ", ".join(f"`{c}`" for c in records[0]) + ") VALUES "
+    body = records[1 + skip_rows:]
+    return [(head + ",".join("(" + ",".join("NULL" if f == NULL else quote(f) for f in r) + ")"
+                             for r in body[i:i + max_rows]), len(body[i:i + max_rows]))
+            for i in range(0, len(body), max_rows)]
+
+
+PLAIN_FIELD = st.text(st.characters(codec="utf-8", exclude_characters="\\'\"\0\r\n\x1a,"), max_size=6)
+ODD_FIELD = st.sampled_from(['"a,b"', '"q""q"', "it's", "\\N", "x\\y", '"two\nlines"', "", "é"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_csv_batches_of_plain_lines_and_of_the_csv_module_are_the_same(data):
+    """Plain lines are batched by str methods, the rest by the csv module (csv_batches): the same
+    statements as the oracle's whatever the pieces, the batch size, the rows skipped and where the
+    first line that is not plain comes."""
+    width = data.draw(st.integers(1, 4))
+    plain = data.draw(st.lists(st.lists(PLAIN_FIELD, min_size=width, max_size=width), max_size=40))
+    odd = data.draw(st.lists(st.lists(st.one_of(PLAIN_FIELD, ODD_FIELD), min_size=width, max_size=width), max_size=10))
+    rows = [",".join(r) for r in plain + odd]
+    rows = [r for r in rows if r]   # a one-column row of one empty field is a blank line
+    text = ",".join(f"c{i}" for i in range(width)) + "\n" + "\n".join(rows) + data.draw(st.sampled_from(["", "\n"]))
+    max_rows = data.draw(st.integers(1, 12))
+    skip = data.draw(st.integers(0, len(rows)))
+    size = data.draw(st.integers(1, 64))
+    got = [(b.sql.encode("latin-1").decode(), b.rows)
+           for b in csv_batches(pieces(text.encode(), size), "t", "t.csv", max_rows=max_rows, skip_rows=skip)]
+    assert got == csv_oracle(text, max_rows, skip)
+
+
+def test_csv_batches_name_the_line_of_their_first_record_on_both_paths():
+    text = "a,b\n" + "".join(f"{i},x\n" for i in range(5)) + "5,'q'\n6,y\n7,z\n"
+    wheres = [b.wheres for b in csv_batches(pieces(text.encode(), 4), "t", "t.csv", max_rows=3)]
+    assert wheres == [("t.csv:2",), ("t.csv:5",), ("t.csv:8",)]
+    with pytest.raises(ConfigError, match="has changed since it was checked"):
+        list(csv_batches(pieces(b"a,b\n1,2\n3\n", 3), "t", "t.csv"))
