@@ -5,7 +5,8 @@ StorageClass exists: at once for ``Immediate`` classes, after the scheduler pick
 selected-node annotation) for ``WaitForFirstConsumer`` ones such as K3s's ``local-path``. A
 claim without a class (no default class existed when it was created) stays Pending with a
 FailedBinding event, as with no dynamic provisioning; a claim naming a missing class gets
-ProvisioningFailed. Deleting a claim deletes its PV (reclaim policy Delete).
+ProvisioningFailed. Deleting a claim releases its PV, which is deleted when its reclaim policy
+is Delete (local-path's) and stays Released when it is Retain.
 """
 
 from __future__ import annotations
@@ -100,6 +101,14 @@ class VolumeBinder(Controller):
                             f'Successfully provisioned volume {pv_name} ({now_rfc3339()})', sc.get("provisioner", self.name))
 
     def deleted(self, double, pvc: dict) -> None:
+        """The claim is gone: its PV is Released, then deleted only if its reclaim policy is Delete
+        (kubernetes pkg/controller/volume/persistentvolume/pv_controller.go, reclaimVolume: a
+        Retain volume stays Released, its claimRef kept, until an admin deletes it)."""
         pv_name = (pvc.get("spec") or {}).get("volumeName")
-        if pv_name and double.get("persistentvolumes", "", pv_name) is not None:
+        pv = double.get("persistentvolumes", "", pv_name) if pv_name else None
+        if pv is None:
+            return
+        if (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy", "Delete") == "Delete":
             double.delete("persistentvolumes", "", pv_name)
+        else:
+            double.mutate("persistentvolumes", "", pv_name, lambda v: v.setdefault("status", {}).update(phase="Released"))

@@ -185,3 +185,38 @@ def test_record_event_aggregates(double, core, ns):
     ev = _events(core, ns, "ev", "Synced")
     assert len(ev) == 1 and ev[0].count == 2 and ev[0].source.component == "vitess-operator"
     assert ev[0].involved_object.uid == cm.metadata.uid and ev[0].first_timestamp and ev[0].last_timestamp
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_a_deleted_claims_volume_follows_its_reclaim_policy(api, core, ns, policy):
+    """pv_controller.reclaimVolume: Delete removes the PV, Retain leaves it Released with its claimRef."""
+    storage = client.StorageV1Api(api)
+    sc_name = f"{ns}-{policy.lower()}"
+    storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                  "metadata": {"name": sc_name}, "provisioner": "rancher.io/local-path",
+                                  "reclaimPolicy": policy, "volumeBindingMode": "Immediate"})
+    try:
+        core.create_namespaced_persistent_volume_claim(ns, client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="data"), spec=client.V1PersistentVolumeClaimSpec(
+                storage_class_name=sc_name, access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}))))
+        pvc = wait_for(lambda: (c := core.read_namespaced_persistent_volume_claim("data", ns)).status.phase == "Bound"
+                       and c, what="claim bound")
+        pv_name = pvc.spec.volume_name
+        assert core.read_persistent_volume(pv_name).spec.persistent_volume_reclaim_policy == policy
+        core.delete_namespaced_persistent_volume_claim("data", ns, _preload_content=False)
+
+        def reclaimed():
+            try:
+                pv = core.read_persistent_volume(pv_name)
+            except ApiException as e:
+                return e.status == 404 and "gone"
+            return pv.status.phase == "Released" and pv
+        got = wait_for(reclaimed, what=f"the volume reclaimed ({policy})")
+        if policy == "Delete":
+            assert got == "gone"
+        else:
+            assert got.spec.claim_ref.name == "data" and got.status.phase == "Released"
+            core.delete_persistent_volume(pv_name, _preload_content=False)
+    finally:
+        storage.delete_storage_class(sc_name, _preload_content=False)
