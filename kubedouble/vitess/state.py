@@ -146,6 +146,17 @@ class VitessState:
     _max_running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (ns, cluster)
     _runs: dict[tuple[str, str], list[BackupRun]] = field(default_factory=dict, repr=False)
     _double: Any = field(default=None, repr=False)   # set by attach(); add_backup needs it
+    _vreplication: Any = field(default=None, repr=False)   # see the vreplication property
+
+    @property
+    def vreplication(self):
+        """The workflows (MoveTables) and their data plane, vreplication.VReplication; its fault
+        knobs (fail_stream, set_lag, time_out_switch, pause_copy, change_target_row) are for tests."""
+        with self._lock:
+            if self._vreplication is None:
+                from .vreplication import VReplication
+                self._vreplication = VReplication(self._connect)
+            return self._vreplication
 
     def attach(self, double) -> None:
         """Give the state its double (the vtctld handler does this), for hooks that create objects."""

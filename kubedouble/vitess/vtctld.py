@@ -3,7 +3,8 @@
 Registered for pods labelled ``planetscale.com/component=vtctld``; answers
 ``vtctldclient [--server localhost:15999] <Command> [flags] <args>`` for the commands vtflow
 uses: ApplySchema, ApplyVSchema, GetVSchema, GetSchema, GetTablets, BackupShard, GetBackups,
-RemoveBackup, ExecuteFetchAsDBA.
+RemoveBackup, ExecuteFetchAsDBA, and the VReplication commands (MoveTables, Workflow, VDiff,
+GetRoutingRules, GetShardRoutingRules), which vreplication.py answers.
 Tablets come from the double's vttablet pods and VitessShards (state.py), SQL goes to the
 backend MariaDB (database = keyspace), VSchemas and backups live in ``VitessState``. Output and
 errors are worded like the real client's where known; where not, plausibly and marked. Unknown
@@ -60,9 +61,11 @@ from ..execs import not_in_image
 from . import names
 from .operator import forget_backup, record_backup
 from .state import BackupRecord, Tablet, VitessState
+from .vreplication import Commands
 
 COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetSchema", "GetTablets", "BackupShard", "GetBackups",
-            "RemoveBackup", "ExecuteFetchAsDBA")
+            "RemoveBackup", "ExecuteFetchAsDBA", "MoveTables", "Workflow", "VDiff", "GetRoutingRules",
+            "GetShardRoutingRules")
 USAGE = ("Usage:\n  vtctldclient [command]\n\nAvailable Commands:\n" +
          "".join(f"  {c}\n" for c in COMMANDS) + "\nFlags:\n      --server string   server to use for the connection\n")
 # cobra's Use lines (backups.go), printed as the usage of a command whose arguments are wrong
@@ -71,6 +74,8 @@ USES = {"BackupShard": "BackupShard [--concurrency <concurrency>] [--allow-prima
         "RemoveBackup": "RemoveBackup <keyspace/shard> <backup name>",
         "ExecuteFetchAsDBA": "ExecuteFetchAsDBA [--max-rows <max-rows>] [--json|-j] [--disable-binlogs] "
                              "[--reload-schema] <tablet alias> <query>"}
+VREPLICATION = {"MoveTables": "movetables", "Workflow": "workflow", "VDiff": "vdiff",
+                "GetRoutingRules": "get_routing_rules", "GetShardRoutingRules": "get_shard_routing_rules"}
 GLOG_E = "E0000 00:00:00.000000       1 main.go:56] "   # how main.go logs the error a command returns
 NO_STORAGE = "no registered implementation of BackupStorage"
 S3_EMPTY_DELETE = ("operation error S3: DeleteObjects, https response error StatusCode: 400, RequestID: "
@@ -223,6 +228,8 @@ class Vtctld:
                                  f"connect: connection refused\"\n")
         cmd, rest = args[0], args[1:]
         handler = getattr(self, f"cmd_{cmd}", None) if cmd in COMMANDS else None
+        if cmd in VREPLICATION:   # the workflows live in vreplication.py
+            handler = getattr(Commands(self), VREPLICATION[cmd])
         if handler is None:
             raise UsageError(f'unknown command "{cmd}" for "vtctldclient"')
         meta = pod["metadata"]
