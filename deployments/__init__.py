@@ -39,6 +39,7 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
     from flows.backup import backup
     from flows.deploy import deploy
     from flows.health import health_check
+    from flows.move_tables import move_tables
     from flows.node_prep import node_prep
     from flows.redeploy import redeploy
     from flows.restore_drill import restore_drill
@@ -100,6 +101,14 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
                         "backups are kept unless asked and confirm names the cluster; the operator only when asked and "
                         "no other VitessCluster exists. dry_run lists what would go.",
             tags=["vtflow", "day-two"],
+            concurrency_limit=one_at_a_time,
+        ),
+        move_tables.to_deployment(
+            name="move-tables",
+            description="Move tables to another keyspace (MoveTables, upstream's 201-205): the target keyspace's "
+                        "tablets (preflight first), create, copy, VDiff, switch reads then writes, verify through "
+                        "vtgate, complete when asked. Re-run after any failure: it resumes. dry_run lists every step.",
+            tags=["vtflow", "resharding"],
             concurrency_limit=one_at_a_time,
         ),
         redeploy.to_deployment(

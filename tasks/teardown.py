@@ -262,25 +262,31 @@ def keep_claim_patch(claim: dict, namespace_obj: dict | None) -> dict | None:
     return {"metadata": {"resourceVersion": meta.get("resourceVersion"), "ownerReferences": refs + [keeper]}}
 
 
+def keyspaces_change(vc: dict, keyspaces: list[dict]) -> tuple[Verb, dict]:
+    """How to set the VitessCluster's spec.keyspaces to ``keyspaces``: when vtflow alone owns the
+    list (the deploy applied it), a server-side apply of what vtflow applied with the new list,
+    so vtflow keeps owning the field and a later deploy does not conflict; otherwise (someone
+    else wrote the list) a merge patch, guarded by the resourceVersion read. ("apply" | "patch", body)."""
+    meta = vc["metadata"]
+    if field_owners(vc, ("spec", "keyspaces")) == {(kube.FIELD_MANAGER, "Apply")}:
+        body = applied_config(vc)
+        if keyspaces:
+            body.setdefault("spec", {})["keyspaces"] = copy.deepcopy(keyspaces)
+        else:
+            body.get("spec", {}).pop("keyspaces", None)
+        return "apply", body
+    return "patch", {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"keyspaces": keyspaces or None}}
+
+
 def without_keyspace(vc: dict, keyspace: str) -> Step:
-    """The change that takes ``keyspace`` out of the VitessCluster's spec (upstream 102). When
-    vtflow alone owns spec.keyspaces (the deploy applied it), a server-side apply of what vtflow
-    applied, less the keyspace: vtflow keeps owning the field, so a later deploy that adds the
-    keyspace back does not conflict. Otherwise (someone else wrote the list) a merge patch,
-    guarded by the resourceVersion read."""
+    """The change that takes ``keyspace`` out of the VitessCluster's spec (upstream 102), made as
+    ``keyspaces_change`` says."""
     meta = vc["metadata"]
     subject = ref("VitessCluster", meta["name"], meta.get("namespace"))
     what = f"keyspace {keyspace} of {subject} (out of spec.keyspaces; the operator removes its shards and tablets)"
     rest = [k for k in (vc.get("spec") or {}).get("keyspaces") or [] if k.get("name") != keyspace]
-    if field_owners(vc, ("spec", "keyspaces")) == {(kube.FIELD_MANAGER, "Apply")}:
-        body = applied_config(vc)
-        if rest:
-            body.setdefault("spec", {})["keyspaces"] = copy.deepcopy(rest)
-        else:
-            body.get("spec", {}).pop("keyspaces", None)
-        return Step("apply", what, *VC, meta["name"], meta.get("namespace"), body=body)
-    patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"keyspaces": rest or None}}
-    return Step("patch", what, *VC, meta["name"], meta.get("namespace"), body=patch)
+    verb, body = keyspaces_change(vc, rest)
+    return Step(verb, what, *VC, meta["name"], meta.get("namespace"), body=body)
 
 
 def refuse(obs: Observed, req: TeardownRequest) -> None:

@@ -24,6 +24,7 @@ from vtflow.errors import PermanentError, TransientError, VtflowError
 SERVER = "localhost:15999"      # vtctld's gRPC port, as seen from inside its own pod
 CONTAINER = names.VTCTLD
 CLIENT = "vtctldclient"   # the binary; also the operator's backupMethod that runs it
+NO_STREAMS = "no streams found"   # a workflow that does not exist (workflow.ErrNoStreams)
 
 
 @dataclass(frozen=True)
@@ -177,3 +178,54 @@ class Vtctld:
         self._check(["RemoveBackup", f"{keyspace}/{shard}", name], f"{keyspace}/{shard} {name}",
                     "check the backup location's permissions, then re-run.",
                     detail=lambda r: r.err.strip()[-300:] or r.said)
+
+    # -- VReplication workflows (MoveTables, Reshard: VITESS-WORKFLOWS.md section 1)
+
+    def workflow_names(self, keyspace: str) -> list[str]:
+        """``Workflow --keyspace K list``: the names of the keyspace's open workflows."""
+        reply = self._check(["Workflow", "--keyspace", keyspace, "list"], f"of keyspace {keyspace}",
+                            "check that the keyspace exists and its tablets serve.", transient=True)
+        return json.loads(reply.out or "[]")
+
+    def workflow_status(self, kind: str, keyspace: str, workflow: str) -> dict | None:
+        """``<kind> status --format json`` of workflow ``keyspace.workflow``; None when it has no
+        streams (never created, or completed or cancelled)."""
+        reply = self.run([kind, "--target-keyspace", keyspace, "--workflow", workflow, "status", "--format", "json"])
+        if reply.ok:
+            return json.loads(reply.out)
+        if NO_STREAMS in reply.err:
+            return None
+        raise CommandUnavailable(f"vtctldclient {kind} status {keyspace}.{workflow} in {self.where}",
+                                 f"exited {reply.rc}: {reply.said}", "re-run when vtctld and the tablets answer.",
+                                 kind, reply.rc, reply.said)
+
+    def workflow_show(self, keyspace: str, workflow: str) -> dict | None:
+        """``Workflow --keyspace K show --workflow W --include-logs=false``: the workflow, or None."""
+        reply = self.run(["Workflow", "--keyspace", keyspace, "show", "--workflow", workflow, "--include-logs=false"])
+        if reply.ok:
+            return (json.loads(reply.out).get("workflows") or [None])[0]
+        if NO_STREAMS in reply.err:
+            return None
+        raise CommandUnavailable(f"vtctldclient Workflow show {keyspace}.{workflow} in {self.where}",
+                                 f"exited {reply.rc}: {reply.said}", "re-run when vtctld and the tablets answer.",
+                                 "Workflow", reply.rc, reply.said)
+
+    def workflow_command(self, kind: str, keyspace: str, workflow: str, action: str, flags: list[str],
+                         fix: str) -> str:
+        """One ``<kind> --target-keyspace K --workflow W <action> <flags>`` that changes something
+        (create, switchtraffic, reversetraffic, complete, cancel); its output, or CommandFailed
+        with ``fix``."""
+        return self._check([kind, "--target-keyspace", keyspace, "--workflow", workflow, action, *flags],
+                           f"{action} {keyspace}.{workflow}", fix).out
+
+    def vdiff(self, keyspace: str, workflow: str, action: str, *args: str) -> dict | list:
+        """``VDiff --target-keyspace K --workflow W <action> <args> --format json``."""
+        reply = self._check(["VDiff", "--target-keyspace", keyspace, "--workflow", workflow, action, *args,
+                             "--format", "json"], f"{action} {keyspace}.{workflow}",
+                            "read the target tablets' vttablet log, then re-run.")
+        return json.loads(reply.out or "{}")
+
+    def routing_rules(self) -> list[dict]:
+        """``GetRoutingRules``: the global routing rules (MoveTables writes them)."""
+        reply = self._check(["GetRoutingRules"], "", "re-run when vtctld answers.", transient=True)
+        return json.loads(reply.out or "{}").get("rules") or []

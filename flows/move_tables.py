@@ -1,0 +1,337 @@
+"""The move-tables flow: move tables from one keyspace to another with MoveTables, verified, resumable.
+
+Upstream's sharding guide does it by hand (apply 201, then vtctldclient MoveTables create,
+status, VDiff, SwitchTraffic, complete, watching the output). Here each of those is a stage of
+tasks/vreplication.py, each read back from the workflow's real state, so that a run stopped
+anywhere (killed, failed, or left open on purpose) is finished by the next run with the same
+parameters, which redoes nothing: tablets, create, copy, vdiff, switch-reads, switch-writes,
+verify, complete. A VDiff difference stops the run before any switch; a failure after a switch
+reverses it and reports both traffic states. A dry run lists every step and object change and
+changes nothing. The markdown artifact ``move-tables-<cluster>`` shows each stage, the copy, the
+lag, the VDiff result and the traffic state; ``move-tables-copy-<cluster>`` is the copy's
+progress. This module only orders the stages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from blocks.mysql import MySQLCredentials
+from blocks.target import VitessTarget
+from flows.common import load_block
+from flows.params import MySQLBlock, TargetBlock
+from tasks import gateway
+from tasks import vreplication as vr
+from tasks.report import Finding, failed
+from vtflow import kube, mysql
+from vtflow.errors import PermanentError, VtflowError
+
+
+@task(name="workflow-stage", task_run_name="{stage}", cache_policy=NO_CACHE)
+async def stage(stage: str, fn: Callable, *args):
+    """One stage, in a thread (its calls block), named by the stage in the run's task list."""
+    return await asyncio.to_thread(fn, *args)
+
+
+class Progress:
+    """The copy's progress artifact, created on the first figure and updated in place."""
+
+    def __init__(self, key: str):
+        self.key, self.id, self.last = key, None, -1.0
+
+    def __call__(self, percent: float) -> None:
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+        if percent == self.last:
+            return
+        if self.id is None:
+            self.id = create_progress_artifact(percent, key=self.key, description="MoveTables copy: rows copied")
+        else:
+            update_progress_artifact(self.id, percent)
+        self.last = percent
+
+
+@flow(name="move-tables", log_prints=False)
+async def move_tables(target_block: TargetBlock = "default", mysql_block: MySQLBlock = "default",
+                      source_keyspace: str = "commerce", target_keyspace: str = "customer",
+                      tables: list[str] = ["customer", "corder"], workflow: str = "",  # noqa: B006 (the form's default)
+                      complete: bool = False, max_lag_s: int = 30, dry_run: bool = False,
+                      tablets_timeout_s: float = 900, copy_timeout_s: float = 3600, vdiff_timeout_s: float = 1800,
+                      switch_timeout_s: float = 30) -> vr.WorkflowReport:
+    """Move tables to another keyspace (MoveTables): its tablets, create, copy, VDiff, switch reads
+    then writes, verify through vtgate, complete when asked. A re-run resumes where a run stopped.
+
+    Args:
+        target_block: The Vitess target (its cluster_name is the VitessCluster changed).
+        mysql_block: MySQL credentials for the verification through vtgate.
+        source_keyspace: The keyspace the tables are in now.
+        target_keyspace: The keyspace they move to; added to the VitessCluster with the source keyspace's tablet
+            template when missing (as upstream's 201_customer_tablets.yaml), after a preflight of the nodes' room.
+        tables: The tables to move.
+        workflow: The workflow's name; empty: <source>2<target>.
+        complete: Complete the workflow after the verification (drops the source's copies); off: leave it open
+            so that ReverseTraffic can still undo the move.
+        max_lag_s: Replication lag allowed for the copy to count as caught up and for each switch.
+        dry_run: List every step and object change; change nothing.
+        tablets_timeout_s: How long to wait for the target keyspace's tablets to serve.
+        copy_timeout_s: How long to wait for the copy to finish and catch up.
+        vdiff_timeout_s: How long to wait for the VDiff.
+        switch_timeout_s: How long each switch waits for the streams to catch up (--timeout).
+    """
+    log = get_run_logger()
+    req = vr.MoveTablesRequest(source_keyspace=source_keyspace, target_keyspace=target_keyspace, tables=tables,
+                               workflow=workflow, complete=complete, max_lag_s=max_lag_s)
+    req.refusals("move-tables")
+    target = await load_block(VitessTarget, target_block, "target")
+    credentials = await load_block(MySQLCredentials, mysql_block, "mysql credentials")
+    k = kube.Kube(target.api_client())
+    w = vr.Workflow(k, target.namespace, target.cluster_name, "MoveTables", req.source_keyspace,
+                    req.target_keyspace, req.name, list(req.tables), log)
+    report = vr.WorkflowReport("MoveTables", target.namespace, target.cluster_name, req.source_keyspace,
+                               req.target_keyspace, req.name, list(req.tables), dry_run=dry_run)
+    try:
+        await _run(w, req, report, target, credentials, dry_run, log,
+                   (tablets_timeout_s, copy_timeout_s, vdiff_timeout_s, switch_timeout_s))
+    except Exception as e:
+        report.failed = str(e)
+        raise
+    finally:
+        await acreate_markdown_artifact(markdown=report.markdown(), key=report.key,
+                                        description=f"MoveTables {req.target_keyspace}.{req.name} of VitessCluster "
+                                                    f"{target.namespace}/{target.cluster_name}")
+    return report
+
+
+async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowReport, target: VitessTarget,
+               credentials: MySQLCredentials, dry_run: bool, log, timeouts: tuple[float, float, float, float]) -> None:
+    tablets_timeout_s, copy_timeout_s, vdiff_timeout_s, switch_timeout_s = timeouts
+    t0 = time.monotonic()
+    vc = await stage("observe", w.vc)
+    vr.refuse_others(w, await stage("observe-workflows", w.others, vc))
+
+    # -- tablets: the target keyspace in the VitessCluster, after a preflight, then serving
+    if vr.keyspace_entry(vc, w.target) is None:
+        entry = vr.target_entry(vc, w.source, w.target)
+        nodes = w.k.list("v1", "Node")
+        pods = w.k.list("v1", "Pod")
+        fits, lines = vr.placement(nodes, pods, entry)
+        for line in lines:
+            log.info("preflight: %s", line)
+        if not fits:
+            raise PermanentError(f"keyspace {w.target} for VitessCluster {w.namespace}/{w.cluster}",
+                                 "the nodes cannot hold its tablets (nothing was changed): " + "; ".join(lines) + ".",
+                                 "free room on the nodes, add a node, or lower the source keyspace's tablet replicas "
+                                 "or requests (the target copies its template) with the deploy flow, then re-run.")
+        if dry_run:
+            report.planned += [f"add keyspace {w.target} to VitessCluster {w.namespace}/{w.cluster} (spec.keyspaces: "
+                               f"{len(vr.new_tablets(entry))} tablet pod(s), the template of {w.source})", *lines]
+            report.record("tablets", "would", "add the keyspace, then wait for its tablets")
+        else:
+            done = await stage("add-keyspace", w.add_keyspace, vc, entry)
+            log.info("%s", done)
+    if not dry_run:
+        t = time.monotonic()
+        await stage("wait-tablets", w.wait_tablets, w.target, tablets_timeout_s)
+        report.record("tablets", "done", f"keyspace {w.target}'s tablets serve, no rollout pending",
+                      time.monotonic() - t)
+
+    # -- create, unless the workflow exists (or the tables moved and the workflow was completed)
+    state, show = await stage("observe-workflow", w.status)
+    completed_already = False
+    if state is None:
+        source_tables = await stage("observe-source-tables", w.tables_of, w.source)
+        target_tables = set() if dry_run and vr.keyspace_entry(vc, w.target) is None else \
+            await stage("observe-target-tables", w.tables_of, w.target)
+        verdict = vr.refuse_if_unmovable(w, source_tables, target_tables)
+        completed_already = verdict == "done"
+        if completed_already:
+            report.record("create", "skipped", f"the tables are in {w.target} and no longer in {w.source}: "
+                                               "moved and completed by an earlier run")
+        elif dry_run:
+            report.planned += [f"vtctldclient MoveTables --target-keyspace {w.target} --workflow {w.name} create "
+                               f"--source-keyspace {w.source} --tables {','.join(w.tables)}",
+                               "wait for the copy (every table copied, streams Running, lag within "
+                               f"{req.max_lag_s} s)", "VDiff create, then show until completed: no difference",
+                               "SwitchTraffic --tablet-types=rdonly,replica (its --dry-run first)",
+                               "SwitchTraffic --tablet-types=primary (its --dry-run first)",
+                               f"verify through vtgate: {', '.join(w.tables)} in {w.target} and by {w.source}'s name"]
+            if req.complete:
+                report.planned.append(f"MoveTables complete (drops {', '.join(w.tables)} from {w.source})")
+            report.record("create", "would", "the workflow does not exist yet")
+            return
+        else:
+            t = time.monotonic()
+            await stage("create", w.command, "create", ["--source-keyspace", w.source, "--tables", ",".join(w.tables)],
+                        "read the message: a table without a primary key, or the keyspaces' tablets not serving.")
+            report.record("create", "done", f"MoveTables create --source-keyspace {w.source} --tables "
+                                            f"{','.join(w.tables)}", time.monotonic() - t)
+            state, show = await stage("observe-workflow", w.status)
+    else:
+        report.record("create", "skipped", "the workflow exists (an earlier run created it)")
+
+    if not completed_already:
+        report.traffic_before = state.traffic.text if state else ""
+        if dry_run:
+            await _plan_switches(w, req, report, state, switch_timeout_s)
+            return
+        traffic = await _copy_and_check(w, req, report, state, copy_timeout_s, vdiff_timeout_s)
+        try:
+            traffic = await _switches(w, req, report, traffic, switch_timeout_s)
+            await _verify(w, report, target, credentials, completed=False)
+        except Exception as e:
+            states = await _reverse(w, req, report, switch_timeout_s, e)
+            if states is None:
+                raise
+            said = f"{e.subject}: {e.problem}" if isinstance(e, VtflowError) else f"({type(e).__name__}) {e}"
+            raise PermanentError(w.subject, f"failed after a switch: {said.rstrip('.')}. Traffic was "
+                                 f"{states[0]!r}, and is now {states[1]!r}.",
+                                 getattr(e, "fix", None) or "read the run's log, fix the cause and re-run: it resumes "
+                                 "from the traffic state it finds.") from e
+        if req.complete:
+            t = time.monotonic()
+            lines = vr.dry_run_lines(await stage("complete-dry-run", w.command, "complete", ["--dry-run"],
+                                                 "read the message, then re-run."))
+            for line in lines:
+                log.info("complete dry run: %s", line)
+            await stage("complete", w.command, "complete", [], "read the message, then re-run: the switches are kept.")
+            report.record("complete", "done", f"workflow removed, {', '.join(w.tables)} dropped from {w.source}",
+                          time.monotonic() - t)
+            completed_already = True
+        else:
+            report.record("complete", "skipped", "complete is off: the workflow stays open (ReverseTraffic can undo it)")
+        report.traffic_after = traffic.text
+    if completed_already:
+        await _verify(w, report, target, credentials, completed=True)
+        report.traffic_after = report.traffic_after or "completed"
+    log.info("%s done in %.1f s", w.subject, time.monotonic() - t0)
+
+
+async def _copy_and_check(w, req, report, state, copy_timeout_s, vdiff_timeout_s) -> vr.Traffic:
+    traffic = state.traffic
+    t = time.monotonic()
+    progress = Progress(f"move-tables-copy-{w.cluster}")
+    state = await stage("copy", w.wait_copy, req.max_lag_s, copy_timeout_s, report, progress)
+    report.record("copy", "done", state.line() + (f"; lag {report.lag} s" if report.lag is not None else ""),
+                  time.monotonic() - t)
+    if traffic.writes:
+        report.record("vdiff", "skipped", "writes are switched already (VDiff is refused then)")
+        return traffic
+    t = time.monotonic()
+    result = await stage("vdiff", w.run_vdiff, vdiff_timeout_s)
+    report.vdiff = result
+    if result.mismatch:
+        report.record("vdiff", "failed", "; ".join(result.differences()), time.monotonic() - t)
+        raise PermanentError(w.subject, f"VDiff {result.uuid} found differences (nothing was switched): "
+                             + "; ".join(result.differences()) + ".",
+                             "find what wrote to the target tables, fix the rows, or cancel the workflow and re-run; "
+                             f"the details: vtctldclient VDiff --target-keyspace {w.target} --workflow {w.name} show "
+                             f"{result.uuid} --verbose.")
+    report.record("vdiff", "done", f"{result.rows} rows compared, no difference", time.monotonic() - t)
+    return traffic
+
+
+async def _switches(w, req, report, traffic: vr.Traffic, switch_timeout_s: float) -> vr.Traffic:
+    for name, types, done in (("switch-reads", "rdonly,replica", traffic.reads),
+                              ("switch-writes", "primary", traffic.writes)):
+        if done:
+            report.record(name, "skipped", f"already switched ({traffic.text})")
+            continue
+        t = time.monotonic()
+        lines, after = await stage(name, w.switch, types, req.max_lag_s, switch_timeout_s)
+        traffic = vr.traffic_of(after)
+        report.record(name, "done", f"{after} (dry run: {len(lines)} step(s))", time.monotonic() - t)
+    return traffic
+
+
+async def _verify(w, report, target: VitessTarget, credentials: MySQLCredentials, completed: bool) -> None:
+    """Through vtgate: each table under the target's name and, while the workflow is open, the
+    source's (the routing rules), with the target primary's count; once completed, the source
+    keyspace no longer has them."""
+    keyspaces = [w.target] if completed else [w.target, w.source]
+
+    def check():
+        primary = w.counts_on(w.target)
+        gw = gateway.discover(w.k, w.namespace, w.cluster, target.node_address, target.vtgate_address)
+        conn = credentials.connect(gw.host, gw.port, conv=mysql.TEXT_CONVERSIONS)
+        try:
+            findings = vr.verify_findings(w.gateway_counts(conn, keyspaces), primary, keyspaces)
+        finally:
+            conn.close()
+        if completed:
+            left = sorted(set(w.tables) & w.tables_of(w.source))
+            findings.append(Finding(name=f"keyspace {w.source}", level="fail" if left else "ok",
+                                    problem=(f"still has {', '.join(left)}" if left else
+                                             f"no longer has {', '.join(w.tables)}"),
+                                    fix="complete the workflow (MoveTables complete) and re-run" if left else ""))
+        return primary, findings
+
+    t = time.monotonic()
+    primary, findings = await stage("verify", check)
+    report.rows = primary
+    bad = failed(findings)
+    for f in findings:
+        (w.log.info if f.level == "ok" else w.log.error)("%s", f.line)
+    if bad:
+        report.record("verify", "failed", "; ".join(f.short for f in bad), time.monotonic() - t)
+        raise PermanentError(w.subject, "the verification through vtgate failed: " + "; ".join(f.short for f in bad) + ".",
+                             f"see the artifact {report.key}.")
+    report.record("verify", "done", "; ".join(f.problem for f in findings), time.monotonic() - t)
+
+
+async def _reverse(w, req, report, switch_timeout_s: float, cause: BaseException) -> tuple[str, str] | None:
+    """After a failure: put back what is switched, and say both states. ReverseTraffic runs on the
+    reverse workflow, which only a write switch creates (server.go WorkflowSwitchTraffic loads
+    ``<source>.<workflow>_reverse``): before that, switched reads cannot be reversed, and stay
+    (Vitess cancelled the failed write switch itself); the run says so."""
+    state, _ = await stage("observe-workflow", w.status)
+    if state is None or not state.traffic.any:
+        return None
+    before = state.traffic
+    if not before.writes:
+        report.record("reverse", "skipped", f"{before.text}: reads stay switched, since ReverseTraffic needs the reverse "
+                      "workflow that only a write switch makes; re-run to switch writes, or cancel the workflow")
+        report.traffic_after = before.text
+        w.log.error("%s failed (%s); traffic is %s: reads stay on %s, writes on %s", w.subject, cause, before.text,
+                    w.target, w.source)
+        return before.text, f"{before.text} (reads not reversible before the write switch)"
+    types = ",".join(t for t, on in (("primary", before.writes), ("replica", before.replica), ("rdonly", before.rdonly))
+                     if on)
+    try:
+        _, after = await stage("reverse", w.switch, types, req.max_lag_s, switch_timeout_s, True)
+        report.record("reverse", "done", f"after the failure: {before.text} -> {after}")
+        report.traffic_after = after
+        w.log.error("%s failed (%s); traffic was %s and is now %s", w.subject, cause, before.text, after)
+        return before.text, after
+    except Exception as e:
+        report.record("reverse", "failed", f"{before.text}: {e}")
+        report.traffic_after = before.text
+        w.log.error("%s failed (%s) with traffic %s, and reversing it failed too: %s", w.subject, cause, before.text, e)
+        return before.text, f"{before.text} (ReverseTraffic failed: {e})"
+
+
+async def _plan_switches(w, req, report, state: vr.CopyState, switch_timeout_s: float) -> None:
+    """Dry run with the workflow open: the switches' own --dry-run lines, and complete's."""
+    traffic = state.traffic
+    for name, types, done in (("switch-reads", "rdonly,replica", traffic.reads),
+                              ("switch-writes", "primary", traffic.writes)):
+        if done:
+            report.record(name, "skipped", f"already switched ({traffic.text})")
+            continue
+        try:
+            out = await stage(f"{name}-dry-run", w.command, "switchtraffic",
+                              [f"--tablet-types={types}", f"--max-replication-lag-allowed={req.max_lag_s}s",
+                               f"--timeout={int(switch_timeout_s)}s", "--dry-run"], "read the message.")
+        except vr.CommandFailed as e:   # refused now (copy in progress, lag): the run would wait for the copy first
+            report.planned.append(f"SwitchTraffic --tablet-types={types}: after the copy (now: {e.detail})")
+            report.record(name, "would", "after the copy")
+            continue
+        report.planned += [f"SwitchTraffic --tablet-types={types}:"] + vr.dry_run_lines(out)
+        report.record(name, "would", f"{len(vr.dry_run_lines(out))} step(s), see the plan")
+    if req.complete:
+        report.planned.append(f"MoveTables complete (drops {', '.join(w.tables)} from {w.source})")
