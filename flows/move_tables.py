@@ -14,47 +14,21 @@ progress. This module only orders the stages.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Callable
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
 from flows.common import load_block
+from flows import vreplication as stages
 from flows.params import MySQLBlock, TargetBlock
 from tasks import gateway
 from tasks import vreplication as vr
 from tasks.report import Finding, failed
 from vtflow import kube, mysql
-from vtflow.errors import PermanentError, VtflowError
-
-
-@task(name="workflow-stage", task_run_name="{stage}", cache_policy=NO_CACHE)
-async def stage(stage: str, fn: Callable, *args):
-    """One stage, in a thread (its calls block), named by the stage in the run's task list."""
-    return await asyncio.to_thread(fn, *args)
-
-
-class Progress:
-    """The copy's progress artifact, created on the first figure and updated in place."""
-
-    def __init__(self, key: str):
-        self.key, self.id, self.last = key, None, -1.0
-
-    def __call__(self, percent: float) -> None:
-        from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-        if percent == self.last:
-            return
-        if self.id is None:
-            self.id = create_progress_artifact(percent, key=self.key, description="MoveTables copy: rows copied")
-        else:
-            update_progress_artifact(self.id, percent)
-        self.last = percent
+from vtflow.errors import PermanentError
 
 
 @flow(name="move-tables", log_prints=False)
@@ -112,8 +86,8 @@ async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowRep
                credentials: MySQLCredentials, dry_run: bool, log, timeouts: tuple[float, float, float, float]) -> None:
     tablets_timeout_s, copy_timeout_s, vdiff_timeout_s, switch_timeout_s = timeouts
     t0 = time.monotonic()
-    vc = await stage("observe", w.vc)
-    vr.refuse_others(w, await stage("observe-workflows", w.others, vc))
+    vc = await stages.stage("observe", w.vc)
+    vr.refuse_others(w, await stages.stage("observe-workflows", w.others, vc))
 
     # -- tablets: the target keyspace in the VitessCluster, after a preflight, then serving
     if vr.keyspace_entry(vc, w.target) is None:
@@ -133,21 +107,21 @@ async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowRep
                                f"{len(vr.new_tablets(entry))} tablet pod(s), the template of {w.source})", *lines]
             report.record("tablets", "would", "add the keyspace, then wait for its tablets")
         else:
-            done = await stage("add-keyspace", w.add_keyspace, vc, entry)
+            done = await stages.stage("add-keyspace", w.add_keyspace, vc, entry)
             log.info("%s", done)
     if not dry_run:
         t = time.monotonic()
-        await stage("wait-tablets", w.wait_tablets, w.target, tablets_timeout_s)
+        await stages.stage("wait-tablets", w.wait_tablets, w.target, tablets_timeout_s)
         report.record("tablets", "done", f"keyspace {w.target}'s tablets serve, no rollout pending",
                       time.monotonic() - t)
 
     # -- create, unless the workflow exists (or the tables moved and the workflow was completed)
-    state, show = await stage("observe-workflow", w.status)
+    state, show = await stages.stage("observe-workflow", w.status)
     completed_already = False
     if state is None:
-        source_tables = await stage("observe-source-tables", w.tables_of, w.source)
+        source_tables = await stages.stage("observe-source-tables", w.tables_of, w.source)
         target_tables = set() if dry_run and vr.keyspace_entry(vc, w.target) is None else \
-            await stage("observe-target-tables", w.tables_of, w.target)
+            await stages.stage("observe-target-tables", w.tables_of, w.target)
         verdict = vr.refuse_if_unmovable(w, source_tables, target_tables)
         completed_already = verdict == "done"
         if completed_already:
@@ -167,41 +141,29 @@ async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowRep
             return
         else:
             t = time.monotonic()
-            await stage("create", w.command, "create", ["--source-keyspace", w.source, "--tables", ",".join(w.tables)],
+            await stages.stage("create", w.command, "create", ["--source-keyspace", w.source, "--tables", ",".join(w.tables)],
                         "read the message: a table without a primary key, or the keyspaces' tablets not serving.")
             report.record("create", "done", f"MoveTables create --source-keyspace {w.source} --tables "
                                             f"{','.join(w.tables)}", time.monotonic() - t)
-            state, show = await stage("observe-workflow", w.status)
+            state, show = await stages.stage("observe-workflow", w.status)
     else:
         report.record("create", "skipped", "the workflow exists (an earlier run created it)")
 
     if not completed_already:
         report.traffic_before = state.traffic.text if state else ""
         if dry_run:
-            await _plan_switches(w, req, report, state, switch_timeout_s)
+            await stages.plan_switches(w, req.max_lag_s, report, state, switch_timeout_s)
+            if req.complete:
+                report.planned.append(f"MoveTables complete (drops {', '.join(w.tables)} from {w.source})")
             return
-        traffic = await _copy_and_check(w, req, report, state, copy_timeout_s, vdiff_timeout_s)
+        traffic = await stages.copy_and_check(w, req.max_lag_s, report, state, copy_timeout_s, vdiff_timeout_s)
         try:
-            traffic = await _switches(w, req, report, traffic, switch_timeout_s)
+            traffic = await stages.switches(w, req.max_lag_s, report, traffic, switch_timeout_s)
             await _verify(w, report, target, credentials, completed=False)
         except Exception as e:
-            states = await _reverse(w, req, report, switch_timeout_s, e)
-            if states is None:
-                raise
-            said = f"{e.subject}: {e.problem}" if isinstance(e, VtflowError) else f"({type(e).__name__}) {e}"
-            raise PermanentError(w.subject, f"failed after a switch: {said.rstrip('.')}. Traffic was "
-                                 f"{states[0]!r}, and is now {states[1]!r}.",
-                                 getattr(e, "fix", None) or "read the run's log, fix the cause and re-run: it resumes "
-                                 "from the traffic state it finds.") from e
+            await stages.after_switch_failure(w, req.max_lag_s, report, switch_timeout_s, e)
         if req.complete:
-            t = time.monotonic()
-            lines = vr.dry_run_lines(await stage("complete-dry-run", w.command, "complete", ["--dry-run"],
-                                                 "read the message, then re-run."))
-            for line in lines:
-                log.info("complete dry run: %s", line)
-            await stage("complete", w.command, "complete", [], "read the message, then re-run: the switches are kept.")
-            report.record("complete", "done", f"workflow removed, {', '.join(w.tables)} dropped from {w.source}",
-                          time.monotonic() - t)
+            await stages.complete(w, report, f"workflow removed, {', '.join(w.tables)} dropped from {w.source}")
             completed_already = True
         else:
             report.record("complete", "skipped", "complete is off: the workflow stays open (ReverseTraffic can undo it)")
@@ -210,43 +172,6 @@ async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowRep
         await _verify(w, report, target, credentials, completed=True)
         report.traffic_after = report.traffic_after or "completed"
     log.info("%s done in %.1f s", w.subject, time.monotonic() - t0)
-
-
-async def _copy_and_check(w, req, report, state, copy_timeout_s, vdiff_timeout_s) -> vr.Traffic:
-    traffic = state.traffic
-    t = time.monotonic()
-    progress = Progress(f"move-tables-copy-{w.cluster}")
-    state = await stage("copy", w.wait_copy, req.max_lag_s, copy_timeout_s, report, progress)
-    report.record("copy", "done", state.line() + (f"; lag {report.lag} s" if report.lag is not None else ""),
-                  time.monotonic() - t)
-    if traffic.writes:
-        report.record("vdiff", "skipped", "writes are switched already (VDiff is refused then)")
-        return traffic
-    t = time.monotonic()
-    result = await stage("vdiff", w.run_vdiff, vdiff_timeout_s)
-    report.vdiff = result
-    if result.mismatch:
-        report.record("vdiff", "failed", "; ".join(result.differences()), time.monotonic() - t)
-        raise PermanentError(w.subject, f"VDiff {result.uuid} found differences (nothing was switched): "
-                             + "; ".join(result.differences()) + ".",
-                             "find what wrote to the target tables, fix the rows, or cancel the workflow and re-run; "
-                             f"the details: vtctldclient VDiff --target-keyspace {w.target} --workflow {w.name} show "
-                             f"{result.uuid} --verbose.")
-    report.record("vdiff", "done", f"{result.rows} rows compared, no difference", time.monotonic() - t)
-    return traffic
-
-
-async def _switches(w, req, report, traffic: vr.Traffic, switch_timeout_s: float) -> vr.Traffic:
-    for name, types, done in (("switch-reads", "rdonly,replica", traffic.reads),
-                              ("switch-writes", "primary", traffic.writes)):
-        if done:
-            report.record(name, "skipped", f"already switched ({traffic.text})")
-            continue
-        t = time.monotonic()
-        lines, after = await stage(name, w.switch, types, req.max_lag_s, switch_timeout_s)
-        traffic = vr.traffic_of(after)
-        report.record(name, "done", f"{after} (dry run: {len(lines)} step(s))", time.monotonic() - t)
-    return traffic
 
 
 async def _verify(w, report, target: VitessTarget, credentials: MySQLCredentials, completed: bool) -> None:
@@ -272,7 +197,7 @@ async def _verify(w, report, target: VitessTarget, credentials: MySQLCredentials
         return primary, findings
 
     t = time.monotonic()
-    primary, findings = await stage("verify", check)
+    primary, findings = await stages.stage("verify", check)
     report.rows = primary
     bad = failed(findings)
     for f in findings:
@@ -284,54 +209,3 @@ async def _verify(w, report, target: VitessTarget, credentials: MySQLCredentials
     report.record("verify", "done", "; ".join(f.problem for f in findings), time.monotonic() - t)
 
 
-async def _reverse(w, req, report, switch_timeout_s: float, cause: BaseException) -> tuple[str, str] | None:
-    """After a failure: put back what is switched, and say both states. ReverseTraffic runs on the
-    reverse workflow, which only a write switch creates (server.go WorkflowSwitchTraffic loads
-    ``<source>.<workflow>_reverse``): before that, switched reads cannot be reversed, and stay
-    (Vitess cancelled the failed write switch itself); the run says so."""
-    state, _ = await stage("observe-workflow", w.status)
-    if state is None or not state.traffic.any:
-        return None
-    before = state.traffic
-    if not before.writes:
-        report.record("reverse", "skipped", f"{before.text}: reads stay switched, since ReverseTraffic needs the reverse "
-                      "workflow that only a write switch makes; re-run to switch writes, or cancel the workflow")
-        report.traffic_after = before.text
-        w.log.error("%s failed (%s); traffic is %s: reads stay on %s, writes on %s", w.subject, cause, before.text,
-                    w.target, w.source)
-        return before.text, f"{before.text} (reads not reversible before the write switch)"
-    types = ",".join(t for t, on in (("primary", before.writes), ("replica", before.replica), ("rdonly", before.rdonly))
-                     if on)
-    try:
-        _, after = await stage("reverse", w.switch, types, req.max_lag_s, switch_timeout_s, True)
-        report.record("reverse", "done", f"after the failure: {before.text} -> {after}")
-        report.traffic_after = after
-        w.log.error("%s failed (%s); traffic was %s and is now %s", w.subject, cause, before.text, after)
-        return before.text, after
-    except Exception as e:
-        report.record("reverse", "failed", f"{before.text}: {e}")
-        report.traffic_after = before.text
-        w.log.error("%s failed (%s) with traffic %s, and reversing it failed too: %s", w.subject, cause, before.text, e)
-        return before.text, f"{before.text} (ReverseTraffic failed: {e})"
-
-
-async def _plan_switches(w, req, report, state: vr.CopyState, switch_timeout_s: float) -> None:
-    """Dry run with the workflow open: the switches' own --dry-run lines, and complete's."""
-    traffic = state.traffic
-    for name, types, done in (("switch-reads", "rdonly,replica", traffic.reads),
-                              ("switch-writes", "primary", traffic.writes)):
-        if done:
-            report.record(name, "skipped", f"already switched ({traffic.text})")
-            continue
-        try:
-            out = await stage(f"{name}-dry-run", w.command, "switchtraffic",
-                              [f"--tablet-types={types}", f"--max-replication-lag-allowed={req.max_lag_s}s",
-                               f"--timeout={int(switch_timeout_s)}s", "--dry-run"], "read the message.")
-        except vr.CommandFailed as e:   # refused now (copy in progress, lag): the run would wait for the copy first
-            report.planned.append(f"SwitchTraffic --tablet-types={types}: after the copy (now: {e.detail})")
-            report.record(name, "would", "after the copy")
-            continue
-        report.planned += [f"SwitchTraffic --tablet-types={types}:"] + vr.dry_run_lines(out)
-        report.record(name, "would", f"{len(vr.dry_run_lines(out))} step(s), see the plan")
-    if req.complete:
-        report.planned.append(f"MoveTables complete (drops {', '.join(w.tables)} from {w.source})")

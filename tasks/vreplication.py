@@ -47,7 +47,7 @@ from tasks.verify import expected_tablets_of
 from vtflow import kube, names
 from vtflow.errors import ConfigError, PermanentError, TransientError
 from vtflow.quantity import cpu_millis, memory_bytes
-from vtflow.vtctld import CommandFailed, Vtctld
+from vtflow.vtctld import Vtctld
 
 STAGES = ("tablets", "create", "copy", "vdiff", "switch-reads", "switch-writes", "verify", "complete")
 ROLLOUT_SCHEDULED = "rollout.planetscale.com/scheduled"   # vitess-operator pkg/operator/rollout
@@ -368,6 +368,11 @@ class WorkflowReport:
     def key(self) -> str:
         return f"{'move-tables' if self.kind == 'MoveTables' else 'reshard'}-{self.cluster}"
 
+    @property
+    def copy_key(self) -> str:
+        """The copy's progress artifact."""
+        return f"{'move-tables' if self.kind == 'MoveTables' else 'reshard'}-copy-{self.cluster}"
+
     def markdown(self) -> str:
         cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         out = [f"# {self.kind} {self.target}.{self.workflow}" + (" (dry run)" if self.dry_run else ""),
@@ -603,3 +608,107 @@ def refuse_if_unmovable(w: Workflow, source_tables: set[str], target_tables: set
                           "or choose another target keyspace.")
     return "start"
 
+
+
+# ---------------------------------------------------------------- Reshard (upstream 302 -> Reshard -> 306)
+
+
+class ReshardRequest(BaseModel):
+    """What a reshard run was asked to do (the flow's parameters, less the blocks and the schema)."""
+
+    keyspace: str = Field(default="customer", description="The keyspace to reshard.")
+    source_shards: list[str] = Field(default_factory=lambda: ["-"], description="The shards it has now.")
+    target_shards: list[str] = Field(default_factory=lambda: ["-80", "80-"],
+                                     description="The shards it is split into (equal parts: -80,80- or -40,40-80,...).")
+    workflow: str = Field(default="", description="The workflow's name; empty: <keyspace>2<keyspace>.")
+    max_lag_s: int = Field(default=30, ge=0, description="Replication lag allowed (copy caught up, each switch).")
+
+    @property
+    def name(self) -> str:
+        return self.workflow or f"{self.keyspace}2{self.keyspace}"
+
+    def refusals(self) -> None:
+        for what, value in (("keyspace", self.keyspace), ("workflow", self.name)):
+            if not NAME.match(value):
+                raise ConfigError(f"reshard parameter {what}", f"{value!r} is not a plain name (letters, digits, _).",
+                                  "give the name as vtctldclient takes it.")
+        want = names.shard_names(len(self.target_shards))
+        if self.target_shards != want or len(self.target_shards) < 2:
+            raise ConfigError("reshard parameter target_shards", f"{','.join(self.target_shards)} is not an equal "
+                              "split the operator's equal partitioning makes.",
+                              f"give {','.join(names.shard_names(max(2, len(self.target_shards))))} (or another "
+                              "number of equal parts).")
+        if set(self.source_shards) & set(self.target_shards):
+            raise ConfigError("reshard parameters", "source and target shards overlap by name.",
+                              "give the shards the keyspace has now as source_shards.")
+
+
+def partitioning_shards(part: dict) -> list[str]:
+    if "equal" in part:
+        return names.shard_names(int(part["equal"].get("parts", 1)))
+    out = []
+    for s in (part.get("custom") or {}).get("shards") or []:
+        kr = s.get("keyRange") or {}
+        out.append(f"{kr.get('start', '')}-{kr.get('end', '')}" if kr else s.get("name", "-"))
+    return out
+
+
+def _norm(shards: list[str]) -> list[str]:
+    return ["-" if s in ("0", "-") else s for s in shards]
+
+
+def with_target_shards(entry: dict, source_shards: list[str], target_shards: list[str]) -> dict | None:
+    """The keyspace entry with a second partitioning of the target shards (upstream 302: the same
+    template as the source's), or None when it has one already."""
+    parts = entry.get("partitionings") or []
+    if any(partitioning_shards(p) == target_shards for p in parts):
+        return None
+    src = next((p for p in parts if partitioning_shards(p) == _norm(source_shards)), None)
+    if src is None:
+        have = "; ".join(",".join(partitioning_shards(p)) for p in parts) or "none"
+        raise ConfigError(f"keyspace {entry['name']}", f"has no partitioning of the shards {','.join(source_shards)} "
+                          f"(its partitionings: {have}).", "give the shards it has now as source_shards.")
+    if len(parts) >= 2:   # the CRD allows two partitionings at most
+        raise ConfigError(f"keyspace {entry['name']}", "has two partitionings already (a reshard under way or left "
+                          "half-done).", "finish or undo that one first (its old partitioning out of the VitessCluster).")
+    out = copy.deepcopy(entry)
+    out["partitionings"].append({"equal": {"parts": len(target_shards), "shardTemplate": _template_of({"partitionings": [src]})}})
+    return out
+
+
+def without_source_shards(entry: dict, source_shards: list[str]) -> dict | None:
+    """The keyspace entry without the old partitioning (upstream 306), or None when it is gone."""
+    parts = entry.get("partitionings") or []
+    keep = [p for p in parts if partitioning_shards(p) != _norm(source_shards)]
+    if len(keep) == len(parts):
+        return None
+    out = copy.deepcopy(entry)
+    out["partitionings"] = keep
+    return out
+
+
+def with_entry(vc: dict, entry: dict) -> list[dict]:
+    """The VitessCluster's keyspaces with ``entry`` in place of the keyspace of its name."""
+    return [entry if k.get("name") == entry["name"] else k for k in (vc.get("spec") or {}).get("keyspaces") or []]
+
+
+def shard_counts(ids: list[int], shards: list[str]) -> dict[str, int]:
+    """How many of ``ids`` each shard owns under the ``hash`` vindex (vtflow.vindex)."""
+    from vtflow.vindex import hash_keyspace_id, shard_of
+
+    out = {s: 0 for s in shards}
+    for i in ids:
+        out[shard_of(hash_keyspace_id(int(i)), shards)] += 1
+    return out
+
+
+def primary_vindex_columns(vschema: dict | None) -> dict[str, str]:
+    """table -> the column of its primary (first) hash vindex, from a sharded VSchema."""
+    vs = vschema or {}
+    kinds = {n: (v or {}).get("type") for n, v in (vs.get("vindexes") or {}).items()}
+    out = {}
+    for t, spec in (vs.get("tables") or {}).items():
+        cv = ((spec or {}).get("column_vindexes") or [None])[0]
+        if cv and kinds.get(cv.get("name")) == "hash":
+            out[t] = cv.get("column") or (cv.get("columns") or [""])[0]
+    return out

@@ -202,6 +202,8 @@ def test_the_move_goes_green_and_completes_and_a_rerun_changes_nothing(cluster):
     assert {"customer", "corder"} <= tables_in(cluster, "customer")
     assert not {"customer", "corder"} & tables_in(cluster, "commerce") and "product" in tables_in(cluster, "commerce")
     assert json.loads(Vtctld(cluster.k, NS, "example").run(["GetRoutingRules"]).out) == {"rules": []}
+    progress = Artifact.get("move-tables-copy-example")
+    assert progress is not None and progress.type == "progress" and float(progress.data) == 100.0
     assert ("complete", "done", "workflow removed, customer, corder dropped from commerce") in \
         stage_rows(report_text(cluster))
 
