@@ -42,6 +42,7 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
     from flows.move_tables import move_tables
     from flows.node_prep import node_prep
     from flows.redeploy import redeploy
+    from flows.reshard import reshard
     from flows.restore_drill import restore_drill
     from flows.teardown import teardown
 
@@ -108,6 +109,15 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
             description="Move tables to another keyspace (MoveTables, upstream's 201-205): the target keyspace's "
                         "tablets (preflight first), create, copy, VDiff, switch reads then writes, verify through "
                         "vtgate, complete when asked. Re-run after any failure: it resumes. dry_run lists every step.",
+            tags=["vtflow", "resharding"],
+            concurrency_limit=one_at_a_time,
+        ),
+        reshard.to_deployment(
+            name="reshard",
+            description="Split a keyspace's shards (Reshard, upstream's 301-306): the schema and VSchema changes first, "
+                        "the new shards (preflight first), create, copy, VDiff, switch reads then writes, verify each "
+                        "row's shard through vtgate, then complete and remove the old shards when asked. Re-run after any "
+                        "failure: it resumes.",
             tags=["vtflow", "resharding"],
             concurrency_limit=one_at_a_time,
         ),

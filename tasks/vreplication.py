@@ -54,7 +54,8 @@ ROLLOUT_SCHEDULED = "rollout.planetscale.com/scheduled"   # vitess-operator pkg/
 VC = ("planetscale.com/v2", "VitessCluster")
 POLL_S = 1.0
 LOG_EVERY_S = 5.0
-NAME = re.compile(r"^[A-Za-z0-9_]+$")   # keyspace, table and workflow names vtflow passes on a command line
+NAME = re.compile(r"^[A-Za-z0-9_]+$")
+INSERT_INTO = re.compile(r"^\s*insert\s+(?:ignore\s+)?into\s+`?([A-Za-z0-9_$]+)`?", re.IGNORECASE)   # keyspace, table and workflow names vtflow passes on a command line
 
 
 class MoveTablesRequest(BaseModel):
@@ -460,6 +461,56 @@ class Workflow:
                                  "re-run when the tablet serves.")
         row = (fetch_rows(reply.out) or [[None] * len(self.tables)])[0]
         return {t: int(v) for t, v in zip(self.tables, row)}
+
+    def serving(self, keyspace: str, shards: list[str]) -> bool:
+        """Whether any of ``shards`` is primary-serving (GetShard): false once a Reshard switched
+        writes away from them (and after its complete)."""
+        return any((self.vt.get_shard(keyspace, s) or {}).get("is_primary_serving", False) for s in shards)
+
+    def vschemas_pending(self, schemas) -> list[str]:
+        """The keyspaces of ``schemas`` whose VSchema is not the one given (the prepare stage's mark)."""
+        return [s.keyspace for s in schemas if s.vschema is not None and self.vt.get_vschema(s.keyspace) != s.vschema]
+
+    def prepare(self, ctx, schemas) -> str:
+        """The schema changes, as the deploy's schema step applies them (a CREATE TABLE of a table
+        that exists is skipped, a VSchema already in place not sent), and an INSERT into a table
+        that existed before this run skipped too: its rows were written by the run that created it."""
+        from tasks import schema as schema_step
+
+        kept = []
+        for s in schemas:
+            have = schema_step.existing_tables(self.k, self.namespace, self.cluster, s.keyspace)
+            statements = [st for st in s.statements if (m := INSERT_INTO.match(st.sql)) is None or m.group(1) not in have]
+            kept.append(schema_step.SchemaInput(s.keyspace, statements, s.notes, s.vschema, s.warnings))
+        step = schema_step.apply_schemas.fn(ctx, kept)
+        changed = [o["object"] for o in step.objects if o["action"] != "unchanged"]
+        return f"{len(changed)} change(s): " + "; ".join(changed) if changed else "nothing to change"
+
+    def set_keyspaces(self, verb: str, body: dict) -> None:
+        if verb == "apply":
+            self.k.apply(body)
+        else:
+            self.k.patch(*VC, self.cluster, self.namespace, body, manager=kube.FIELD_MANAGER + "-reshard")
+
+    def wait_shards_gone(self, keyspace: str, shards: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        said = 0.0
+        while True:
+            pods = [p["metadata"]["name"] for s in shards for p in self.k.list(
+                "v1", "Pod", self.namespace, label_selector=names.selector({
+                    **names.cluster_labels(self.cluster, names.VTTABLET), names.KEYSPACE: keyspace,
+                    names.SHARD: names.shard_label(s)}))]
+            if not pods:
+                return
+            if time.monotonic() - said >= LOG_EVERY_S:
+                self.log.info("waiting for the tablets of %s to go: %s", ",".join(shards), ", ".join(sorted(pods)))
+                said = time.monotonic()
+            if time.monotonic() >= deadline:
+                raise PermanentError(f"shards {','.join(shards)} of keyspace {keyspace}",
+                                     f"tablet pod(s) {', '.join(sorted(pods))} still there after {timeout_s:.0f} s.",
+                                     "see the operator's log (kubectl logs deploy/vitess-operator), or raise "
+                                     "removal_timeout_s and re-run.")
+            time.sleep(POLL_S)
 
     # -- the stages that change something
 

@@ -225,6 +225,17 @@ class Vtctld:
                             "read the target tablets' vttablet log, then re-run.")
         return json.loads(reply.out or "{}")
 
+    def get_shard(self, keyspace: str, shard: str) -> dict | None:
+        """``GetShard K/S``: the shard record (``is_primary_serving``, ``key_range``...), or None
+        when it does not exist."""
+        reply = self.run(["GetShard", f"{keyspace}/{shard}"])
+        if reply.ok:
+            return json.loads(reply.out).get("shard") or {}
+        if "node doesn't exist" in reply.err:
+            return None
+        raise CommandUnavailable(f"vtctldclient GetShard {keyspace}/{shard} in {self.where}", f"exited {reply.rc}: "
+                                 f"{reply.said}", "re-run when vtctld answers.", "GetShard", reply.rc, reply.said)
+
     def routing_rules(self) -> list[dict]:
         """``GetRoutingRules``: the global routing rules (MoveTables writes them)."""
         reply = self._check(["GetRoutingRules"], "", "re-run when vtctld answers.", transient=True)

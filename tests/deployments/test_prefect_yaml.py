@@ -24,7 +24,8 @@ def test_prefect_yaml_is_rendered_from_all_deployments(monkeypatch):
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     by_name = {d["name"]: d for d in config["deployments"]}
     assert list(by_name) == [d.name for d in all_deployments()] == ["deploy", "node-prep", "health-check", "backup",
-                                                                    "restore-drill", "teardown", "move-tables", "redeploy"]
+                                                                    "restore-drill", "teardown", "move-tables", "reshard",
+                                                                    "redeploy"]
     assert by_name["health-check"]["schedules"] == [{"interval": 300.0, "active": False}]
     assert by_name["backup"]["schedules"] == [{"cron": "0 3 * * *", "active": False}]
     assert by_name["restore-drill"]["schedules"] == [{"cron": "0 4 * * 0", "active": False}]

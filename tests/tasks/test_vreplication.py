@@ -103,3 +103,44 @@ def test_bad_names_are_refused_before_anything_is_read():
     with pytest.raises(ConfigError, match="source and target keyspace are both 'commerce'"):
         vr.MoveTablesRequest(target_keyspace="commerce").refusals("x")
     assert vr.MoveTablesRequest().name == "commerce2customer"
+
+
+def _customer(name: str) -> dict:
+    return next(k for k in upstream(name)[0]["spec"]["keyspaces"] if k["name"] == "customer")
+
+
+def test_the_new_shards_are_upstreams_302_and_the_old_ones_go_as_306():
+    entry = _customer("201_customer_tablets.yaml")
+    grown = vr.with_target_shards(entry, ["-"], ["-80", "80-"])
+    want = _customer("302_new_shards.yaml")
+    # upstream's 302 also names hexWidth 4 (four hex digits in the shard names' bounds); vtflow names the
+    # shards as asked, -80,80-, which the default width gives
+    want["partitionings"][1]["equal"].pop("hexWidth")
+    assert grown == want
+    assert vr.with_target_shards(grown, ["-"], ["-80", "80-"]) is None          # there already: no change
+    assert [vr.partitioning_shards(p) for p in grown["partitionings"]] == [["-"], ["-80", "80-"]]
+    shrunk = vr.without_source_shards(grown, ["0"])                              # "0" and "-" are the same shard
+    assert shrunk["partitionings"] == grown["partitionings"][1:]
+    assert vr.without_source_shards(shrunk, ["-"]) is None
+    with pytest.raises(ConfigError, match="has no partitioning of the shards -40.*its partitionings: -"):
+        vr.with_target_shards(entry, ["-40"], ["-80", "80-"])
+    with pytest.raises(ConfigError, match="has two partitionings already"):
+        vr.with_target_shards(grown, ["-80", "80-"], ["-40", "40-80", "80-c0", "c0-"])
+
+
+def test_shard_counts_follow_the_hash_vindex_and_the_sharded_vschema_names_the_columns():
+    import json
+
+    # the resharding guide: customers 1, 2, 3 and 5 land in -80, 4 in 80-
+    assert vr.shard_counts([1, 2, 3, 4, 5], ["-80", "80-"]) == {"-80": 4, "80-": 1}
+    vs = json.loads((EXAMPLES / "vschema_customer_sharded.json").read_text())
+    assert vr.primary_vindex_columns(vs) == {"customer": "customer_id", "corder": "customer_id"}
+    assert vr.primary_vindex_columns({"tables": {"t": {}}}) == {}
+
+
+def test_reshard_shards_must_be_an_equal_split():
+    vr.ReshardRequest().refusals()
+    with pytest.raises(ConfigError, match="-70,70- is not an equal split.*give -80,80-"):
+        vr.ReshardRequest(target_shards=["-70", "70-"]).refusals()
+    with pytest.raises(ConfigError, match="overlap"):
+        vr.ReshardRequest(source_shards=["-80", "80-"], target_shards=["-80", "80-"]).refusals()
