@@ -350,6 +350,51 @@ def cmd_teardown(args) -> int:
     return 0
 
 
+def _print_workflow_report(report) -> None:
+    for st in report.stages:
+        print(f"{st.stage}: {st.result}" + (f": {st.detail}" if st.detail else ""))
+    for line in report.planned:
+        print(f"would: {line}")
+
+
+def cmd_move_tables(args) -> int:
+    from flows.move_tables import move_tables
+
+    state = asyncio.run(move_tables(target_block=args.target, mysql_block=args.mysql or args.target,
+                                    source_keyspace=args.source, target_keyspace=args.to,
+                                    tables=[t for t in args.tables.split(",") if t], workflow=args.workflow or "",
+                                    complete=args.complete, max_lag_s=args.max_lag, dry_run=args.dry_run,
+                                    return_state=True))
+    report = state.result(raise_on_failure=False)
+    if not isinstance(report, BaseException) and report is not None:
+        _print_workflow_report(report)
+    if not state.is_completed():
+        return flow_failed(state, "move-tables")
+    return 0
+
+
+def cmd_reshard(args) -> int:
+    from flows.reshard import reshard
+    from tasks.schema import KeyspaceSchema
+
+    prepare = []
+    for item in args.prepare or []:
+        ks, _, rest = item.partition("=")
+        sql, _, vschema = rest.partition(",")
+        prepare.append(KeyspaceSchema(keyspace=ks, sql=sql or None, vschema=vschema or None))
+    state = asyncio.run(reshard(target_block=args.target, mysql_block=args.mysql or args.target, keyspace=args.keyspace,
+                                source_shards=[s for s in args.source_shards.split(",") if s],
+                                target_shards=[s for s in args.target_shards.split(",") if s],
+                                workflow=args.workflow or "", prepare=prepare, complete=args.complete,
+                                max_lag_s=args.max_lag, dry_run=args.dry_run, return_state=True))
+    report = state.result(raise_on_failure=False)
+    if not isinstance(report, BaseException) and report is not None:
+        _print_workflow_report(report)
+    if not state.is_completed():
+        return flow_failed(state, "reshard")
+    return 0
+
+
 def cmd_deploy(args) -> int:
     from flows.deploy import DeployParameters, deploy
 
@@ -725,6 +770,33 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--dry-run", action="store_true", help="list what would be removed and kept; change nothing")
     td.add_argument("--timeout", type=float, default=600, help="seconds to wait, in all, for what goes to be gone")
     td.set_defaults(func=cmd_teardown)
+
+    mt = sub.add_parser("move-tables", help="move tables to another keyspace (MoveTables): tablets, create, copy, "
+                                            "VDiff, switches, verify, complete; a re-run resumes")
+    mt.add_argument("--target", required=True, help="Vitess target block name")
+    mt.add_argument("--mysql", help="MySQL credentials block name (default: the target's name)")
+    mt.add_argument("--source", default="commerce", help="the keyspace the tables are in (default commerce)")
+    mt.add_argument("--to", default="customer", help="the keyspace they move to (default customer)")
+    mt.add_argument("--tables", default="customer,corder", help="comma-separated tables (default customer,corder)")
+    mt.add_argument("--workflow", help="the workflow's name (default <source>2<to>)")
+    mt.add_argument("--complete", action="store_true", help="complete the workflow after the verification")
+    mt.add_argument("--max-lag", type=int, default=30, help="replication lag allowed, seconds (default 30)")
+    mt.add_argument("--dry-run", action="store_true", help="list every step and object change; change nothing")
+    mt.set_defaults(func=cmd_move_tables)
+    rs = sub.add_parser("reshard", help="split a keyspace's shards (Reshard): schema first, new shards, create, copy, "
+                                        "VDiff, switches, verify, complete, old shards removed; a re-run resumes")
+    rs.add_argument("--target", required=True, help="Vitess target block name")
+    rs.add_argument("--mysql", help="MySQL credentials block name (default: the target's name)")
+    rs.add_argument("--keyspace", default="customer", help="the keyspace to reshard (default customer)")
+    rs.add_argument("--source-shards", default="-", help="its shards now, comma-separated (default -)")
+    rs.add_argument("--target-shards", default="-80,80-", help="the shards it becomes (default -80,80-)")
+    rs.add_argument("--workflow", help="the workflow's name (default <keyspace>2<keyspace>)")
+    rs.add_argument("--prepare", action="append", metavar="KEYSPACE=SQL,VSCHEMA",
+                    help="a schema (file, URL) and/or VSchema applied first, in the order given; repeatable")
+    rs.add_argument("--complete", action="store_true", help="complete the workflow, then remove the old shards")
+    rs.add_argument("--max-lag", type=int, default=30, help="replication lag allowed, seconds (default 30)")
+    rs.add_argument("--dry-run", action="store_true", help="list every step and object change; change nothing")
+    rs.set_defaults(func=cmd_reshard)
 
     sc = sub.add_parser("schedules", help="the scheduled deployments (health check, backup)")
     scu = sc.add_subparsers(dest="schedules", required=True).add_parser(

@@ -81,13 +81,18 @@ def cluster(prefect_server, tmp_path_factory):
 
 
 def test_a_dry_run_lists_every_step_and_changes_nothing(cluster):
-    state, report = run(cluster, dry_run=True)
-    assert state.is_completed(), state.message
-    planned = "\n".join(report.planned)
-    assert "add keyspace customer to VitessCluster example/example" in planned
-    assert ("vtctldclient MoveTables --target-keyspace customer --workflow commerce2customer create "
-            "--source-keyspace commerce --tables customer,corder") in planned
-    assert "SwitchTraffic --tablet-types=primary" in planned
+    # through the CLI, as a user runs it
+    r = subprocess.run([sys.executable, "-m", "vtflow.cli", "move-tables", "--target", f"tgt-{cluster.tag}",
+                        "--mysql", f"my-{cluster.tag}", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert "tablets: would: add the keyspace, then wait for its tablets" in lines
+    assert "would: add keyspace customer to VitessCluster example/example (spec.keyspaces: 3 tablet pod(s), the " \
+           "template of commerce)" in lines
+    assert ("would: vtctldclient MoveTables --target-keyspace customer --workflow commerce2customer create "
+            "--source-keyspace commerce --tables customer,corder") in lines
+    assert "would: SwitchTraffic --tablet-types=primary (its --dry-run first)" in lines
     assert cluster.get("planetscale.com/vitessclusters", NS, "example")["spec"] == cluster.spec_before
     assert "# MoveTables customer.commerce2customer (dry run)" in report_text(cluster)
 
