@@ -94,7 +94,7 @@ async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowRep
         entry = vr.target_entry(vc, w.source, w.target)
         nodes = w.k.list("v1", "Node")
         pods = w.k.list("v1", "Pod")
-        fits, lines = vr.placement(nodes, pods, entry)
+        fits, lines = vr.placement(nodes, pods, entry, backup=vr.has_backups(vc))
         for line in lines:
             log.info("preflight: %s", line)
         if not fits:

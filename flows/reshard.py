@@ -127,7 +127,7 @@ async def _run(w: vr.Workflow, req: vr.ReshardRequest, report: vr.WorkflowReport
     grown = vr.with_target_shards(entry, req.source_shards, req.target_shards) if not moved else None
     if grown is not None:
         added = {**grown, "partitionings": grown["partitionings"][-1:]}
-        fits, lines = vr.placement(w.k.list("v1", "Node"), w.k.list("v1", "Pod"), added)
+        fits, lines = vr.placement(w.k.list("v1", "Node"), w.k.list("v1", "Pod"), added, backup=vr.has_backups(vc))
         for line in lines:
             log.info("preflight: %s", line)
         if not fits:

@@ -269,35 +269,59 @@ def new_tablets(entry: dict) -> list[dict]:
     return out
 
 
-def vtorc_demand(entry: dict) -> tuple[int, int, int]:
-    """(pods, CPU millis, memory bytes) of the keyspace's vtorc pods (one per shard)."""
-    req = (((entry.get("vitessOrchestrator") or {}).get("resources") or {}).get("requests")) or {}
-    if not entry.get("vitessOrchestrator"):
-        return 0, 0, 0
-    shards = sum(int(p["equal"].get("parts", 1)) if "equal" in p else len((p.get("custom") or {}).get("shards") or [])
-                 for p in entry.get("partitionings") or [])
-    return shards, cpu_millis(req.get("cpu", "0")), memory_bytes(req.get("memory", "0"))
+def has_backups(vc: dict) -> bool:
+    """Whether the VitessCluster has a backup location (then each new shard's first backup runs
+    in a vtbackup-init pod beside its tablets)."""
+    return bool(((vc.get("spec") or {}).get("backup") or {}).get("locations"))
 
 
-def placement(nodes: list[dict], pods: list[dict], entry: dict) -> tuple[bool, list[str]]:
-    """Whether the nodes hold every pod ``entry`` adds, on top of every pod running now (each
-    tablet on the roomiest node its pool's rules allow, one after another), and the lines that
-    say so with the numbers."""
+def _requests(part: dict) -> tuple[int, int]:
+    req = ((part.get("resources") or {}).get("requests")) or {}
+    return cpu_millis(req.get("cpu", "0")), memory_bytes(req.get("memory", "0"))
+
+
+def new_pods(entry: dict, backup: bool) -> list[tuple[str, int, int, dict]]:
+    """(what, CPU millis, memory bytes, the pool whose scheduling rules apply) of every pod the
+    keyspace entry makes: per shard its vtorc, its tablets and, with a backup location, the
+    vtbackup-init pod that takes the new shard's first backup (the operator runs it beside the
+    tablets: mysqld's requests; tasks/sizing.py counts it the same way)."""
+    out = []
+    vtorc = entry.get("vitessOrchestrator")
+    for part in entry.get("partitionings") or []:
+        if "equal" in part:
+            shards = [part["equal"].get("shardTemplate") or {}] * int(part["equal"].get("parts", 1))
+        else:
+            shards = (part.get("custom") or {}).get("shards") or []
+        for s in shards:
+            pools = s.get("tabletPools") or []
+            if vtorc:
+                out.append(("vtorc", *_requests(vtorc), {}))
+            for pool in pools:
+                out += [("tablet", *tablet_demand(pool), pool)] * int(pool.get("replicas", 0))
+            if backup and pools:
+                out.append(("vtbackup-init", *_requests(pools[0].get("mysqld") or {}), {}))
+    return out
+
+
+def placement(nodes: list[dict], pods: list[dict], entry: dict, backup: bool = False) -> tuple[bool, list[str]]:
+    """Whether the nodes hold every pod ``entry`` adds, on top of every pod running now (each on
+    the roomiest node its pool's rules allow, one after another), and the lines that say so with
+    the numbers."""
     rooms = room_with_every_pod(nodes, pods)
-    tablets = new_tablets(entry)
-    vtorcs, vcpu, vmem = vtorc_demand(entry)
-    need_cpu = sum(tablet_demand(p)[0] for p in tablets) + vtorcs * vcpu
-    need_mem = sum(tablet_demand(p)[1] for p in tablets) + vtorcs * vmem
-    lines = [f"keyspace {entry['name']} adds {len(tablets)} tablet pod(s) and {vtorcs} vtorc pod(s): "
-             f"{need_cpu}m CPU and {need_mem / (1 << 30):.2f} GiB requested in all"]
+    adds = new_pods(entry, backup)
+    count = {k: sum(1 for p in adds if p[0] == k) for k in ("tablet", "vtorc", "vtbackup-init")}
+    lines = [f"keyspace {entry['name']} adds {count['tablet']} tablet pod(s), {count['vtorc']} vtorc pod(s)"
+             + (f" and {count['vtbackup-init']} vtbackup-init pod(s) for the first backup" if count["vtbackup-init"] else "")
+             + f": {sum(p[1] for p in adds)}m CPU and {sum(p[2] for p in adds) / (1 << 30):.2f} GiB requested in all"]
     lines += [f"node {r.node}: free {r.free_cpu_millis}m CPU, {r.free_memory_bytes / (1 << 30):.2f} GiB" for r in rooms]
     placed = list(pods)
-    for i, pool in enumerate(tablets):
-        cpu, mem = tablet_demand(pool)
+    seen = dict.fromkeys(count, 0)
+    for what, cpu, mem, pool in adds:
+        seen[what] += 1
         allowed = _spread_nodes(pool, _allowed_nodes(pool, [r.node for r in rooms]), placed)
         fits = [r for r in rooms if r.node in allowed and r.free_cpu_millis >= cpu and r.free_memory_bytes >= mem]
         if not fits:
-            lines.append(f"tablet {i + 1} of {len(tablets)} ({cpu}m CPU, {mem / (1 << 30):.2f} GiB) fits on no node")
+            lines.append(f"{what} {seen[what]} of {count[what]} ({cpu}m CPU, {mem / (1 << 30):.2f} GiB) fits on no node")
             return False, lines
         best = max(fits, key=lambda r: (r.free_memory_bytes, r.free_cpu_millis))
         best.used_cpu_millis += cpu
@@ -306,9 +330,6 @@ def placement(nodes: list[dict], pods: list[dict], entry: dict) -> tuple[bool, l
         for c in pool.get("topologySpreadConstraints") or []:
             labels.update(((c.get("labelSelector") or {}).get("matchLabels")) or {})
         placed.append({"metadata": {"labels": labels}, "spec": {"nodeName": best.node}})
-    if vtorcs and sum(r.free_memory_bytes for r in rooms) < vtorcs * vmem:
-        lines.append(f"the {vtorcs} vtorc pod(s) ({vmem / (1 << 20):.0f} MiB each) fit on no node after the tablets")
-        return False, lines
     return True, lines
 
 

@@ -83,7 +83,10 @@ def test_the_preflight_places_each_tablet_and_refuses_with_the_numbers():
     nodes = [_node("a", "2", "4Gi"), _node("b", "1", "2Gi"), _node("c", "2", "4Gi")]
     fits, lines = vr.placement(nodes, [], entry)
     assert fits, lines
-    assert lines[0].startswith("keyspace customer adds 3 tablet pod(s) and 1 vtorc pod(s): ")
+    # the deploy's plan gives the same figure for 201 ("needs 0.73 CPU / 2.47 GiB more", tasks/sizing.py)
+    assert lines[0] == "keyspace customer adds 3 tablet pod(s), 1 vtorc pod(s): 730m CPU and 2.47 GiB requested in all"
+    fits, lines = vr.placement(nodes, [], entry, backup=True)
+    assert fits and "and 1 vtbackup-init pod(s) for the first backup" in lines[0]
     # with a running pod taking most of every node, the first tablet fits nowhere
     def pod(n: str, memory: str) -> dict:
         return {"metadata": {"name": f"p-{n}", "labels": {}}, "status": {"phase": "Running"},
@@ -93,7 +96,7 @@ def test_the_preflight_places_each_tablet_and_refuses_with_the_numbers():
     busy = [pod("a", "3Gi"), pod("b", "1500Mi"), pod("c", "3Gi")]
     fits, lines = vr.placement(nodes, busy, entry)
     assert not fits
-    assert lines[-1].startswith("tablet 1 of 3 (")
+    assert lines[-1] == "tablet 1 of 3 (210m CPU, 0.78 GiB) fits on no node"   # the vtorc went on node a
     assert any(line.startswith("node b: free ") for line in lines)
 
 
