@@ -137,6 +137,10 @@ def test_killed_while_copying_then_a_vdiff_difference_stops_before_any_switch(cl
     vr.pause_copy(False)
     wait_until(lambda: status(cluster)["shard_streams"]["customer/-"]["streams"][0]["status"] == "Running", 60,
                "the copy to finish")
+    # nothing copied twice: the killed run's successor finds the workflow and copies nothing itself
+    show = Vtctld(cluster.k, NS, "example").workflow_show("customer", WF)
+    assert show["shard_streams"] and [s["rows_copied"] for sh in show["shard_streams"].values()
+                                      for s in sh["streams"]] == ["10"]   # 5 customers + 5 orders, once
     assert vr.change_target_row("customer", "customer", "email = 'mallory@domain'", "customer_id = 2") == 1
 
     state, _ = run(cluster)
