@@ -47,16 +47,20 @@ class Progress:
 
 async def copy_and_check(w: vr.Workflow, max_lag_s: int, report: vr.WorkflowReport, state: vr.CopyState,
                          copy_timeout_s: float, vdiff_timeout_s: float) -> vr.Traffic:
-    """The copy waited for, then a VDiff that must find no difference (skipped once writes are switched)."""
+    """The copy waited for, then a VDiff that must find no difference. Both are over once writes
+    are switched: the forward streams are then stopped and frozen (the reverse workflow
+    replicates), and VDiff is refused."""
     traffic = state.traffic
+    if traffic.writes:
+        report.copy = state
+        report.record("copy", "skipped", f"writes are switched already ({traffic.text}): the forward streams are frozen")
+        report.record("vdiff", "skipped", "writes are switched already (VDiff is refused then)")
+        return traffic
     t = time.monotonic()
     progress = Progress(report.copy_key)
     state = await stage("copy", w.wait_copy, max_lag_s, copy_timeout_s, report, progress)
     report.record("copy", "done", state.line() + (f"; lag {report.lag} s" if report.lag is not None else ""),
                   time.monotonic() - t)
-    if traffic.writes:
-        report.record("vdiff", "skipped", "writes are switched already (VDiff is refused then)")
-        return traffic
     t = time.monotonic()
     result = await stage("vdiff", w.run_vdiff, vdiff_timeout_s)
     report.vdiff = result
