@@ -116,12 +116,14 @@ async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowRep
                       time.monotonic() - t)
 
     # -- create, unless the workflow exists (or the tables moved and the workflow was completed)
-    state, show = await stages.stage("observe-workflow", w.status)
+    # the target keyspace was not in the VitessCluster when the run began (a dry run, or this run added it): it
+    # has no workflow and no tables yet, and in a dry run vtctld does not know it at all
+    target_missing = vr.keyspace_entry(vc, w.target) is None
+    state, show = (None, None) if target_missing else await stages.stage("observe-workflow", w.status)
     completed_already = False
     if state is None:
         source_tables = await stages.stage("observe-source-tables", w.tables_of, w.source)
-        target_tables = set() if dry_run and vr.keyspace_entry(vc, w.target) is None else \
-            await stages.stage("observe-target-tables", w.tables_of, w.target)
+        target_tables = set() if target_missing else await stages.stage("observe-target-tables", w.tables_of, w.target)
         verdict = vr.refuse_if_unmovable(w, source_tables, target_tables)
         completed_already = verdict == "done"
         if completed_already:
