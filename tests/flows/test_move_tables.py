@@ -142,6 +142,17 @@ def test_killed_while_copying_then_a_vdiff_difference_stops_before_any_switch(cl
     show = Vtctld(cluster.k, NS, "example").workflow_show("customer", WF)
     assert show["shard_streams"] and [s["rows_copied"] for sh in show["shard_streams"].values()
                                       for s in sh["streams"]] == ["10"]   # 5 customers + 5 orders, once
+    # a stream in Error stops the run with its message, before any switch
+    vr.fail_stream("customer", WF, "Duplicate entry '7' for key 'PRIMARY' (errno 1062)")
+    try:
+        state, _ = run(cluster)
+    finally:
+        vr.fail_stream("customer", WF, "")
+    assert state.is_failed()
+    assert "has a stream in Error: stream 1 on -/zone1-" in state.message
+    assert "Duplicate entry '7' for key 'PRIMARY' (errno 1062)" in state.message
+    assert status(cluster)["traffic_state"] == "Reads Not Switched. Writes Not Switched"
+
     assert vr.change_target_row("customer", "customer", "email = 'mallory@domain'", "customer_id = 2") == 1
 
     state, _ = run(cluster)
