@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from . import names
 from .releases import DATA_ROOT, Release, mysql_server_version
+from .rollout import DRAIN_SUPPORTED, TABLET_DRAIN_SUPPORTED
 
 # chosen so the 101 example totals what FACTS.md measured (~1.3 CPU, ~3.2 GiB of requests)
 ETCD_RESOURCES = {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"memory": "256Mi"}}
@@ -132,6 +133,14 @@ def images(vc: dict, release: Release) -> dict:
             "vtbackup": im.get("vtbackup", lite), "vtadmin": im.get("vtadmin", "vitess/vtadmin:latest"),
             "mysqld": next(iter(mysqld.values()), release.mysqld_image) if mysqld else release.mysqld_image,
             "mysqldExporter": im.get("mysqldExporter", release.exporter_image)}
+
+
+def _child_images(vc: dict, im: dict, release: Release) -> dict:
+    """``spec.images`` of a VitessKeyspace / VitessShard (VitessKeyspaceImages): mysqld is an
+    object keyed by flavor (DefaultImages: ``mysql80Compatible``), as the CRD's schema says."""
+    mysqld = ((vc.get("spec") or {}).get("images") or {}).get("mysqld") or {"mysql80Compatible": release.mysqld_image}
+    return {"vttablet": im["vttablet"], "vtorc": im["vtorc"], "vtbackup": im["vtbackup"],
+            "mysqld": copy.deepcopy(mysqld), "mysqldExporter": im["mysqldExporter"]}
 
 
 def _server_version(release: Release, im: dict) -> dict:
@@ -331,9 +340,10 @@ def _keyspace(vc, ks: dict, cluster: str, ns: str, im: dict, lock: dict, cells: 
     kname = names.keyspace(cluster, ks_name)
     base = {names.CLUSTER: cluster, names.KEYSPACE: ks_name}
     locations = copy.deepcopy(backup.get("locations") or [])
+    child_images = _child_images(vc, im, release)
     out.append(Desired("planetscale.com/vitesskeyspaces", {
         "apiVersion": "planetscale.com/v2", "kind": "VitessKeyspace", "metadata": _meta(kname, ns, base),
-        "spec": {"name": ks_name, "globalLockserver": lock, "images": im, "zoneMap": {c: "" for c in cells},
+        "spec": {"name": ks_name, "globalLockserver": lock, "images": child_images, "zoneMap": {c: "" for c in cells},
                  "partitionings": copy.deepcopy(ks.get("partitionings") or []),
                  "durabilityPolicy": ks.get("durabilityPolicy", "none"),
                  "turndownPolicy": ks.get("turndownPolicy", "RequireIdle"),
@@ -346,7 +356,8 @@ def _keyspace(vc, ks: dict, cluster: str, ns: str, im: dict, lock: dict, cells: 
         pools = copy.deepcopy(template.get("tabletPools") or [])
         out.append(Desired("planetscale.com/vitessshards", {
             "apiVersion": "planetscale.com/v2", "kind": "VitessShard", "metadata": _meta(sname, ns, slabels),
-            "spec": {"name": shard, "keyRange": {"start": start, "end": end}, "globalLockserver": lock, "images": im,
+            "spec": {"name": shard, "keyRange": {"start": start, "end": end}, "globalLockserver": lock,
+                     "images": child_images,
                      "zoneMap": {c: "" for c in cells}, "tabletPools": pools,
                      "databaseInitScriptSecret": copy.deepcopy(template.get("databaseInitScriptSecret") or {}),
                      "backupLocations": locations, "backupEngine": backup.get("engine", "builtin"),
@@ -422,6 +433,7 @@ def _tablet(cluster, ns, ks, shard, pool, index, im, lock, owner, release: Relea
                             "securityContext": {"runAsUser": 999, "fsGroup": 999}},
                            affinity, pool.get("topologySpreadConstraints"))
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, ns, labels), "spec": pod_spec}
-    pod["metadata"]["annotations"] = {DESIRED_HASH: spec_hash(pod_spec)}
+    # reconcile_tablets.go vttabletSpecs: tablets drain (a planned reparent) before a rolling delete
+    pod["metadata"]["annotations"] = {DESIRED_HASH: spec_hash(pod_spec), DRAIN_SUPPORTED: TABLET_DRAIN_SUPPORTED}
     out.append(Desired("pods", pod, owner))
     return out

@@ -19,7 +19,13 @@ One pass per cluster, in this order (each step needs the one before):
   1. build the desired children (desired.plan: pure);
   2. apply them parent first, filling ownerReferences (cluster -> lockserver/cells/keyspaces,
      keyspace -> shards, shard -> tablet pods/claims/vtorc, cell -> vtgate);
-  3. roll outdated tablet and etcd pods, one at a time, only while every other one is Ready;
+  3. roll changed pods as the real controllers do (rollout.py decides, ``_roll`` applies):
+     every changed tablet gets ``rollout.planetscale.com/scheduled``; with updateStrategy
+     Immediate its shard cascades and the tablets are released one at a time (each once every
+     tablet is Available again; replicas first, the primary last after a planned reparent),
+     drained and replaced; External (the default when unset) holds a changed VitessKeyspace,
+     then VitessShard, then pod, each until ``rollout.planetscale.com/released`` is added to it;
+     etcd members are scheduled and replaced only when released (nothing in the operator does);
   4. elect a primary per shard (first Ready tablet; again when the primary is lost), and,
      when backup locations exist, take the shard's initial backup once the primary serves;
   5. write status: shards, keyspaces, cells, lockserver, then the cluster.
@@ -40,10 +46,12 @@ from datetime import datetime, timedelta, timezone
 
 from ..admission import admit
 from ..controllers import Controller
+from ..controllers.kubelet import Run
 from ..defaults import apply_defaults
 from ..controllers.common import controller_of, is_ready, owner_ref
 from ..store import now_rfc3339
 from . import desired as desired_mod
+from . import rollout
 from . import names
 from . import status as st
 from vtflow.crdschema import prune_and_default
@@ -121,8 +129,11 @@ class VitessOperator(Controller):
         # the operator's VitessBackupSchedule controller and what its Jobs run (backupschedule.py)
         double.backup_schedules = BackupScheduleController(self.state)
         double.add_controller(double.backup_schedules)
+        # the rollout's test knobs (rollout.TabletRollout), and the vttablet that never gets Ready
+        double.rollout = rollout.TabletRollout()
         if double.kubelet is not None:
             double.kubelet.add_program(backup_job(self.state))
+            double.kubelet.add_program(_never_ready_tablet(double.rollout))
 
     # -- triggers -----------------------------------------------------------------------------
     def handle(self, double, change) -> None:
@@ -160,16 +171,22 @@ class VitessOperator(Controller):
         if op is None:
             return
         plan = desired_mod.plan(vc, op.release, op.default_etcd_image)
-        current = self._apply(double, vc, plan)
+        current, held = self._apply(double, vc, plan)
         self._prune(double, vc, {d.key for d in plan})
         reconcile_schedules(double, vc, op.release)
-        self._roll(double, ns, plan)
+        self._roll(double, vc, plan, held)
         self._elect_and_backup(double, vc, plan)
-        self._write_status(double, vc, plan, current)
+        self._write_status(double, vc, plan, current, held)
 
-    def _apply(self, double, vc: dict, plan: list[desired_mod.Desired]) -> dict:
+    def _apply(self, double, vc: dict, plan: list[desired_mod.Desired]) -> tuple[dict, set]:
+        """Create and update the plan's objects, parents first; (current objects, held keys).
+        Under updateStrategy External an existing keyspace or shard whose spec would change waits
+        for ``rollout.planetscale.com/released`` (``_update_held``): it and everything under it
+        that exists keeps its spec (held); new children are made as planned."""
         ns = vc["metadata"]["namespace"]
+        external = rollout.update_strategy(vc) == rollout.EXTERNAL
         current: dict[tuple[str, str], dict] = {}
+        held: set[tuple[str, str]] = set()
         for item in plan:
             owner = vc if item.owner is None else current.get(item.owner)
             if owner is None:
@@ -185,10 +202,40 @@ class VitessOperator(Controller):
             cur = double.get(item.ref, ns, name)
             if cur is None:
                 cur = self._create(double, item.ref, obj)
+            elif item.owner in held:
+                held.add(item.key)
             elif item.ref not in ("pods", "persistentvolumeclaims"):
-                cur = self._update(double, item.ref, cur, obj) or cur
+                if external and item.ref in (rollout.KEYSPACES, rollout.SHARDS):
+                    cur, waits = self._update_held(double, item.ref, cur, obj)
+                    if waits:
+                        held.add(item.key)
+                else:
+                    cur = self._update(double, item.ref, cur, obj) or cur
             current[item.key] = cur
-        return current
+        return current, held
+
+    def _update_held(self, double, ref: str, cur: dict, want: dict) -> tuple[dict, bool]:
+        """reconciler/object.go for a VitessKeyspace/VitessShard under External: released -> the
+        whole update, annotations removed; else the in-place part, and ``scheduled`` while more waits."""
+        ns, name = cur["metadata"]["namespace"], cur["metadata"]["name"]
+        ann = cur["metadata"].get("annotations") or {}
+        if rollout.RELEASED in ann:
+            cur = self._update(double, ref, cur, want) or cur
+            self._act(double, ns, rollout.Action("annotate", ref, name, remove=(rollout.SCHEDULED, rollout.RELEASED)))
+            return double.get(ref, ns, name) or cur, False
+        spec, pending = rollout.held_spec(ref, cur, want)
+
+        def fn(o):
+            before = copy.deepcopy(o)
+            o["spec"] = copy.deepcopy(spec)
+            o["metadata"].setdefault("labels", {}).update(want["metadata"].get("labels") or {})
+            a = o["metadata"].setdefault("annotations", {})
+            if pending:
+                a[rollout.SCHEDULED] = pending
+            else:
+                a.pop(rollout.SCHEDULED, None)
+            return o != before
+        return double.mutate(ref, ns, name, fn) or cur, bool(pending)
 
     def _create(self, double, ref: str, obj: dict) -> dict:
         # the real operator writes through the API, so admission runs: cluster IPs for Services,
@@ -242,20 +289,65 @@ class VitessOperator(Controller):
             if c and c.get("uid") in mine and (ref, o["metadata"]["name"]) not in keep:
                 double.delete(ref, ns, o["metadata"]["name"])
 
-    def _roll(self, double, ns: str, plan: list) -> None:
-        """Replace one outdated pod, and only while every other planned pod is Ready."""
-        pods = [(d, double.get("pods", ns, d.obj["metadata"]["name"])) for d in plan if d.ref == "pods"]
-        if any(p is None or not is_ready(p) for _, p in pods):
-            return
-        outdated = [p for d, p in pods if (p["metadata"].get("annotations") or {}).get(desired_mod.DESIRED_HASH)
-                    != desired_mod.spec_hash(d.obj["spec"])]
-        if outdated:
-            # replicas before primaries, so the primary moves last (as a careful rollout does)
-            primaries = {(s.get("status") or {}).get("masterAlias") for s in double.list("planetscale.com/vitessshards", ns)}
-            outdated.sort(key=lambda p: (p["metadata"]["labels"].get(names.COMPONENT) == "vttablet"
-                                         and self._alias(p) in primaries))
-            victim = outdated[0]
-            double.delete("pods", ns, victim["metadata"]["name"])
+    def _roll(self, double, vc: dict, plan: list, held: set) -> None:
+        """Schedule, release, drain and replace changed pods as the real controllers do (rollout.py
+        decides from one snapshot; this applies). Tablets per shard; etcd members only when released."""
+        ns = vc["metadata"]["namespace"]
+        strategy = rollout.update_strategy(vc)
+        knobs = getattr(double, "rollout", None) or rollout.TabletRollout()
+        now = datetime.now(timezone.utc)
+        by_owner: dict[tuple[str, str], list] = {}
+        for d in plan:
+            if d.ref == "pods":
+                by_owner.setdefault(d.owner, []).append(d)
+        actions: list[rollout.Action] = []
+        for owner, wanted in by_owner.items():
+            views = [self._view(double, ns, d, knobs, now, owner in held) for d in wanted]
+            if owner[0] == "planetscale.com/vitessshards":
+                shard = double.get(owner[0], ns, owner[1])
+                if shard is None:
+                    continue
+                primary = (shard.get("status") or {}).get("masterAlias")
+                actions += rollout.shard_actions(shard, views, primary, strategy, now)
+            else:
+                actions += rollout.etcd_actions([(v.pod, v.changed, v.pending) for v in views])
+        for a in actions:
+            self._act(double, ns, a)
+
+    def _view(self, double, ns: str, d, knobs, now: datetime, held: bool) -> "rollout.TabletView":
+        pod = double.get("pods", ns, d.obj["metadata"]["name"])
+        labels = d.obj["metadata"].get("labels") or {}
+        alias = rollout.tablet_alias(d.obj) if labels.get(names.COMPONENT) == "vttablet" else d.obj["metadata"]["name"]
+        pool = labels.get(names.TABLET_TYPE, "")
+        if pod is None:
+            return rollout.TabletView(alias, None, False, "", False, False, pool)
+        going = bool(pod["metadata"].get("deletionTimestamp"))
+        have = (pod["metadata"].get("annotations") or {}).get(desired_mod.DESIRED_HASH)
+        # a held shard's pods want what they have (the shard's spec did not change yet)
+        changed = not going and not held and have != desired_mod.spec_hash(d.obj["spec"])
+        pending = rollout.describe_diff(pod.get("spec") or {}, d.obj["spec"]) if changed else ""
+        ready = is_ready(pod) and not going
+        return rollout.TabletView(alias, None if going else pod, changed, pending,
+                                  ready and _ready_for(pod, knobs.available_s, now), ready, pool)
+
+    def _act(self, double, ns: str, a: "rollout.Action") -> None:
+        if a.kind == "delete":
+            double.delete(a.ref, ns, a.name)
+        elif a.kind == "annotate":
+            def fn(o):
+                ann = o["metadata"].setdefault("annotations", {})
+                before = dict(ann)
+                ann.update(dict(a.add))
+                for k in a.remove:
+                    ann.pop(k, None)
+                if not ann:
+                    o["metadata"].pop("annotations", None)
+                return ann != before
+            double.mutate(a.ref, ns, a.name, fn)
+        elif a.kind == "reparent":
+            # PlannedReparentShard: the shard record's primary moves; the new term starts now
+            self.state.set_primary_term(a.alias, now_rfc3339())
+            double.mutate(a.ref, ns, a.name, lambda s: s.setdefault("status", {}).__setitem__("masterAlias", a.alias))
 
     def _elect_and_backup(self, double, vc: dict, plan: list) -> None:
         ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
@@ -299,11 +391,15 @@ class VitessOperator(Controller):
         return [p for p in double.list("pods", ns, sel) if not p["metadata"].get("deletionTimestamp")]
 
     # -- status -------------------------------------------------------------------------------
-    def _write_status(self, double, vc: dict, plan: list, current: dict) -> None:
+    def _write_status(self, double, vc: dict, plan: list, current: dict, held: set) -> None:
         ns, cluster = vc["metadata"]["namespace"], vc["metadata"]["name"]
         spec = vc.get("spec") or {}
         now = now_rfc3339()
         want_hash = {d.obj["metadata"]["name"]: desired_mod.spec_hash(d.obj["spec"]) for d in plan if d.ref == "pods"}
+        for d in plan:   # a held shard's pods are up to date with the spec it has
+            pod = double.get("pods", ns, d.obj["metadata"]["name"]) if d.ref == "pods" and d.owner in held else None
+            if pod is not None:
+                want_hash[d.obj["metadata"]["name"]] = (pod["metadata"].get("annotations") or {}).get(desired_mod.DESIRED_HASH)
         status: dict = {"observedGeneration": vc["metadata"].get("generation", 1),
                         "gatewayServiceName": names.vtgate_service(cluster), "orphanedCells": {}, "orphanedKeyspaces": {}}
         if desired_mod.manages_etcd(vc):
@@ -369,6 +465,32 @@ class VitessOperator(Controller):
             cells = sorted({c for s in shards_in.values() for c in s[0].get("cells") or []})
             status["keyspaces"][ks["name"]] = st.cluster_keyspace_entry(kst, cells)
         _set_status(double, VC, vc, status)
+
+
+def _ready_for(pod: dict, seconds: float, now: datetime) -> bool:
+    """Ready for ``seconds`` (podutils.IsPodAvailable against the Ready condition's transition)."""
+    if seconds <= 0:
+        return True
+    cond = next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+    try:
+        since = datetime.strptime((cond or {}).get("lastTransitionTime", ""), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return (now - since.replace(tzinfo=timezone.utc)).total_seconds() >= seconds
+
+
+def _never_ready_tablet(knobs: "rollout.TabletRollout"):
+    """The kubelet program of the fault: a vttablet on a faulty image exits at every start."""
+    def program(double, pod: dict, container: dict, env: dict):
+        if str((container.get("command") or [""])[0]).rsplit("/", 1)[-1] != "vttablet":
+            return None
+        image = str(container.get("image", ""))
+        alias = rollout.tablet_alias(pod)
+        if not (knobs.fails(image, alias) or knobs.fails(resolved_image(double, container), alias)):
+            return None
+        return Run([f"kubedouble: injected fault: vttablet {alias} never becomes ready on {image} "
+                    "(TabletRollout.never_ready)"], exit_code=1)
+    return program
 
 
 def _schema(double, ref: str) -> dict | None:
