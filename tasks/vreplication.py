@@ -255,18 +255,21 @@ def target_entry(vc: dict, source: str, target: str) -> dict:
     return out
 
 
-def new_tablets(entry: dict) -> list[dict]:
-    """One tablet pool entry per tablet pod ``entry`` makes (replicas expanded), every shard."""
+def shard_templates(entry: dict) -> list[dict]:
+    """One template per shard the keyspace entry makes (an equal partitioning's, repeated)."""
     out = []
     for part in entry.get("partitionings") or []:
         if "equal" in part:
-            shards = [part["equal"].get("shardTemplate") or {}] * int(part["equal"].get("parts", 1))
+            out += [part["equal"].get("shardTemplate") or {}] * int(part["equal"].get("parts", 1))
         else:
-            shards = (part.get("custom") or {}).get("shards") or []
-        for s in shards:
-            for pool in s.get("tabletPools") or []:
-                out += [pool] * int(pool.get("replicas", 0))
+            out += (part.get("custom") or {}).get("shards") or []
     return out
+
+
+def new_tablets(entry: dict) -> list[dict]:
+    """One tablet pool entry per tablet pod ``entry`` makes (replicas expanded), every shard."""
+    return [pool for s in shard_templates(entry) for pool in s.get("tabletPools") or []
+            for _ in range(int(pool.get("replicas", 0)))]
 
 
 def has_backups(vc: dict) -> bool:
@@ -287,19 +290,14 @@ def new_pods(entry: dict, backup: bool) -> list[tuple[str, int, int, dict]]:
     tablets: mysqld's requests; tasks/sizing.py counts it the same way)."""
     out = []
     vtorc = entry.get("vitessOrchestrator")
-    for part in entry.get("partitionings") or []:
-        if "equal" in part:
-            shards = [part["equal"].get("shardTemplate") or {}] * int(part["equal"].get("parts", 1))
-        else:
-            shards = (part.get("custom") or {}).get("shards") or []
-        for s in shards:
-            pools = s.get("tabletPools") or []
-            if vtorc:
-                out.append(("vtorc", *_requests(vtorc), {}))
-            for pool in pools:
-                out += [("tablet", *tablet_demand(pool), pool)] * int(pool.get("replicas", 0))
-            if backup and pools:
-                out.append(("vtbackup-init", *_requests(pools[0].get("mysqld") or {}), {}))
+    for s in shard_templates(entry):
+        pools = s.get("tabletPools") or []
+        if vtorc:
+            out.append(("vtorc", *_requests(vtorc), {}))
+        for pool in pools:
+            out += [("tablet", *tablet_demand(pool), pool)] * int(pool.get("replicas", 0))
+        if backup and pools:
+            out.append(("vtbackup-init", *_requests(pools[0].get("mysqld") or {}), {}))
     return out
 
 
@@ -333,8 +331,21 @@ def placement(nodes: list[dict], pods: list[dict], entry: dict, backup: bool = F
     return True, lines
 
 
+def held_rollout(vc: dict | None, held: list[dict]) -> str | None:
+    """With ``updateStrategy: External`` (the operator's default) a changed VitessKeyspace or
+    VitessShard (``held``: those of the cluster) carries the scheduled annotation and nothing
+    rolls until an external tool releases it (vitess-operator reconcile_shards.go,
+    vitesscluster_types.go): waiting would never end. What is held, or None."""
+    strategy = (((vc or {}).get("spec") or {}).get("updateStrategy") or {}).get("type", "External")
+    names_ = sorted(f"{o['kind']} {o['metadata']['name']}" for o in held
+                    if ROLLOUT_SCHEDULED in (o["metadata"].get("annotations") or {}))
+    return f"{', '.join(names_)} (updateStrategy {strategy})" if names_ and strategy != "Immediate" else None
+
+
 def tablets_not_ready(vc: dict | None, pods: list[dict], tablets: list[dict], keyspace: str) -> str | None:
-    """None when the keyspace's tablets serve and none waits for a rollout; else what is missing."""
+    """None when the keyspace's tablets serve and none waits for a rollout; else what is missing.
+    ``pods``: the cluster's vttablet pods (etcd's pods are never released by the operator, so a
+    wait on every pod could hang)."""
     reason = not_ready(vc)
     if reason:
         return reason
@@ -555,6 +566,15 @@ class Workflow:
                 tablets = self.vt.get_tablets(keyspace)
             except TransientError:
                 tablets = []
+            selector = names.cluster_selector(self.cluster)
+            held = held_rollout(vc, [{**o, "kind": kind} for kind in ("VitessKeyspace", "VitessShard")
+                                     for o in self.k.list("planetscale.com/v2", kind, self.namespace,
+                                                          label_selector=selector)])
+            if held:
+                raise PermanentError(f"VitessCluster {self.namespace}/{self.cluster}",
+                                     f"has a rollout the operator holds for an external release: {held}.",
+                                     f"release it (kubectl annotate ... {ROLLOUT_SCHEDULED.replace('scheduled', 'released')}=), "
+                                     "or set spec.updateStrategy.type: Immediate, then re-run.")
             reason = tablets_not_ready(vc, pods, tablets, keyspace)
             if reason is None:
                 return

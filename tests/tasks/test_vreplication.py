@@ -147,3 +147,13 @@ def test_reshard_shards_must_be_an_equal_split():
         vr.ReshardRequest(target_shards=["-70", "70-"]).refusals()
     with pytest.raises(ConfigError, match="overlap"):
         vr.ReshardRequest(source_shards=["-80", "80-"], target_shards=["-80", "80-"]).refusals()
+
+
+def test_a_rollout_held_for_an_external_release_is_named_and_an_immediate_one_waited_for():
+    held = [{"kind": "VitessShard", "metadata": {"name": "example-customer-x-x-1a2b",
+                                                 "annotations": {vr.ROLLOUT_SCHEDULED: "images changed"}}},
+            {"kind": "VitessKeyspace", "metadata": {"name": "example-commerce-5c3d"}}]
+    # no updateStrategy: the operator's default, External
+    assert vr.held_rollout({"spec": {}}, held) == "VitessShard example-customer-x-x-1a2b (updateStrategy External)"
+    assert vr.held_rollout({"spec": {"updateStrategy": {"type": "Immediate"}}}, held) is None
+    assert vr.held_rollout({"spec": {}}, held[1:]) is None
