@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact
 
 from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
@@ -69,16 +68,10 @@ async def move_tables(target_block: TargetBlock = "default", mysql_block: MySQLB
                     req.target_keyspace, req.name, list(req.tables), log)
     report = vr.WorkflowReport("MoveTables", target.namespace, target.cluster_name, req.source_keyspace,
                                req.target_keyspace, req.name, list(req.tables), dry_run=dry_run)
-    try:
-        await _run(w, req, report, target, credentials, dry_run, log,
-                   (tablets_timeout_s, copy_timeout_s, vdiff_timeout_s, switch_timeout_s))
-    except Exception as e:
-        report.failed = str(e)
-        raise
-    finally:
-        await acreate_markdown_artifact(markdown=report.markdown(), key=report.key,
-                                        description=f"MoveTables {req.target_keyspace}.{req.name} of VitessCluster "
-                                                    f"{target.namespace}/{target.cluster_name}")
+    await stages.reported(report, f"MoveTables {req.target_keyspace}.{req.name} of VitessCluster "
+                                  f"{target.namespace}/{target.cluster_name}",
+                          _run(w, req, report, target, credentials, dry_run, log,
+                               (tablets_timeout_s, copy_timeout_s, vdiff_timeout_s, switch_timeout_s)))
     return report
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact
 
 from blocks.mysql import MySQLCredentials
 from blocks.target import VitessTarget
@@ -78,16 +77,11 @@ async def reshard(target_block: TargetBlock = "default", mysql_block: MySQLBlock
     w = vr.Workflow(k, target.namespace, target.cluster_name, "Reshard", req.keyspace, req.keyspace, req.name, [], log)
     report = vr.WorkflowReport("Reshard", target.namespace, target.cluster_name, f"{keyspace}/{','.join(source_shards)}",
                                f"{keyspace}/{','.join(target_shards)}", req.name, [], dry_run=dry_run)
-    try:
-        await _run(w, req, report, TargetContext.of(target, k), credentials, schemas, complete, dry_run, log,
-                   (tablets_timeout_s, copy_timeout_s, vdiff_timeout_s, switch_timeout_s, removal_timeout_s))
-    except Exception as e:
-        report.failed = str(e)
-        raise
-    finally:
-        await acreate_markdown_artifact(markdown=report.markdown(), key=report.key,
-                                        description=f"Reshard {req.keyspace}.{req.name} of VitessCluster "
-                                                    f"{target.namespace}/{target.cluster_name}")
+    await stages.reported(report, f"Reshard {req.keyspace}.{req.name} of VitessCluster "
+                                  f"{target.namespace}/{target.cluster_name}",
+                          _run(w, req, report, TargetContext.of(target, k), credentials, schemas, complete, dry_run,
+                               log, (tablets_timeout_s, copy_timeout_s, vdiff_timeout_s, switch_timeout_s,
+                                     removal_timeout_s)))
     return report
 
 

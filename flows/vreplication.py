@@ -13,6 +13,7 @@ import time
 from typing import Callable
 
 from prefect import task
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import vreplication as vr
@@ -24,6 +25,18 @@ from vtflow.vtctld import CommandFailed
 async def stage(stage: str, fn: Callable, *args):
     """One stage, in a thread (its calls block), named by the stage in the run's task list."""
     return await asyncio.to_thread(fn, *args)
+
+
+async def reported(report: vr.WorkflowReport, description: str, body) -> None:
+    """Run the flow's stages (``body``, a coroutine); the report artifact is written whatever
+    happened, with the failure when there was one."""
+    try:
+        await body
+    except Exception as e:
+        report.failed = str(e)
+        raise
+    finally:
+        await acreate_markdown_artifact(markdown=report.markdown(), key=report.key, description=description)
 
 
 class Progress:

@@ -350,11 +350,15 @@ def cmd_teardown(args) -> int:
     return 0
 
 
-def _print_workflow_report(report) -> None:
-    for st in report.stages:
-        print(f"{st.stage}: {st.result}" + (f": {st.detail}" if st.detail else ""))
-    for line in report.planned:
-        print(f"would: {line}")
+def _workflow_outcome(state, name: str) -> int:
+    """Print a resharding flow's stages (and, in a dry run, each step it would take); its exit status."""
+    report = state.result(raise_on_failure=False)
+    if not isinstance(report, BaseException) and report is not None:
+        for st in report.stages:
+            print(f"{st.stage}: {st.result}" + (f": {st.detail}" if st.detail else ""))
+        for line in report.planned:
+            print(f"would: {line}")
+    return 0 if state.is_completed() else flow_failed(state, name)
 
 
 def cmd_move_tables(args) -> int:
@@ -365,12 +369,7 @@ def cmd_move_tables(args) -> int:
                                     tables=[t for t in args.tables.split(",") if t], workflow=args.workflow or "",
                                     complete=args.complete, max_lag_s=args.max_lag, dry_run=args.dry_run,
                                     return_state=True))
-    report = state.result(raise_on_failure=False)
-    if not isinstance(report, BaseException) and report is not None:
-        _print_workflow_report(report)
-    if not state.is_completed():
-        return flow_failed(state, "move-tables")
-    return 0
+    return _workflow_outcome(state, "move-tables")
 
 
 def cmd_reshard(args) -> int:
@@ -387,12 +386,7 @@ def cmd_reshard(args) -> int:
                                 target_shards=[s for s in args.target_shards.split(",") if s],
                                 workflow=args.workflow or "", prepare=prepare, complete=args.complete,
                                 max_lag_s=args.max_lag, dry_run=args.dry_run, return_state=True))
-    report = state.result(raise_on_failure=False)
-    if not isinstance(report, BaseException) and report is not None:
-        _print_workflow_report(report)
-    if not state.is_completed():
-        return flow_failed(state, "reshard")
-    return 0
+    return _workflow_outcome(state, "reshard")
 
 
 def cmd_deploy(args) -> int:
