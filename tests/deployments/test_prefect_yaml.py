@@ -70,8 +70,9 @@ def test_deploy_all_then_a_process_worker_runs_the_deploy_flow(prefect_server, t
         assert "deploy/deploy" in out, out[-3000:]
         with get_client(sync_client=True) as client:
             pooled = client.read_deployments(work_pool_filter=POOL)
-            assert sorted(f"{x.name}" for x in pooled) == ["backup", "deploy", "health-check", "node-prep", "redeploy",
-                                                                    "restore-drill", "teardown"]
+            assert sorted(f"{x.name}" for x in pooled) == ["backup", "deploy", "health-check", "move-tables",
+                                                                    "node-prep", "redeploy", "reshard", "restore-drill",
+                                                                    "teardown"]
             health = client.read_deployment_by_name("health-check/health-check")
             assert [s.active for s in health.schedules] == [False], "scheduled deployments start paused"
         worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "vtflow",
