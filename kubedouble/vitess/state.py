@@ -13,7 +13,7 @@ Thread-safe: the HTTP threads (exec), the proxy threads and the controller threa
 
 Backups and restores (vitess mysqlctl/backup.go, vttablet/tabletmanager/restore.go, as
 VITESS-WORKFLOWS.md section 3 reads them):
-- BackupShard copies the keyspace's database into a database of the backup's own
+- BackupShard copies the shard's database into a database of the backup's own
   (``snapshot_backup``): the backup's copy. Backups recorded without one (the operator's
   initial backup, ``add_backup``) restore as an empty database.
 - A vttablet whose data volume starts for the first time (``tablet_started``, called by the
@@ -21,12 +21,24 @@ VITESS-WORKFLOWS.md section 3 reads them):
   backup into a database of its own, and its /debug/vars then say ``RestoredBackupTime`` (the
   backup's time, RFC 3339) and ``RestorePosition``. A restart on the same volume keeps its data
   (nothing restored again), as vttablet does when mysqld already has data. Tablets that started
-  before the shard had any backup run on the keyspace's database (the one the primary writes).
+  before the shard had any backup run on the shard's database (the one the primary writes).
 - Until ``catchup_delay_s`` after its restore a restored tablet holds the backup's copy only;
   after it, it has replicated every change the primary made since (its database follows the
   primary's), except rows changed only in the backup's copy (``change_backup_row``, the
   fault) that the primary has not written since: those keep the backup's value, as row-based
   replication leaves a row no event touches.
+Per-shard data (``shard_database``): a shard's data is a MariaDB database of its own. The
+full-range shard (``-`` or ``0``) is the keyspace's database, named after the keyspace, so an
+unsharded keyspace is one database as before; any other shard ``S`` of keyspace ``K`` is the
+database ``K@S`` (e.g. ``customer@-80``; always quoted). When a Reshard switches a keyspace's
+writes off its full-range shard, that shard's tables move to ``K@-`` (``K@0``) and the keyspace's
+database holds, per table, a view ``UNION ALL`` over the serving shards' tables
+(``refresh_keyspace_views``): what keyspace-level access (``USE K``) reads. A write through such
+a view fails with MySQL's own error (ER_NON_INSERTABLE_TABLE, 1471): stricter than vtgate, which
+routes the row by its vindex. ``serving_shards`` says which shards serve a keyspace: the full-range
+shard while it has tablets, else every shard with tablets, unless a Reshard's switch set them.
+Backups, restores, ExecuteFetchAsDBA, GetSchema and vtgate's ``USE K/S`` all read a tablet's
+shard's database.
 SIMPLIFIED: with no backup at all a new tablet starts empty (the real one waits, polling every
 ``wait_for_backup_interval``); no binlog retention (catch-up never fails).
 """
@@ -47,7 +59,7 @@ from . import names
 
 @dataclass(frozen=True)
 class Backend:
-    """The MariaDB that stands in for the tablets' mysqld (one database per keyspace)."""
+    """The MariaDB that stands in for the tablets' mysqld (one database per shard, see shard_database)."""
     host: str
     port: int
     user: str = "root"
@@ -105,6 +117,8 @@ class Restored:
     backup_db: str | None   # the backup's copy it came from (None: the backup had none: empty)
     position: str
     at: float               # time.monotonic() of the restore
+    ns: str = ""
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,17 +159,19 @@ class VitessState:
     _running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)       # (ns, cluster)
     _max_running: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (ns, cluster)
     _runs: dict[tuple[str, str], list[BackupRun]] = field(default_factory=dict, repr=False)
+    shard_dbs: dict[tuple[str, str, str, str], str] = field(default_factory=dict)  # (ns, cluster, ks, shard) -> db
+    serving: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)   # (ns, cluster, ks) -> shards
     _double: Any = field(default=None, repr=False)   # set by attach(); add_backup needs it
     _vreplication: Any = field(default=None, repr=False)   # see the vreplication property
 
     @property
     def vreplication(self):
-        """The workflows (MoveTables) and their data plane, vreplication.VReplication; its fault
+        """The workflows (MoveTables, Reshard) and their data plane, vreplication.VReplication; its fault
         knobs (fail_stream, set_lag, time_out_switch, pause_copy, change_target_row) are for tests."""
         with self._lock:
             if self._vreplication is None:
                 from .vreplication import VReplication
-                self._vreplication = VReplication(self._connect)
+                self._vreplication = VReplication(self._connect, self)
             return self._vreplication
 
     def attach(self, double) -> None:
@@ -305,6 +321,63 @@ class VitessState:
         with self._lock:
             self.catchup_delay_s = float(seconds)
 
+    # -- per-shard data (see the module docstring) ----------------------------------------------
+    @staticmethod
+    def is_full_range(shard: str) -> bool:
+        return shard in ("-", "0", "")
+
+    def shard_database(self, ns: str, cluster: str, ks: str, shard: str) -> str:
+        """The MariaDB database that holds shard ``ks/shard``'s data (the primary's)."""
+        with self._lock:
+            db = self.shard_dbs.get((ns, cluster, ks, shard))
+        if db is not None:
+            return db
+        return ks if self.is_full_range(shard) else f"{ks}@{shard}"
+
+    def set_shard_database(self, ns: str, cluster: str, ks: str, shard: str, db: str | None) -> None:
+        """Move a shard's data elsewhere (None: back to its default database)."""
+        with self._lock:
+            if db is None:
+                self.shard_dbs.pop((ns, cluster, ks, shard), None)
+            else:
+                self.shard_dbs[(ns, cluster, ks, shard)] = db
+
+    def serving_shards(self, double, ns: str, cluster: str, ks: str) -> list[str]:
+        """The shards that serve keyspace ``ks`` (its SrvKeyspace partitions, for the primary)."""
+        with self._lock:
+            fixed = self.serving.get((ns, cluster, ks))
+        if fixed is not None:
+            return list(fixed)
+        shards = sorted({t.shard for t in self.tablets(double, ns, cluster) if t.keyspace == ks})
+        full = [s for s in shards if self.is_full_range(s)]
+        return full[:1] if full else shards
+
+    def set_serving_shards(self, ns: str, cluster: str, ks: str, shards: list[str] | None) -> None:
+        with self._lock:
+            if shards is None:
+                self.serving.pop((ns, cluster, ks), None)
+            else:
+                self.serving[(ns, cluster, ks)] = list(shards)
+
+    def refresh_keyspace_views(self, cur, double, ns: str, cluster: str, ks: str) -> None:
+        """When ``ks`` is served by shards that are not its own database: one view per table of
+        the first serving shard, ``UNION ALL`` over every serving shard's table of that name."""
+        shards = self.serving_shards(double, ns, cluster, ks)
+        dbs = [self.shard_database(ns, cluster, ks, s) for s in shards]
+        if not dbs or dbs == [ks]:
+            return
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{ks}`")
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND "
+                    "table_type = 'BASE TABLE'", (ks,))
+        own = {r[0] for r in cur.fetchall()}   # rows put there directly (no shard's): left alone
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND "
+                    "table_type = 'BASE TABLE' ORDER BY table_name", (dbs[0],))
+        for (table,) in cur.fetchall():
+            if table in own:
+                continue
+            union = " UNION ALL ".join(f"SELECT * FROM `{db}`.`{table}`" for db in dbs)
+            cur.execute(f"CREATE OR REPLACE VIEW `{ks}`.`{table}` AS {union}")
+
     def _connect(self, database: str | None = None):
         import pymysql
 
@@ -324,7 +397,7 @@ class VitessState:
             cur.execute(f"INSERT INTO `{target}`.`{table}` SELECT * FROM `{source}`.`{table}`")
 
     def snapshot_backup(self, ns: str, cluster: str, rec: BackupRecord) -> str | None:
-        """Copy the keyspace's database as backup ``rec``'s copy (BackupShard calls this); the copy's
+        """Copy the shard's database as backup ``rec``'s copy (BackupShard calls this); the copy's
         database, or None without a MySQL backend."""
         if self.backend is None:
             return None
@@ -332,7 +405,7 @@ class VitessState:
         conn = self._connect()
         try:
             with conn.cursor() as cur:
-                self._copy_database(cur, rec.keyspace, db)
+                self._copy_database(cur, self.shard_database(ns, cluster, rec.keyspace, rec.shard), db)
         finally:
             conn.close()
         with self._lock:
@@ -425,22 +498,25 @@ class VitessState:
                 conn.close()
         position = f"MySQL56/00000000-0000-0000-0000-{hashlib.sha256(rec.name.encode()).hexdigest()[:12]}:1-1"
         with self._lock:
-            self.restores[key] = Restored(alias, ks, shard, rec.name, rec.time, db, copy_db, position, time.monotonic())
+            self.restores[key] = Restored(alias, ks, shard, rec.name, rec.time, db, copy_db, position, time.monotonic(),
+                                          ns, cluster)
         return lines + [f"Restore: found backup {ks}/{shard} {rec.name} to restore",
                         f"Restore: got a restore manifest: {{BackupTime:{rec.time}}}, err=<nil>, waitForBackupInterval=10s",
                         f"Restore: starting replication at position {position}"]
 
     def restored(self, double, pod: dict) -> Restored | None:
-        """What the tablet in ``pod`` restored (None: it runs on the keyspace's database)."""
+        """What the tablet in ``pod`` restored (None: it runs on its shard's database)."""
         with self._lock:
             return self.restores.get(self.volume_key(double, pod))
 
     def database_of(self, double, pod: dict, keyspace: str) -> str:
         """The database a tablet's mysqld serves: a restored tablet's own (brought up to the primary's
-        once its catch-up delay has passed), else the keyspace's."""
+        once its catch-up delay has passed), else its shard's (``shard_database``)."""
         r = self.restored(double, pod)
         if r is None or self.backend is None:
-            return keyspace
+            labels = pod["metadata"].get("labels") or {}
+            return self.shard_database(pod["metadata"].get("namespace", ""), labels.get(names.CLUSTER, ""), keyspace,
+                                       names.shard_from_safe(labels.get(names.SHARD, "")))
         if time.monotonic() - r.at >= self.catchup_delay_s:
             self._catch_up(r)
         return r.database
@@ -451,9 +527,10 @@ class VitessState:
         conn = self._connect()
         try:
             with conn.cursor() as cur:
-                self._copy_database(cur, r.keyspace, r.database)
+                source = self.shard_database(r.ns, r.cluster, r.keyspace, r.shard)
+                self._copy_database(cur, source, r.database)
                 for c in changes:
-                    cur.execute(f"SELECT * FROM `{r.keyspace}`.`{c.table}` WHERE {c.where}")
+                    cur.execute(f"SELECT * FROM `{source}`.`{c.table}` WHERE {c.where}")
                     if tuple(cur.fetchall()) == c.before:   # the primary has not written the row since
                         cur.execute(f"UPDATE `{r.database}`.`{c.table}` SET {c.assignments} WHERE {c.where}")
         finally:

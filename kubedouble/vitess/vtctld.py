@@ -2,11 +2,13 @@
 
 Registered for pods labelled ``planetscale.com/component=vtctld``; answers
 ``vtctldclient [--server localhost:15999] <Command> [flags] <args>`` for the commands vtflow
-uses: ApplySchema, ApplyVSchema, GetVSchema, GetSchema, GetTablets, BackupShard, GetBackups,
-RemoveBackup, ExecuteFetchAsDBA, and the VReplication commands (MoveTables, Workflow, VDiff,
-GetRoutingRules, GetShardRoutingRules), which vreplication.py answers.
+uses: ApplySchema, ApplyVSchema, GetVSchema, GetSchema, GetTablets, GetShard, BackupShard, GetBackups,
+RemoveBackup, ExecuteFetchAsDBA, and the VReplication commands (MoveTables, Reshard, Workflow,
+VDiff, GetRoutingRules, GetShardRoutingRules), which vreplication.py answers.
 Tablets come from the double's vttablet pods and VitessShards (state.py), SQL goes to the
-backend MariaDB (database = keyspace), VSchemas and backups live in ``VitessState``. Output and
+backend MariaDB (one database per shard: state.py ``shard_database``; ApplySchema runs on every
+shard's database, then refreshes the keyspace-level views of a sharded keyspace), VSchemas and
+backups live in ``VitessState``. Output and
 errors are worded like the real client's where known; where not, plausibly and marked. Unknown
 commands or flags exit 1 with a usage error. It changes no Kubernetes object except the
 VitessBackups the operator keeps for backups (created with a backup, deleted with RemoveBackup).
@@ -28,13 +30,13 @@ backup storage flags only when spec.backup has a location):
   "no registered implementation of BackupStorage".
 - BackupShard prints the tablet's streamed log events as ``<ks>/<shard> (<alias>): <event>``,
   the event in protobuf text format.
-- BackupShard keeps a copy of the keyspace's database as the backup's data (state.py
+- BackupShard keeps a copy of the shard's database as the backup's data (state.py
   ``snapshot_backup``); RemoveBackup drops it. Tablets restore from it (state.py).
 
 ExecuteFetchAsDBA (go/cmd/vtctldclient/command/tablets.go): ``[--max-rows N] [--disable-binlogs]
 [--reload-schema] [--json] <tablet alias> <query>``, exactly two arguments. The query runs on
 that tablet's mysqld (here: the tablet's database, state.py ``database_of``: a restored tablet's
-own, else the keyspace's) as the DBA user, in the tablet's database. ``--json`` prints the
+own, else its shard's, state.py ``shard_database``) as the DBA user, in the tablet's database. ``--json`` prints the
 sqltypes.Result with encoding/json (Go json tags: fields, rows_affected, rows_read, insert_id,
 rows, session_state_changes, status_flags); sqltypes.Value marshals quoted types as JSON
 strings, numbers as bare JSON numbers, NULL as null. Without ``--json`` a mysql-client-like
@@ -47,6 +49,7 @@ an unknown name (taken as success, like the file storage), and the glog prefix o
 
 from __future__ import annotations
 
+import base64
 import decimal
 import json
 import re
@@ -63,18 +66,19 @@ from .operator import forget_backup, record_backup
 from .state import BackupRecord, Tablet, VitessState
 from .vreplication import Commands
 
-COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetSchema", "GetTablets", "BackupShard", "GetBackups",
-            "RemoveBackup", "ExecuteFetchAsDBA", "MoveTables", "Workflow", "VDiff", "GetRoutingRules",
-            "GetShardRoutingRules")
+COMMANDS = ("ApplySchema", "ApplyVSchema", "GetVSchema", "GetSchema", "GetTablets", "GetShard", "BackupShard",
+            "GetBackups", "RemoveBackup", "ExecuteFetchAsDBA", "MoveTables", "Reshard", "Workflow", "VDiff",
+            "GetRoutingRules", "GetShardRoutingRules")
 USAGE = ("Usage:\n  vtctldclient [command]\n\nAvailable Commands:\n" +
          "".join(f"  {c}\n" for c in COMMANDS) + "\nFlags:\n      --server string   server to use for the connection\n")
 # cobra's Use lines (backups.go), printed as the usage of a command whose arguments are wrong
-USES = {"BackupShard": "BackupShard [--concurrency <concurrency>] [--allow-primary] [--upgrade-safe] <keyspace/shard>",
+USES = {"GetShard": "GetShard <keyspace/shard>",
+        "BackupShard": "BackupShard [--concurrency <concurrency>] [--allow-primary] [--upgrade-safe] <keyspace/shard>",
         "GetBackups": "GetBackups [--limit <limit>] [--json] <keyspace/shard>",
         "RemoveBackup": "RemoveBackup <keyspace/shard> <backup name>",
         "ExecuteFetchAsDBA": "ExecuteFetchAsDBA [--max-rows <max-rows>] [--json|-j] [--disable-binlogs] "
                              "[--reload-schema] <tablet alias> <query>"}
-VREPLICATION = {"MoveTables": "movetables", "Workflow": "workflow", "VDiff": "vdiff",
+VREPLICATION = {"MoveTables": "movetables", "Reshard": "reshard", "Workflow": "workflow", "VDiff": "vdiff",
                 "GetRoutingRules": "get_routing_rules", "GetShardRoutingRules": "get_shard_routing_rules"}
 GLOG_E = "E0000 00:00:00.000000       1 main.go:56] "   # how main.go logs the error a command returns
 NO_STORAGE = "no registered implementation of BackupStorage"
@@ -266,21 +270,26 @@ class Vtctld:
             conn = self._connect()
         except pymysql.MySQLError as e:
             return Result(1, "", f"rpc error: code = Unavailable desc = mysqld not reachable: {e}\n")
+        # every shard's own database (one database for shards that share it)
+        databases = list(dict.fromkeys(self.state.shard_database(ns, cluster, ks, s) for s in shards))
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{ks}`")
-                cur.execute(f"USE `{ks}`")
                 for i, stmt in enumerate(statements):
-                    try:
-                        cur.execute(stmt)
-                    except pymysql.MySQLError as e:
-                        code, msg = (e.args + ("",))[:2]
-                        failed = [{"Shard": s, "Err": f"{msg} (errno {code}) (sqlstate HY000) during query: {stmt}"}
-                                  for s in shards]
-                        result = {"FailedShards": failed, "SuccessShards": None, "CurSQLIndex": i, "Sqls": statements,
-                                  "UUIDs": None}
-                        return Result(1, "", "E0000 00:00:00.000000       1 main.go:56] rpc error: code = Unknown "
-                                             f"desc = schema change failed, ExecuteResult: {json.dumps(result, indent=2)}\n")
+                    for db in databases:
+                        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+                        cur.execute(f"USE `{db}`")
+                        try:
+                            cur.execute(stmt)
+                        except pymysql.MySQLError as e:
+                            code, msg = (e.args + ("",))[:2]
+                            failed = [{"Shard": s, "Err": f"{msg} (errno {code}) (sqlstate HY000) during query: {stmt}"}
+                                      for s in shards]
+                            result = {"FailedShards": failed, "SuccessShards": None, "CurSQLIndex": i,
+                                      "Sqls": statements, "UUIDs": None}
+                            return Result(1, "", "E0000 00:00:00.000000       1 main.go:56] rpc error: code = "
+                                                 "Unknown desc = schema change failed, ExecuteResult: "
+                                                 f"{json.dumps(result, indent=2)}\n")
+                self.state.refresh_keyspace_views(cur, self.double, ns, cluster, ks)
         finally:
             conn.close()
         return Result(0, "")   # direct DDL prints no UUIDs
@@ -322,7 +331,7 @@ class Vtctld:
     def cmd_GetSchema(self, args, stdin, ns, cluster) -> Result:
         """``GetSchema [--table-names-only] <tablet-alias>``: the tablet's tables, one name a line with
         --table-names-only, else JSON (table_definitions with name and schema). Approximates the
-        real output: the names and CREATE statements come from the MariaDB database of the keyspace."""
+        real output: the names and CREATE statements come from the tablet's database (its shard's)."""
         opts, pos = _parse(args, {"table-names-only": False, "tables": True, "exclude-tables": True,
                                   "include-views": False, "table-sizes-only": False, "table-schema-only": False}, stdin)
         if len(pos) != 1:
@@ -332,17 +341,20 @@ class Vtctld:
             return Result(1, "", f"rpc error: code = NotFound desc = tablet {pos[0]} not found\n")
         if self.state.backend is None:
             return Result(1, "", "kubedouble: no MySQL backend configured (--mysql-backend HOST:PORT)\n")
+        pod = self.double.get("pods", ns, tablet.pod)
+        database = self.state.database_of(self.double, pod, tablet.keyspace) if pod else \
+            self.state.shard_database(ns, cluster, tablet.keyspace, tablet.shard)
         conn = self._connect()
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
-                            (tablet.keyspace,))
+                            (database,))
                 names = [r[0] for r in cur.fetchall()]
                 if opts.get("table-names-only") == "true":
                     return Result(0, "".join(f"{n}\n" for n in names))
                 defs = []
                 for n in names:
-                    cur.execute(f"SHOW CREATE TABLE `{tablet.keyspace}`.`{n}`")
+                    cur.execute(f"SHOW CREATE TABLE `{database}`.`{n}`")
                     defs.append({"name": n, "schema": cur.fetchone()[1], "type": "BASE TABLE"})
         finally:
             conn.close()
@@ -369,6 +381,30 @@ class Vtctld:
             return Result(0, json.dumps([tablet_json(t) for t in tablets], indent=2) + "\n")
         return Result(0, "".join(f"{t.alias} {t.keyspace} {t.shard} {t.type.lower()} {t.hostname}:15000 "
                                  f"{t.hostname}:3306 [] {t.primary_term_start or '<null>'}\n" for t in tablets))
+
+    def cmd_GetShard(self, args, stdin, ns, cluster) -> Result:
+        """``GetShard <keyspace/shard>`` (command/shards.go): ``cli.MarshalJSON(resp.Shard)``, a
+        vtctldata.Shard {keyspace, name, shard: topodata.Shard} with proto names; key_range's bytes
+        print as base64 (protojson). ``is_primary_serving`` is false for a shard a Reshard switched
+        writes away from, and for new shards until one switches to them (state.py serving_shards).
+        A shard "exists" while it has tablet pods (the double keeps no topo records of its own)."""
+        _parse(args, {}, stdin)
+        ks, shard = self._ks_shard([a for a in args if not a.startswith("-")], "GetShard")
+        tablets = [t for t in self.state.tablets(self.double, ns, cluster) if t.keyspace == ks and t.shard == shard]
+        if not tablets:
+            return _rpc_error("NotFound", f"node doesn't exist: keyspaces/{ks}/shards/{shard}/Shard")
+        primary = next((t for t in tablets if t.type == "PRIMARY"), None)
+        start, _, end = ("", "", "") if self.state.is_full_range(shard) else shard.partition("-")
+        term = None
+        if primary is not None and primary.primary_term_start:
+            when = datetime.strptime(primary.primary_term_start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            term = {"seconds": str(int(when.timestamp())), "nanoseconds": 0}
+        record = {"primary_alias": {"cell": primary.cell, "uid": primary.uid} if primary else None,
+                  "primary_term_start_time": term,
+                  "key_range": {"start": _b64(start), "end": _b64(end)} if (start or end) else None,
+                  "source_shards": [], "tablet_controls": [],
+                  "is_primary_serving": shard in self.state.serving_shards(self.double, ns, cluster, ks)}
+        return Result(0, json.dumps({"keyspace": ks, "name": shard, "shard": record}, indent=2) + "\n")
 
     def cmd_BackupShard(self, args, stdin, ns, cluster) -> Result:
         opts, pos = _parse(args, {"allow-primary": False, "concurrency": True, "upgrade-safe": False,
@@ -408,7 +444,7 @@ class Vtctld:
                 out.append(event(f"backup failed: {engine}: exit status 1", "backup.go", 201, "ERROR"))
                 return _rpc_error("Unknown", f"TabletManager.Backup on {tablet.alias} error: {engine} failed: "
                                              "exit status 1", "".join(out))
-            size = self._database_size(ks)
+            size = self._database_size(self.state.shard_database(ns, cluster, ks, shard))
             rec = record_backup(self.double, self.state, vc, ks, shard, tablet.alias, engine, size, when=start)
             self.state.snapshot_backup(ns, cluster, rec)
             out += [event(f"Backup {rec.name} completed ({size} bytes)", "backup.go", 250),
@@ -467,7 +503,8 @@ class Vtctld:
         if self.state.backend is None:
             return Result(1, "", "kubedouble: no MySQL backend configured (--mysql-backend HOST:PORT)\n")
         pod = self.double.get("pods", ns, tablet.pod)
-        database = self.state.database_of(self.double, pod, tablet.keyspace) if pod else tablet.keyspace
+        database = self.state.database_of(self.double, pod, tablet.keyspace) if pod else \
+            self.state.shard_database(ns, cluster, tablet.keyspace, tablet.shard)
         try:
             conn = self._connect()
         except pymysql.MySQLError as e:
@@ -528,7 +565,7 @@ class Vtctld:
         return pymysql.connect(host=b.host, port=b.port, user=b.user, password=b.password, autocommit=True,
                                connect_timeout=5)
 
-    def _database_size(self, ks: str) -> int:
+    def _database_size(self, database: str) -> int:
         if self.state.backend is None:
             return 0
         try:
@@ -538,7 +575,7 @@ class Vtctld:
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                            "WHERE table_schema = %s", (ks,))
+                            "WHERE table_schema = %s", (database,))
                 return int(cur.fetchone()[0])
         finally:
             conn.close()
@@ -551,12 +588,16 @@ def tablet_json(t: Tablet) -> dict:
            "port_map": {"grpc": 15999, "vt": 15000}, "keyspace": t.keyspace, "shard": t.shard,
            "type": t.type, "db_name_override": "", "tags": {}, "mysql_hostname": t.hostname, "mysql_port": 3306,
            "default_conn_collation": 255}
-    if start or end:
-        out["key_range"] = {"start": start, "end": end}
+    if start or end:   # topodata.KeyRange's bytes: protojson prints them base64, not hex
+        out["key_range"] = {"start": _b64(start), "end": _b64(end)}
     if t.primary_term_start:
         when = datetime.strptime(t.primary_term_start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         out["primary_term_start_time"] = {"seconds": str(int(when.timestamp())), "nanoseconds": 0}
     return out
+
+
+def _b64(hex_bytes: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_bytes)).decode()
 
 
 def backup_json(ks: str, shard: str, b: BackupRecord) -> dict:

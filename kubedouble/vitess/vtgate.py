@@ -8,9 +8,13 @@ connection goes to the backend MariaDB: the greeting (with TLS and compression s
 off, see mysqlwire.edit_greeting) and the client's authentication pass through, so users
 are MariaDB's. The proxy answers only what vtgate adds: ``SHOW VITESS_TABLETS``,
 ``SHOW VITESS_REPLICATION_STATUS``, refusing ``LOAD DATA`` (vtgate does not take it), and it
-rewrites vtgate targets (``USE commerce/0``, ``commerce@primary``, COM_INIT_DB and the
-handshake database) to the keyspace's database. A Service with no Ready endpoints closes new
-connections at once, as a down vtgate behind kube-proxy does. It never writes objects.
+rewrites vtgate targets (``USE commerce/0``, ``customer:-80``, ``commerce@primary``, COM_INIT_DB
+and the handshake database) to a database: a target naming a shard (``K/S``, ``K:S``) to that
+shard's database (state.py ``shard_database``: ``USE customer/-`` still reaches the old shard after
+a Reshard), a keyspace alone to the keyspace's database (for a sharded keyspace, its ``UNION ALL``
+views: reads see every serving shard; writes fail with MySQL's error, stricter than vtgate). A
+Service with no Ready endpoints closes new connections at once, as a down vtgate behind
+kube-proxy does. It never writes objects.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ _LOAD = re.compile(r"^\s*load\s+data\b", re.I)
 def keyspace_of(target: str) -> str:
     """'commerce/0', 'commerce:-80', 'commerce@primary', 'commerce/-@replica' -> 'commerce'."""
     return re.split(r"[/:@]", target, maxsplit=1)[0]
+
+
+def shard_of(target: str) -> str | None:
+    """'customer/-80', 'customer:-80@replica' -> '-80'; 'customer', 'customer@primary' -> None."""
+    m = re.match(r"^[^/:@]*[/:]([^@]*)", target)
+    return m.group(1) if m else None
 
 
 class _Conn:
@@ -108,7 +118,7 @@ class _Conn:
         self.deprecate_eof = bool(info["caps"] & w.CLIENT_DEPRECATE_EOF)
         self.query_attrs = bool(info["caps"] & w.CLIENT_QUERY_ATTRIBUTES)
         if info.get("db"):
-            resp = w.replace_db(resp, info["db_span"], keyspace_of(info["db"]))
+            resp = w.replace_db(resp, info["db_span"], self.owner.database(self.svc, info["db"]))
         self.server.sendall(w.packet(seq, resp))
         # authentication: relay both ways until the server says OK or ERR
         while True:
@@ -158,7 +168,7 @@ class _Conn:
         """(our own reply or None, the packet to forward)."""
         cmd = p[0]
         if cmd == w.COM_INIT_DB:
-            return None, bytes([cmd]) + keyspace_of(p[1:].decode(errors="replace")).encode()
+            return None, bytes([cmd]) + self.owner.database(self.svc, p[1:].decode(errors="replace")).encode()
         if cmd != w.COM_QUERY:
             return None, p
         body = p[1:]
@@ -172,8 +182,8 @@ class _Conn:
         if m:
             return self.owner.show(m.group(1).lower(), m.group(2), self.svc, self.deprecate_eof), p
         m = _USE.match(sql)
-        if m and keyspace_of(m.group(1)) != m.group(1):
-            return None, bytes([cmd]) + prefix + f"USE `{keyspace_of(m.group(1))}`".encode()
+        if m and self.owner.database(self.svc, m.group(1)) != m.group(1):
+            return None, bytes([cmd]) + prefix + f"USE `{self.owner.database(self.svc, m.group(1))}`".encode()
         if _LOAD.match(sql):
             # exact text of vtgate's refusal is not known here
             return w.err_packet(1235, "42000", "VT12001: unsupported: LOAD DATA"), p
@@ -255,10 +265,20 @@ class VtgateListeners(Controller):
             conn = _Conn(client, (self.state.backend.host, self.state.backend.port), key, self)
             threading.Thread(target=conn.run, daemon=True, name="vtgate-conn").start()
 
+    def _cluster(self, svc: tuple[str, str]) -> str | None:
+        obj = self.double.get("services", svc[0], svc[1]) or {}
+        return ((obj.get("spec") or {}).get("selector") or {}).get("planetscale.com/cluster")
+
+    def database(self, svc: tuple[str, str], target: str) -> str:
+        """The backend database a vtgate target means (see the module docstring)."""
+        ks, shard = keyspace_of(target), shard_of(target)
+        if shard is None:
+            return ks
+        return self.state.shard_database(svc[0], self._cluster(svc) or "", ks, shard)
+
     def show(self, what: str, like: str | None, svc: tuple[str, str], deprecate_eof: bool) -> bytes:
         ns, name = svc
-        obj = self.double.get("services", ns, name) or {}
-        cluster = ((obj.get("spec") or {}).get("selector") or {}).get("planetscale.com/cluster")
+        cluster = self._cluster(svc)
         tablets = self.state.tablets(self.double, ns, cluster)
         if what == "tablets":
             rows = [[t.cell, t.keyspace, t.shard, t.type, "SERVING" if t.serving else "NOT_SERVING", t.alias,
