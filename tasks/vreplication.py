@@ -50,7 +50,7 @@ from vtflow.quantity import cpu_millis, memory_bytes
 from vtflow.vtctld import Vtctld
 
 STAGES = ("tablets", "create", "copy", "vdiff", "switch-reads", "switch-writes", "verify", "complete")
-ROLLOUT_SCHEDULED = "rollout.planetscale.com/scheduled"   # vitess-operator pkg/operator/rollout
+ROLLOUT_SCHEDULED = names.ROLLOUT_SCHEDULED
 VC = ("planetscale.com/v2", "VitessCluster")
 POLL_S = 1.0
 LOG_EVERY_S = 5.0
@@ -573,7 +573,7 @@ class Workflow:
             if held:
                 raise PermanentError(f"VitessCluster {self.namespace}/{self.cluster}",
                                      f"has a rollout the operator holds for an external release: {held}.",
-                                     f"release it (kubectl annotate ... {ROLLOUT_SCHEDULED.replace('scheduled', 'released')}=), "
+                                     f"release it (kubectl annotate ... {names.ROLLOUT_RELEASED}=), "
                                      "or set spec.updateStrategy.type: Immediate, then re-run.")
             reason = tablets_not_ready(vc, pods, tablets, keyspace)
             if reason is None:

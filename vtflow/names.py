@@ -25,6 +25,11 @@ SHARD = f"{LABEL_PREFIX}/shard"
 # (vitess-operator pkg/apis/planetscale/v2/labels.go and the schedule controller's constants)
 BACKUP_SCHEDULE = f"{LABEL_PREFIX}/backup-schedule"
 BACKUP_SCHEDULED_AT = f"{LABEL_PREFIX}/backup-scheduled-at"
+# the operator's rollout marks (pkg/operator/rollout/rollout.go): on a tablet pod (or, under
+# updateStrategy External, a VitessKeyspace or VitessShard) whose spec change waits to be applied,
+# and the one an external tool adds to let it go
+ROLLOUT_SCHEDULED = f"rollout.{LABEL_PREFIX}/scheduled"
+ROLLOUT_RELEASED = f"rollout.{LABEL_PREFIX}/released"
 
 # -- planetscale.com/component values (vitess-operator)
 VTCTLD = "vtctld"

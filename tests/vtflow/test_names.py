@@ -14,6 +14,8 @@ def test_label_keys_are_the_operators():
     assert names.KEYSPACE == "planetscale.com/keyspace"
     assert names.SHARD == "planetscale.com/shard"
     assert names.MANAGED_BY == "app.kubernetes.io/managed-by" and names.MANAGER == "vtflow"
+    assert names.ROLLOUT_SCHEDULED == "rollout.planetscale.com/scheduled"
+    assert names.ROLLOUT_RELEASED == "rollout.planetscale.com/released"
 
 
 def test_component_values_are_the_operators():
