@@ -93,12 +93,19 @@ def test_deploy_all_then_a_process_worker_runs_the_deploy_flow(prefect_server, t
         names = [x.metadata.name for x in AppsV1Api(api).list_deployment_for_all_namespaces().items]
         assert "vitess-operator" in names, names
     finally:
-        if worker is not None:
-            os.killpg(worker.pid, 15)
-            worker.wait(30)
-        # the deployments go: other tests serve deployments of the same names on this server
-        with get_client(sync_client=True) as client:
-            for x in client.read_deployments(work_pool_filter=POOL):
-                client.delete_deployment(x.id)
-            client.delete_work_pool("vtflow")
-        d.stop()
+        try:
+            if worker is not None:
+                os.killpg(worker.pid, 15)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:   # a worker that ignores SIGTERM must not outlive the test
+                    os.killpg(worker.pid, 9)
+                    worker.wait(30)
+        finally:
+            # the deployments go, whatever happened above: other tests serve deployments of the same
+            # names on this server, and a leftover pooled deployment (or worker) takes their runs
+            with get_client(sync_client=True) as client:
+                for x in client.read_deployments(work_pool_filter=POOL):
+                    client.delete_deployment(x.id)
+                client.delete_work_pool("vtflow")
+            d.stop()
