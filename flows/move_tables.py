@@ -85,16 +85,10 @@ async def _run(w: vr.Workflow, req: vr.MoveTablesRequest, report: vr.WorkflowRep
     # -- tablets: the target keyspace in the VitessCluster, after a preflight, then serving
     if vr.keyspace_entry(vc, w.target) is None:
         entry = vr.target_entry(vc, w.source, w.target)
-        nodes = w.k.list("v1", "Node")
-        pods = w.k.list("v1", "Pod")
-        fits, lines = vr.placement(nodes, pods, entry, backup=vr.has_backups(vc))
-        for line in lines:
-            log.info("preflight: %s", line)
-        if not fits:
-            raise PermanentError(f"keyspace {w.target} for VitessCluster {w.namespace}/{w.cluster}",
-                                 "the nodes cannot hold its tablets (nothing was changed): " + "; ".join(lines) + ".",
-                                 "free room on the nodes, add a node, or lower the source keyspace's tablet replicas "
-                                 "or requests (the target copies its template) with the deploy flow, then re-run.")
+        lines = await stages.stage("preflight", w.preflight, vc, entry,
+                                   f"keyspace {w.target} for VitessCluster {w.namespace}/{w.cluster}",
+                                   "free room on the nodes, add a node, or lower the source keyspace's tablet replicas "
+                                   "or requests (the target copies its template) with the deploy flow, then re-run.")
         if dry_run:
             report.planned += [f"add keyspace {w.target} to VitessCluster {w.namespace}/{w.cluster} (spec.keyspaces: "
                                f"{len(vr.new_tablets(entry))} tablet pod(s), the template of {w.source})", *lines]

@@ -121,14 +121,10 @@ async def _run(w: vr.Workflow, req: vr.ReshardRequest, report: vr.WorkflowReport
     grown = vr.with_target_shards(entry, req.source_shards, req.target_shards) if not moved else None
     if grown is not None:
         added = {**grown, "partitionings": grown["partitionings"][-1:]}
-        fits, lines = vr.placement(w.k.list("v1", "Node"), w.k.list("v1", "Pod"), added, backup=vr.has_backups(vc))
-        for line in lines:
-            log.info("preflight: %s", line)
-        if not fits:
-            raise PermanentError(f"shards {','.join(req.target_shards)} of keyspace {req.keyspace}",
-                                 "the nodes cannot hold their tablets (nothing was changed): " + "; ".join(lines) + ".",
-                                 "free room on the nodes, add a node, or lower the keyspace's tablet replicas or "
-                                 "requests with the deploy flow, then re-run.")
+        lines = await stages.stage("preflight", w.preflight, vc, added,
+                                   f"shards {','.join(req.target_shards)} of keyspace {req.keyspace}",
+                                   "free room on the nodes, add a node, or lower the keyspace's tablet replicas or "
+                                   "requests with the deploy flow, then re-run.")
         if dry_run:
             report.planned += [f"add shards {','.join(req.target_shards)} to keyspace {req.keyspace} of VitessCluster "
                                f"{w.namespace}/{w.cluster} (a second partitioning, {len(vr.new_tablets(added))} "

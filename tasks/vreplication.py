@@ -519,10 +519,12 @@ class Workflow:
         return f"{len(changed)} change(s): " + "; ".join(changed) if changed else "nothing to change"
 
     def set_keyspaces(self, verb: str, body: dict) -> None:
+        """Write spec.keyspaces as ``keyspaces_change`` said: apply, or a guarded merge patch."""
         if verb == "apply":
             self.k.apply(body)
         else:
-            self.k.patch(*VC, self.cluster, self.namespace, body, manager=kube.FIELD_MANAGER + "-reshard")
+            manager = kube.FIELD_MANAGER + ("-move-tables" if self.kind == "MoveTables" else "-reshard")
+            self.k.patch(*VC, self.cluster, self.namespace, body, manager=manager)
 
     def wait_shards_gone(self, keyspace: str, shards: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -549,11 +551,19 @@ class Workflow:
     def add_keyspace(self, vc: dict, entry: dict) -> str:
         """The keyspace into spec.keyspaces (server-side apply when vtflow owns the list)."""
         verb, body = keyspaces_change(vc, [*((vc.get("spec") or {}).get("keyspaces") or []), entry])
-        if verb == "apply":
-            self.k.apply(body)
-        else:
-            self.k.patch(*VC, self.cluster, self.namespace, body, manager=kube.FIELD_MANAGER + "-move-tables")
+        self.set_keyspaces(verb, body)
         return f"keyspace {entry['name']} added to VitessCluster {self.namespace}/{self.cluster} ({verb})"
+
+    def preflight(self, vc: dict, adds: dict, subject: str, fix: str) -> list[str]:
+        """Place every pod ``adds`` (a keyspace entry) makes on the nodes' room, as the running pods
+        leave it; the lines with the numbers, or a refusal naming ``subject`` before any change."""
+        fits, lines = placement(self.k.list("v1", "Node"), self.k.list("v1", "Pod"), adds, backup=has_backups(vc))
+        for line in lines:
+            self.log.info("preflight: %s", line)
+        if not fits:
+            raise PermanentError(subject, "the nodes cannot hold its tablets (nothing was changed): "
+                                 + "; ".join(lines) + ".", fix)
+        return lines
 
     def wait_tablets(self, keyspace: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
