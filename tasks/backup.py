@@ -127,6 +127,15 @@ def is_complete(b: dict) -> bool:
     return str(b.get("status", "UNKNOWN")).upper() not in ("INCOMPLETE", "INVALID")
 
 
+def newest_complete(backups: list[dict]) -> dict | None:
+    """The backup a new tablet restores: the newest complete one (GetBackups --json entries).
+    vttablet takes the last complete backup in backup storage's order, which is by name
+    (mysqlctl FindBackupToRestore walks the list from its end): two backups of one second sort
+    by tablet alias, and so does this."""
+    done = [b for b in backups if is_complete(b) and backup_time(b) is not None]
+    return max(done, key=lambda b: (backup_time(b), b.get("name", "")), default=None)
+
+
 def backups_from_objects(objects: list[dict]) -> dict[tuple[str, str], list[dict]]:
     """VitessBackup objects (the operator's view of backup storage, ``status.complete`` read from
     each backup's MANIFEST) as GetBackups-like entries, per (keyspace, shard)."""
@@ -158,12 +167,12 @@ def to_prune(backups: list[dict], retention: Retention, now: datetime) -> list[s
     """Names to remove: beyond keep_count (newest first) or older than keep_days; never the
     newest complete backup."""
     dated = sorted(((backup_time(b) or datetime.min.replace(tzinfo=timezone.utc), b) for b in backups),
-                   key=lambda tb: tb[0], reverse=True)
-    newest_complete = next((b["name"] for _, b in dated if is_complete(b)), None)
+                   key=lambda tb: (tb[0], tb[1].get("name", "")), reverse=True)
+    kept = (newest_complete(backups) or {}).get("name")
     cutoff = now - timedelta(days=retention.keep_days) if retention.keep_days else None
     out = []
     for i, (when, b) in enumerate(dated):
-        if b["name"] == newest_complete:
+        if b["name"] == kept:
             continue
         if i >= retention.keep_count or (cutoff is not None and when < cutoff):
             out.append(b["name"])

@@ -46,7 +46,7 @@ from datetime import datetime, timezone
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.backup import backup_time, is_complete
+from tasks.backup import backup_time, newest_complete
 from tasks.cluster import NodeRoom, _pod_requests, node_room
 from tasks.report import Finding
 from tasks.verify import expected_tablets_of
@@ -104,12 +104,6 @@ def drill_shards(vc: dict | None, namespace: str, cluster: str, shard: str = "")
         raise ConfigError(f"shard {shard!r}", f"is not a shard of {subject}.",
                           "give one of " + ", ".join(f"{k}/{s}" for k, s in every) + ", or leave it empty for all.")
     return [(ks, sh)]
-
-
-def newest_complete(backups: list[dict]) -> dict | None:
-    """The backup a new tablet restores: the newest complete one (GetBackups --json entries)."""
-    done = [b for b in backups if is_complete(b) and backup_time(b) is not None]
-    return max(done, key=backup_time, default=None)
 
 
 def rfc3339(when: datetime | None) -> str:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pymysql
@@ -45,6 +46,11 @@ def cluster(prefect_server, tmp_path_factory):
             "INSERT INTO commerce.product VALUES ('SKU-1001', 100), ('SKU-1002', 30)",
             "INSERT INTO commerce.customer VALUES (1, 'alice@domain'), (2, 'bob@domain')",
             "INSERT INTO `customer@-80`.corder VALUES (1, 'SKU-1001'), (2, 'SKU-1002')")   # the drill compares, never places
+        # two backups of one second sort by tablet alias (as in real backup storage), so the initial
+        # backups' second has to pass first: the flow's backups are then the newest, the ones to change
+        initial = max(b.time for s in SHARDS for b in d.vitess.list_backups(NS, "example", *s.split("/")))
+        wait_until(lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") > initial, 3,
+                   "a second past the initial backups", interval=0.02)
         state = asyncio.run(backup(target_block=f"tgt-{d.tag}", prune=False, return_state=True))
         assert state.is_completed(), state.message
         d.spec_before = d.get("planetscale.com/vitessclusters", NS, "example")["spec"]["keyspaces"]

@@ -51,6 +51,10 @@ def test_the_newest_complete_backup_is_never_pruned():
     # the newest is incomplete: the newest complete one stays, the incomplete one counts as a slot
     mixed = [_b(0, "INCOMPLETE"), _b(1), _b(2)]
     assert to_prune(mixed, Retention(keep_count=1, keep_days=None), NOW) == [mixed[2]["name"]]
+    # two of one second, listed by name: the one vttablet restores (the last by name) stays
+    when = (NOW - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tie = [{"name": "2026-10-26.000000.zone1-1", "time": when}, {"name": "2026-10-26.000000.zone1-2", "time": when}]
+    assert to_prune(tie, Retention(keep_count=1, keep_days=1), NOW) == ["2026-10-26.000000.zone1-1"]
 
 
 def test_backup_time_reads_both_protojson_forms():

@@ -114,6 +114,10 @@ def test_backup_and_restore_signals():
     backups = [{"name": "a", "time": t(100)}, {"name": "b", "time": t(300), "status": "INCOMPLETE"},
                {"name": "c", "time": t(200)}]
     assert newest_complete(backups)["name"] == "c" and newest_complete([]) is None
+    # one second, two tablets: backup storage lists by name and vttablet takes the last of the list
+    tie = [{"name": "2026-12-03.095653.zone1-3258494659", "time": t(400)},
+           {"name": "2026-12-03.095653.zone1-1504534839", "time": t(400)}]
+    assert newest_complete(tie)["name"] == "2026-12-03.095653.zone1-3258494659"
     assert restored_backup_time('{"RestoredBackupTime": "2026-12-02T03:15:00Z"}') == "2026-12-02T03:15:00Z"
     assert restored_backup_time('{"RestoredBackupTime": ""}') == "" == restored_backup_time("wget: error")
     assert same_second("2026-12-02T03:15:00Z", datetime(2026, 12, 2, 3, 15, tzinfo=timezone.utc))
