@@ -19,8 +19,11 @@ This module must not store objects or speak HTTP; it only describes resources.
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
+
+from vtflow import crdschema
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -216,8 +219,16 @@ def to_storage(rt: ResourceType, obj: dict, storage: ResourceType) -> dict:
 
 
 def from_storage(rt: ResourceType, obj: dict) -> dict:
-    """A stored object as a client of ``rt`` reads it (unchanged when stored in that version)."""
-    if rt.crd or obj.get("apiVersion") == rt.api_version:
+    """A stored object as a client of ``rt`` reads it (unchanged when stored in that version).
+
+    A custom resource is pruned and defaulted by its CRD's schema as read, as
+    apiextensions-apiserver does when it decodes one from etcd ("Defaulting happens ... when
+    reading from etcd using the storage version defaults"; not written back, so the
+    resourceVersion stays): a default a CRD gained after the object was stored shows on every
+    read, and a later update's managedFields see it in the old object, not as that update's change."""
+    if rt.crd:
+        return crdschema.prune_and_default(copy.deepcopy(obj), rt.schema, root=True) if rt.schema else obj
+    if obj.get("apiVersion") == rt.api_version:
         return obj
     pdb = rt.gr == ("policy", "poddisruptionbudgets")
     return _converted(obj, rt.api_version, _pdb_selector_out if pdb else None, rt.version)

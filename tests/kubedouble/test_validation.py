@@ -291,3 +291,48 @@ def test_strategic_merge_patch_on_a_custom_resource_is_415(api, ns, vitess_crd):
     assert code == 415
     assert st["message"] == ("the body of the request was in an unknown format - accepted media types include: "
                              "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+
+
+def test_a_default_a_crd_gains_is_read_from_storage_and_owned_by_no_writer(api, ns):
+    """apiextensions-apiserver defaults custom resources when it reads them from etcd, with the
+    storage version's schema (Kubernetes docs, "Defaulting": "when reading from etcd using the
+    storage version defaults ... not automatically written back"). So after a CRD gains a default
+    (as vitess-operator v2.16's and v2.17's CRDs do inside spec.keyspaces), a GET shows it without a
+    new resourceVersion, and a later merge patch of another field is that field's only change:
+    its manager does not take the defaulted atomic list over."""
+    import uuid
+
+    group = f"t{uuid.uuid4().hex[:8]}.example.com"
+    item = {"type": "object", "properties": {"name": {"type": "string"}, "optional": {"type": "boolean"}}}
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "size": {"type": "integer"}, "items": {"type": "array", "items": item}}}}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": f"widgets.{group}"},
+           "spec": {"group": group, "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}]}}
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    assert call(api, "POST", crds, crd)[0] == 201
+    try:
+        path = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+        wait_for(lambda: call(api, "GET", path)[0] == 200, what="the Widget kind served")
+        widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"},
+                  "spec": {"size": 1, "items": [{"name": "a"}]}}
+        code, _, made = call(api, "POST", path, widget, query=[("fieldManager", "deployer")])
+        assert code == 201 and made["spec"]["items"] == [{"name": "a"}]
+
+        code, _, now = call(api, "GET", f"{crds}/widgets.{group}")
+        now["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["items"]["items"][
+            "properties"]["optional"]["default"] = False
+        assert call(api, "PUT", f"{crds}/widgets.{group}", now)[0] == 200
+        code, _, read = call(api, "GET", f"{path}/w")
+        assert read["spec"]["items"] == [{"name": "a", "optional": False}]
+        assert read["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
+
+        code, _, patched = call(api, "PATCH", f"{path}/w", {"spec": {"size": 2}}, query=[("fieldManager", "upgrader")],
+                                content_type="application/merge-patch+json")
+        assert code == 200
+        owned = {m["manager"]: m["fieldsV1"] for m in patched["metadata"]["managedFields"]}
+        assert owned["upgrader"] == {"f:spec": {"f:size": {}}}
+    finally:
+        call(api, "DELETE", f"{crds}/widgets.{group}")
