@@ -19,7 +19,7 @@ from .state import Backend, VitessState
 def install(double, *, operators: bool = True) -> VitessState:
     from ..controllers.etcd_operator import etcd_operator
     from .operator import VitessOperator
-    from .processes import VttabletHttp, vitess_component, vitess_operator
+    from .processes import VitessHttp, vitess_component, vitess_operator
     from .vtadmin import VtadminListeners
     from .vtctld import Vtctld
     from .vtgate import VtgateListeners
@@ -38,8 +38,9 @@ def install(double, *, operators: bool = True) -> VitessState:
             for program in (vitess_component, vitess_operator, etcd_operator):
                 double.kubelet.add_program(program)
     double.register_exec(Vtctld(double, state), label_selector="planetscale.com/component=vtctld")
-    double.register_exec(VttabletHttp(double, state), label_selector="planetscale.com/component=vttablet",
-                         container="vttablet")
+    for program in ("vttablet", "vtgate"):
+        double.register_exec(VitessHttp(double, state, program), label_selector=f"planetscale.com/component={program}",
+                             container=program)
     return state
 
 

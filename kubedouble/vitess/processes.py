@@ -22,10 +22,11 @@ as the newest modelled major. mysqlctld is the binary the tablet pod copies from
 image into the mysqld container, so its version is the vttablet container's. etcd logs in its own format: capnslog text before 3.5, zap JSON from 3.5
 (``--logger`` default). A vttablet that starts restores from the shard's newest backup when
 state.py says it does (``VitessState.tablet_started``: a new data volume, a backup location, a
-backup) and logs vttablet's restore lines. ``VttabletHttp`` is the exec handler for the
-vttablet container: ``wget -qO- http://localhost:15000/debug/vars`` (vitess/lite's Debian base
-installs wget, docker/lite/install_dependencies.sh; curl is not assumed) prints the expvars a
-restore sets (RestoredBackupTime, RestorePosition, RestoreCount); other paths answer 404,
+backup) and logs vttablet's restore lines. ``VitessHttp`` is the exec handler for the
+vttablet and vtgate containers: ``wget -qO- http://localhost:15000/debug/vars`` (vitess/lite's
+Debian base installs wget, docker/lite/install_dependencies.sh; curl is not assumed) prints
+``BuildVersion`` and, in vttablet, the expvars a restore sets (RestoredBackupTime,
+RestorePosition, RestoreCount); other paths answer 404,
 which wget reports with exit 8. Nothing here changes objects.
 """
 
@@ -167,11 +168,15 @@ def vitess_component(double, pod: dict, container: dict, env: dict) -> Run | Non
     return Run(vitessflags.warning_lines(prog, parsed.warnings) + lines)
 
 
-class VttabletHttp:
-    """``wget`` in a vttablet container, against vttablet's own HTTP port (15000): /debug/vars."""
+class VitessHttp:
+    """``wget`` in a vttablet or vtgate container (``program``), against the process's own HTTP
+    port (15000): /debug/vars. Every Vitess binary exports ``BuildVersion`` there (servenv's
+    buildinfo.go: ``stats.NewString("BuildVersion")``, the release's versionName, "24.0.0"):
+    here the version of the container's image, as the process logs it at start; vttablet adds
+    what its restore set."""
 
-    def __init__(self, double, state):
-        self.double, self.state = double, state
+    def __init__(self, double, state, program: str = "vttablet"):
+        self.double, self.state, self.program = double, state, program
 
     def __call__(self, argv: list[str], stdin: bytes | None, pod: dict) -> tuple[int, bytes, bytes]:
         if len(argv) == 3 and argv[0] in ("sh", "/bin/sh", "bash", "/bin/bash") and argv[1] == "-c":
@@ -189,7 +194,11 @@ class VttabletHttp:
             return 4, b"", f"wget: can't connect to remote host ({host}): Connection refused\n".encode()
         if path.split("?")[0] != "debug/vars":
             return 8, b"", b"wget: server returned error: HTTP/1.1 404 Not Found\n"
-        r = self.state.restored(self.double, pod)
-        body = {"RestoredBackupTime": r.time if r else "", "RestorePosition": r.position if r else "",
-                "RestoreCount": {"-.-.Restore": 1} if r else {}}
+        container = next((c for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == self.program), {})
+        v = vitessflags.image_version(resolved_image(self.double, container)) or (vitessflags.NEWEST_KNOWN, 0, 0)
+        body: dict = {"BuildVersion": f"{v[0]}.{v[1]}.{v[2]}"}
+        if self.program == "vttablet":
+            r = self.state.restored(self.double, pod)
+            body |= {"RestoredBackupTime": r.time if r else "", "RestorePosition": r.position if r else "",
+                     "RestoreCount": {"-.-.Restore": 1} if r else {}}
         return 0, (json.dumps(body, indent=1) + "\n").encode(), b""
