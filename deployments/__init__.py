@@ -45,6 +45,7 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
     from flows.reshard import reshard
     from flows.restore_drill import restore_drill
     from flows.teardown import teardown
+    from flows.upgrade import upgrade
 
     blocks, active = blocks or {}, active or {}
 
@@ -119,6 +120,15 @@ def all_deployments(blocks: dict[str, dict] | None = None, active: dict[str, boo
                         "row's shard through vtgate, then complete and remove the old shards when asked. Re-run after any "
                         "failure: it resumes.",
             tags=["vtflow", "resharding"],
+            concurrency_limit=one_at_a_time,
+        ),
+        upgrade.to_deployment(
+            name="upgrade",
+            description="Upgrade vitess-operator and Vitess one supported major at a time (the version table), to the "
+                        "newest release the cluster's Kubernetes allows or the one asked for: preflight and a backup, "
+                        "the operator, then the images, each hop waited for and verified, rolled back when it does not "
+                        "come up. dry_run shows every hop and change.",
+            tags=["vtflow", "day-two"],
             concurrency_limit=one_at_a_time,
         ),
         redeploy.to_deployment(

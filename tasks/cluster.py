@@ -480,6 +480,12 @@ def preflight(spec: ClusterSpec, nodes: list[dict], pods: list[dict], storage_cl
 # ---------------------------------------------------------------- pure: readiness and diagnosis
 
 
+def pod_ready(pod: dict) -> bool:
+    """The pod's Ready condition is True."""
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
 def not_ready(vc: dict | None) -> str | None:
     """None when the operator reports every part ready; otherwise what is still missing."""
     if vc is None:

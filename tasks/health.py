@@ -30,7 +30,7 @@ from blocks.nodes import SSHNodes
 from tasks import gateway
 from tasks.backup import (BACKUP_SCHEDULE_LABEL, VBS, backup_time, backups_from_objects, is_complete, job_failure,
                           job_outcome, job_time, schedule_jobs)
-from tasks.cluster import not_ready
+from tasks.cluster import not_ready, pod_ready
 from tasks.common import retry_transient
 from tasks.node_prep import K3S_DATA_PATH, MEMINFO_LINES, SSH_THREADS, disk_lines, gib, parse_probe
 from tasks.report import Finding, error_finding
@@ -66,17 +66,12 @@ def expected_components(vc: dict) -> list[str]:
     return out
 
 
-def _ready(pod: dict) -> bool:
-    conds = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-
-
 def pod_checks(vc: dict, pods: list[dict]) -> list[Finding]:
     """One check per component: every pod Ready."""
     checks = []
     for comp in expected_components(vc):
         mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(COMPONENT) == comp]
-        not_ready_pods = sorted(p["metadata"]["name"] for p in mine if not _ready(p))
+        not_ready_pods = sorted(p["metadata"]["name"] for p in mine if not pod_ready(p))
         name = f"pods {comp}"
         if not mine:
             checks.append(Finding(name=name, level="fail", problem=f"no {comp} pod exists",

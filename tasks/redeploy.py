@@ -25,7 +25,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from tasks.cluster import not_ready
+from tasks.cluster import not_ready, pod_ready
 from tasks.common import retry_transient
 from tasks.context import TargetContext
 from tasks.report import Finding
@@ -149,9 +149,7 @@ def rollout_pending(vc: dict | None, pods: list[dict], component: str, image: st
         if comp not in wanted:
             continue
         images = {c.get("image") for c in (p.get("spec") or {}).get("containers") or []}
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (p.get("status") or {}).get("conditions") or [])
-        if not wanted[comp] <= images or not ready:
+        if not wanted[comp] <= images or not pod_ready(p):
             old.append(p["metadata"]["name"])
     what = image if isinstance(image, str) else "the images of its fields"
     return f"{len(old)} pod(s) not yet on {what} and ready: {', '.join(sorted(old)[:5])}" if old else None

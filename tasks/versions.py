@@ -119,7 +119,7 @@ def _major(vitess: str) -> int:
     return int(re.match(r"v?(\d+)", vitess).group(1))
 
 
-def _vitess_version(text: str, chosen: Release) -> tuple[str, int]:
+def vitess_pin(text: str, chosen: Release) -> tuple[str, int]:
     """The Vitess release a pin names, and its major: ``v24.0.4`` as given; a bare major
     (``v24``, ``24``) is the release's recommended one of that major, else its ``.0.0``."""
     m = re.fullmatch(r"v?(\d+)(\.\d+\.\d+)?", text.strip())
@@ -187,7 +187,7 @@ def choose(kubernetes: str, operator: str | None = None, vitess: str | None = No
             warnings.append(f"no release in vtflow's table supports Kubernetes {k8s}; running {chosen.row()}.")
     version = chosen.vitess
     if vitess:
-        version, major = _vitess_version(vitess, chosen)
+        version, major = vitess_pin(vitess, chosen)
         if major != chosen.vitess_major:
             problem = (f"vitess-operator {chosen.operator} is built for Vitess {chosen.vitess_major}, "
                        f"not {major}.")

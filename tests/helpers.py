@@ -74,10 +74,12 @@ IMAGES = versions.DEFAULT.images().fields()
 
 
 @contextlib.contextmanager
-def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = None, until: str = "cluster"):
+def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = None, until: str = "cluster",
+                     git_version: str = "v1.33.5+k3s1", **params):
     """A VitessCluster deployed by the deploy flow onto the API double, whose vtgate proxies to a
     MariaDB of its own (the session's is shared; these use upstream's keyspace names). Yields
-    the double with ``tag`` (blocks ``tgt-<tag>``, ``my-<tag>``), ``db``, ``kubeconfig_text``, ``k``."""
+    the double with ``tag`` (blocks ``tgt-<tag>``, ``my-<tag>``), ``db``, ``kubeconfig_text``, ``k``.
+    ``git_version`` is the double's Kubernetes; ``params`` more deploy parameters (operator_version ...)."""
     import asyncio
     import tempfile
 
@@ -89,7 +91,7 @@ def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = N
     from kubedouble import DoubleConfig, KubeDouble
 
     db = MariaDB(root=Path(tempfile.mkdtemp(prefix="vtflow-cluster-")), port=free_port()).start()
-    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version="v1.33.5+k3s1", operators=True,
+    d = KubeDouble(DoubleConfig(nodes=3, node_cpu="8", node_memory="16Gi", git_version=git_version, operators=True,
                                 pod_start_delay=0.02, mysql_backend=f"{db.host}:{db.port}", mysql_user=db.user,
                                 mysql_password=db.password))
     d.start()
@@ -100,7 +102,7 @@ def deployed_cluster(folder: Path, *, spec=None, registry_mirror: str | None = N
         MySQLCredentials(user=db.user, password=db.password).save(f"my-{tag}")
         extra = {"cluster": spec} if spec is not None else {}
         state = asyncio.run(deploy(**DeployParameters(
-            target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", operator_manifest=OPERATOR_YAML,
+            target_block=f"tgt-{tag}", mysql_block=f"my-{tag}", **({"operator_manifest": OPERATOR_YAML} | params),
             until=until, ready_timeout_s=60, **extra).flow_kwargs(), return_state=True))
         assert state.is_completed(), state.message
         d.tag, d.db, d.kubeconfig_text = tag, db, kubeconfig
@@ -204,3 +206,37 @@ def keyspace_cluster(db, folder: Path, namespace: str = "example", cluster: str 
         yield d, k, keyspace
     finally:
         d.stop()
+
+
+def free_node_ports(n: int = 2) -> list[int]:
+    """Node ports free on 127.0.0.1 (other doubles in other processes may hold 30000 and 30001)."""
+    import socket
+
+    import pytest
+
+    out = []
+    for port in range(31500, 32767):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        out.append(port)
+        if len(out) == n:
+            return out
+    pytest.skip("no free node port on 127.0.0.1")
+
+
+def sql(d, *statements, database=None) -> list[tuple]:
+    """Run ``statements`` on a deployed cluster's MariaDB (``d.db``: what vtgate proxies to), as
+    root; each one's rows, in order."""
+    import pymysql
+
+    with pymysql.connect(host=d.db.host, port=d.db.port, user=d.db.user, password=d.db.password, database=database,
+                         autocommit=True) as c, c.cursor() as cur:
+        out = []
+        for s in statements:
+            cur.execute(s)
+            out.append(cur.fetchall())
+        return out
+

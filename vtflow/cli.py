@@ -389,6 +389,32 @@ def cmd_reshard(args) -> int:
     return _workflow_outcome(state, "reshard")
 
 
+def cmd_upgrade(args) -> int:
+    from flows.upgrade import upgrade
+
+    manifests = {}
+    for item in args.manifest or []:
+        release, sep, source = item.partition("=")
+        if not sep or not release or not source:
+            print(f"vtflow upgrade: --manifest {item!r}: give it as RELEASE=FILE_OR_URL, e.g. "
+                  "v2.16.0=./v2.16.0/operator-latest.yaml", file=sys.stderr)
+            return 2
+        manifests[release] = source
+    state = asyncio.run(upgrade(target_block=args.target, mysql_block=args.mysql or args.target,
+                                operator_version=args.operator_version or "", vitess_version=args.vitess_version or "",
+                                operator_manifests=manifests, dry_run=args.dry_run, force=args.force,
+                                backup_max_age_h=args.backup_max_age, rollout_timeout_s=args.timeout,
+                                return_state=True))
+    result = state.result(raise_on_failure=False)
+    if not isinstance(result, BaseException) and result is not None:
+        for hop in result.hops:
+            print(f"{hop.hop}: {hop.result}" + (f" ({hop.seconds:.1f} s)" if hop.seconds is not None else ""))
+            for change in hop.changes if result.action == "planned" else ():
+                print(f"  would change: {change}")
+        print(result.message)
+    return 0 if state.is_completed() else flow_failed(state, "upgrade")
+
+
 def cmd_deploy(args) -> int:
     from flows.deploy import DeployParameters, deploy
 
@@ -791,6 +817,21 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--max-lag", type=int, default=30, help="replication lag allowed, seconds (default 30)")
     rs.add_argument("--dry-run", action="store_true", help="list every step and object change; change nothing")
     rs.set_defaults(func=cmd_reshard)
+
+    ug = sub.add_parser("upgrade", help="upgrade vitess-operator and Vitess one major at a time (the version table): "
+                                        "backup, operator, images, verify; a failed hop is rolled back")
+    ug.add_argument("--target", required=True, help="Vitess target block name")
+    ug.add_argument("--mysql", help="MySQL credentials block name (default: the target's name)")
+    ug.add_argument("--operator-version", help="the release to reach (default: the newest the cluster's Kubernetes allows)")
+    ug.add_argument("--vitess-version", help="the Vitess to reach, e.g. v24.0.4 (default: the release's)")
+    ug.add_argument("--manifest", action="append", metavar="RELEASE=FILE",
+                    help="a release's operator-latest.yaml (file or URL); repeatable; a release left out is fetched "
+                         "from GitHub")
+    ug.add_argument("--backup-max-age", type=float, default=24, help="hours; an older newest backup: one is taken first")
+    ug.add_argument("--timeout", type=float, default=900, help="seconds each hop may take to roll out (default 900)")
+    ug.add_argument("--force", action="store_true", help="go on outside the table's Kubernetes windows")
+    ug.add_argument("--dry-run", action="store_true", help="show every hop and object change; change nothing")
+    ug.set_defaults(func=cmd_upgrade)
 
     sc = sub.add_parser("schedules", help="the scheduled deployments (health check, backup)")
     scu = sc.add_subparsers(dest="schedules", required=True).add_parser(

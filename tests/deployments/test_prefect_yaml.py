@@ -25,7 +25,7 @@ def test_prefect_yaml_is_rendered_from_all_deployments(monkeypatch):
     by_name = {d["name"]: d for d in config["deployments"]}
     assert list(by_name) == [d.name for d in all_deployments()] == ["deploy", "node-prep", "health-check", "backup",
                                                                     "restore-drill", "teardown", "move-tables", "reshard",
-                                                                    "redeploy"]
+                                                                    "upgrade", "redeploy"]
     assert by_name["health-check"]["schedules"] == [{"interval": 300.0, "active": False}]
     assert by_name["backup"]["schedules"] == [{"cron": "0 3 * * *", "active": False}]
     assert by_name["restore-drill"]["schedules"] == [{"cron": "0 4 * * 0", "active": False}]
@@ -72,7 +72,7 @@ def test_deploy_all_then_a_process_worker_runs_the_deploy_flow(prefect_server, t
             pooled = client.read_deployments(work_pool_filter=POOL)
             assert sorted(f"{x.name}" for x in pooled) == ["backup", "deploy", "health-check", "move-tables",
                                                                     "node-prep", "redeploy", "reshard", "restore-drill",
-                                                                    "teardown"]
+                                                                    "teardown", "upgrade"]
             health = client.read_deployment_by_name("health-check/health-check")
             assert [s.active for s in health.schedules] == [False], "scheduled deployments start paused"
         worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "vtflow",

@@ -16,7 +16,7 @@ import pytest
 from prefect.artifacts import Artifact
 
 from flows.move_tables import move_tables
-from helpers import EXAMPLES, deployed_cluster, wait_until
+from helpers import EXAMPLES, deployed_cluster, sql, wait_until
 from tasks import gateway
 from tasks.restore import room_with_every_pod
 from vtflow.vtctld import Vtctld
@@ -24,16 +24,6 @@ from vtflow.vtctld import Vtctld
 NS = "example"
 REPO = Path(__file__).resolve().parents[2]
 WF = "commerce2customer"
-
-
-def sql(d, *statements, database=None):
-    with pymysql.connect(host=d.db.host, port=d.db.port, user=d.db.user, password=d.db.password, database=database,
-                         autocommit=True) as c, c.cursor() as cur:
-        out = []
-        for s in statements:
-            cur.execute(s)
-            out.append(cur.fetchall())
-        return out
 
 
 def tables_in(d, db: str) -> set[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from flows.move_tables import move_tables
 from flows.reshard import reshard
-from helpers import EXAMPLES, deployed_cluster, wait_until
+from helpers import EXAMPLES, deployed_cluster, sql, wait_until
 from tasks.schema import KeyspaceSchema
 from tasks.vreplication import partitioning_shards
 from vtflow import names
@@ -26,13 +26,6 @@ PREPARE = [KeyspaceSchema(keyspace="commerce", sql=str(EXAMPLES / "create_commer
                           vschema=str(EXAMPLES / "vschema_commerce_seq.json")),
            KeyspaceSchema(keyspace="customer", sql=str(EXAMPLES / "create_customer_sharded.sql"),
                           vschema=str(EXAMPLES / "vschema_customer_sharded.json"))]
-
-
-def sql(d, *statements, database=None):
-    with pymysql.connect(host=d.db.host, port=d.db.port, user=d.db.user, password=d.db.password, database=database,
-                         autocommit=True) as c, c.cursor() as cur:
-        for s in statements:
-            cur.execute(s)
 
 
 def through_vtgate(d, target: str, query: str) -> list[tuple]:

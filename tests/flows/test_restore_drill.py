@@ -10,13 +10,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pymysql
 import pytest
 from prefect.variables import Variable
 
 from flows.backup import backup
 from flows.restore_drill import restore_drill
-from helpers import deployed_cluster, read_table_artifact, wait_until
+from helpers import deployed_cluster, read_table_artifact, sql, wait_until
 from tasks.cluster import ClusterSpec, KeyspaceSpec
 from tasks.restore import ANNOTATION, drill_variable
 from vtflow.vtctld import Vtctld
@@ -24,13 +23,6 @@ from vtflow.vtctld import Vtctld
 NS = "example"
 REPO = Path(__file__).resolve().parents[2]
 SHARDS = ["commerce/-", "customer/-80", "customer/80-"]
-
-
-def sql(d, *statements):
-    with pymysql.connect(host=d.db.host, port=d.db.port, user=d.db.user, password=d.db.password,
-                         autocommit=True) as c, c.cursor() as cur:
-        for s in statements:
-            cur.execute(s)
 
 
 @pytest.fixture(scope="module")

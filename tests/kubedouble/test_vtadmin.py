@@ -10,25 +10,11 @@ import urllib.request
 import pytest
 from kubernetes import client
 
+from helpers import free_node_ports
 from vitess_helpers import NS, deploy_101, start_double, wait_for
 
 OPERATOR_SVC = "example-zone1-vtadmin-c03d7eae"      # the operator's ClusterIP Service (web, api)
 NODEPORT_SVC = "example-vtadmin-nodeport"            # as tasks/cluster.py names it
-
-
-def free_node_ports(n: int = 2) -> list[int]:
-    """Node ports free on 127.0.0.1 (other doubles in other processes may hold 30000 and 30001)."""
-    out = []
-    for port in range(31500, 32767):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        out.append(port)
-        if len(out) == n:
-            return out
-    pytest.skip("no free node port on 127.0.0.1")
 
 
 def node_port_service(name: str, web: int, api: int) -> dict:

@@ -70,7 +70,7 @@ def test_serve_keeps_its_files_out_of_another_users_runner_storage():
         names = served_names(port, state)
         log = (state / "prefect" / "serve.log").read_text() if (state / "prefect" / "serve.log").exists() else ""
         assert names == ["backup", "deploy", "health-check", "move-tables", "node-prep", "redeploy", "reshard",
-                         "restore-drill", "teardown"], \
+                         "restore-drill", "teardown", "upgrade"], \
             log[-3000:]
         assert "PermissionError" not in log and "runner_storage" not in log
         assert list((machine_tmp / "runner_storage").iterdir()) == [], "nothing of this user's in the shared folder"
