@@ -47,6 +47,7 @@ class UpgradeResult(BaseModel):
     vitess: tuple[str, str]
     hops: list[up.HopResult] = []
     message: str = ""
+    warnings: list[str] = []            # the path's: a next release that needs a newer Kubernetes, force
 
 
 @flow(name="upgrade", log_prints=False)
@@ -88,7 +89,7 @@ async def upgrade(target_block: TargetBlock = "default", mysql_block: MySQLBlock
     hops = [up.HopResult(hop=h.name, operator=(h.operator_from, h.operator), vitess=(h.vitess_from, h.vitess))
             for h in path.hops]
     result = UpgradeResult(action="unchanged", operator=(now.operator, now.operator), vitess=(now.vitess, now.vitess),
-                           hops=hops)
+                           hops=hops, warnings=list(path.warnings))
     if not path.hops:
         result.message = f"nothing to do: vitess-operator {now.operator} with Vitess {now.vitess} is the target ({path.reason})"
         log.info("%s", result.message)
@@ -96,8 +97,9 @@ async def upgrade(target_block: TargetBlock = "default", mysql_block: MySQLBlock
         return result
     if dry_run:
         dry = TargetContext.of(target, kube.Kube(target.api_client(), dry_run=True))
+        images = up.image_fields(now.vc)
         for h, r in zip(path.hops, hops):
-            r.changes = _planned_changes(dry, now, h, manifests[h.operator])
+            r.changes, images = _planned_changes(dry, now.vc, images, h, manifests[h.operator])
         result.action, result.message = "planned", f"{len(hops)} hop(s) to {path.reason}; nothing changed (dry run)"
         await _report(ctx, now, path, result)
         return result
@@ -142,20 +144,22 @@ def _read_manifests(path: up.Path, given: dict[str, str], mirror: str | None) ->
     return out
 
 
-def _planned_changes(dry: TargetContext, now: up.Installed, hop: up.Hop, manifest: tuple[str, list[dict]]) -> list[str]:
-    """What the hop would change: the operator objects a server-side dry run finds different from
-    what runs now, and each image field."""
+def _planned_changes(dry: TargetContext, vc: dict, before: dict[str, str], hop: up.Hop,
+                     manifest: tuple[str, list[dict]]) -> tuple[list[str], dict[str, str]]:
+    """What the hop would change, and the image fields after it: the operator objects a
+    server-side dry run finds different from what runs now, and each image field from what the
+    hop before it left (``before``)."""
     out = []
     if hop.changes_operator:
         for obj in operator_objects(manifest[1], dry.namespace, dry.registry_mirror):
             done = dry.k.apply(obj, force=True)
             if done.action != "unchanged":
                 out.append(f"{done.ref}: {done.action} (compared with what runs now)")
-    before = up.image_fields(now.vc)
-    for path, image in up.hop_images(now.vc, hop).items():
+    after = up.hop_images(vc, hop)
+    for path, image in after.items():
         if before.get(path) != image:
             out.append(f"VitessCluster {dry.namespace}/{dry.cluster} spec.{path}: {before.get(path) or 'unset'} -> {image}")
-    return out
+    return out, {**before, **after}
 
 
 # ---------------------------------------------------------------- one hop
@@ -259,8 +263,10 @@ async def _report(ctx: TargetContext, now: up.Installed, path: up.Path, result: 
             lines.append(f"| {r.hop.split(',')[0]} | {r.operator[0]} -> {r.operator[1]} | {r.vitess[0]} -> {r.vitess[1]} "
                          f"| {r.result} | {took} |")
         for r in result.hops:
-            items = [f"- {c.line}" for c in r.checks] + [f"- {c}" for c in r.changes]
-            if items:
-                lines += ["", f"**{r.hop}**", "", *items]
+            if r.checks:
+                lines += ["", f"**{r.hop}: checks**", "", *(f"- {c.line}" for c in r.checks)]
+            if r.changes:
+                verb = "would change" if result.action == "planned" else "changes"
+                lines += ["", f"**{r.hop}: {verb}**", "", *(f"- {c}" for c in r.changes)]
     await acreate_markdown_artifact(markdown="\n".join(lines), key=f"upgrade-{ctx.cluster}",
                                     description=f"Upgrade of {ctx.namespace}/{ctx.cluster}: hops, checks, changes")

@@ -411,6 +411,8 @@ def cmd_upgrade(args) -> int:
             print(f"{hop.hop}: {hop.result}" + (f" ({hop.seconds:.1f} s)" if hop.seconds is not None else ""))
             for change in hop.changes if result.action == "planned" else ():
                 print(f"  would change: {change}")
+        for w in result.warnings:
+            print(f"warning: {w}")
         print(result.message)
     return 0 if state.is_completed() else flow_failed(state, "upgrade")
 

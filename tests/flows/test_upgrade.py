@@ -4,6 +4,10 @@ operator-latest.yaml of each release, the double's operator running as the relea
 Deployment's image names, tablets rolled one at a time, vtgate proxying to a MariaDB of its own."""
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from prefect.artifacts import Artifact
@@ -15,6 +19,7 @@ from tasks.upgrade import VARS_COMMAND, build_version
 from vtflow.names import ROLLOUT_SCHEDULED
 
 NS = "example"
+REPO = Path(__file__).resolve().parents[2]
 K8S_132 = "v1.32.10+k3s1"
 MANIFESTS = {v: str(UPSTREAM / f"vitess-operator-{v}" / "examples" / "operator-latest.yaml")
              for v in ("v2.15.1", "v2.16.0", "v2.17.0")}
@@ -71,6 +76,17 @@ def versions_now(d):
 
 def test_the_dry_run_shows_both_hops_and_every_change_and_changes_nothing(cluster):
     before = versions_now(cluster)
+    # through the CLI, as a user runs it
+    r = subprocess.run([sys.executable, "-m", "vtflow.cli", "upgrade", "--target", f"tgt-{cluster.tag}", "--mysql",
+                        f"my-{cluster.tag}", "--dry-run", *(f"--manifest={v}={MANIFESTS[v]}" for v in ("v2.16.0", "v2.17.0"))],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "v2.15.1 -> v2.16.0, Vitess v22.0.1 -> v23.0.0: planned"
+    assert f"  would change: VitessCluster example/example spec.images.vttablet: vitess/lite:v22.0.1 -> {V23}" in lines
+    assert lines[-1] == ("2 hop(s) to vitess-operator v2.17.0, the newest release the table allows on Kubernetes 1.32; "
+                         "nothing changed (dry run)")
+    assert versions_now(cluster) == before
     state, result = run(cluster, dry_run=True)
     assert state.is_completed(), state.message
     assert result.action == "planned" and [h.hop for h in result.hops] == [
@@ -79,6 +95,9 @@ def test_the_dry_run_shows_both_hops_and_every_change_and_changes_nothing(cluste
     assert "Deployment example/vitess-operator: changed (compared with what runs now)" in first
     assert f"VitessCluster example/example spec.images.vttablet: vitess/lite:v22.0.1 -> {V23}" in first
     assert any(c.startswith("CustomResourceDefinition vitessclusters.planetscale.com: changed") for c in first)
+    # the second hop's images change from what the first leaves
+    assert ("VitessCluster example/example spec.images.vttablet: vitess/lite:v23.0.0-mysql80 -> "
+            "vitess/lite:v24.0.0-mysql80") in result.hops[1].changes
     assert versions_now(cluster) == before
     text = Artifact.get("upgrade-example").data
     assert text.startswith("# Upgrade plan (dry run)") and "node-1 v1.32.10+k3s1" in text
