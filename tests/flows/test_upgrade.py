@@ -4,6 +4,7 @@ operator-latest.yaml of each release, the double's operator running as the relea
 Deployment's image names, tablets rolled one at a time, vtgate proxying to a MariaDB of its own."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -32,16 +33,22 @@ def data(d):
                "CHECKSUM TABLE commerce.customer, commerce.product")
 
 
-@pytest.fixture(scope="module")
-def cluster(prefect_server, tmp_path_factory):
+@contextlib.contextmanager
+def v22_cluster(folder):
     spec = ClusterSpec(vtadmin=False, vtgate_node_port=free_node_ports(1)[0])   # not 30306: other sessions' doubles
-    with deployed_cluster(tmp_path_factory.mktemp("upgrade"), spec=spec, git_version=K8S_132,
-                          operator_version="v2.15.1", operator_manifest=MANIFESTS["v2.15.1"]) as d:
+    with deployed_cluster(folder, spec=spec, git_version=K8S_132, operator_version="v2.15.1",
+                          operator_manifest=MANIFESTS["v2.15.1"]) as d:
         sql(d, "CREATE DATABASE IF NOT EXISTS commerce",
             "CREATE TABLE commerce.product (sku VARCHAR(32) PRIMARY KEY, price INT)",
             "CREATE TABLE commerce.customer (customer_id INT PRIMARY KEY, email VARCHAR(64))",
             "INSERT INTO commerce.product VALUES ('SKU-1001', 100), ('SKU-1002', 30)",
             "INSERT INTO commerce.customer VALUES (1, 'alice@domain'), (2, 'bob@domain')")
+        yield d
+
+
+@pytest.fixture(scope="module")
+def cluster(prefect_server, tmp_path_factory):
+    with v22_cluster(tmp_path_factory.mktemp("upgrade")) as d:
         yield d
 
 
@@ -180,4 +187,21 @@ def test_after_the_upgrade_the_deploy_keeps_it_or_names_the_conflict(cluster):
     same = run_deploy(operator_manifest=MANIFESTS["v2.17.0"])
     assert same.is_completed(), same.message
     assert cluster.k.get("planetscale.com/v2", "VitessCluster", "example", NS)["spec"]["images"] == vc["spec"]["images"]
+
+
+def test_when_the_second_hop_fails_the_first_stays_and_the_run_says_why(prefect_server, tmp_path):
+    with v22_cluster(tmp_path) as d:
+        d.rollout.never_ready("vitess/lite:v24.0.0-mysql80")
+        state, result = run(d)
+        assert state.is_failed()
+        msg = state.message
+        assert "upgrade hop v2.16.0 -> v2.17.0, Vitess v23.0.0 -> v24.0.0: failed (" in msg
+        assert "rolled back: vitess-operator v2.16.0 with Vitess v23.0.0 runs again" in msg
+        assert "the hop(s) before it finished and stay (a Vitess major that finished is not rolled back" in msg
+        assert "restore the backup the upgrade took before that hop" in msg
+        assert operator_image(d) == "planetscale/vitess-operator:v2.16.0"
+        assert images_of(d, "vttablet") == {V23} == images_of(d, "vtgate") and vtgate_version(d) == {"23.0.0"}
+        text = Artifact.get("upgrade-example").data
+        assert "| v2.15.1 -> v2.16.0 | v2.15.1 -> v2.16.0 | v22.0.1 -> v23.0.0 | done |" in text
+        assert "| v2.16.0 -> v2.17.0 | v2.16.0 -> v2.17.0 | v23.0.0 -> v24.0.0 | rolled back |" in text
 
