@@ -80,6 +80,7 @@ async def upgrade(target_block: TargetBlock = "default", mysql_block: MySQLBlock
     credentials = await load_block(MySQLCredentials, mysql_block, "mysql credentials")
     ctx = TargetContext.of(target, kube.Kube(target.api_client()))
     now = up.read_installed(ctx)
+    up.held_by_strategy(now.vc, ctx.subject)
     path = up.plan_path(now.kubernetes, now.operator, now.vitess, operator_version or None, vitess_version or None,
                         force)
     manifests = _read_manifests(path, operator_manifests, target.registry_mirror)

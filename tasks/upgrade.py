@@ -82,6 +82,18 @@ def installed(dep: dict | None, vc: dict, subject: str) -> tuple[str, str]:
     return operator, vitess
 
 
+def held_by_strategy(vc: dict, subject: str) -> None:
+    """Every hop changes every tablet pod; with ``updateStrategy`` External (the operator's
+    default when unset) the operator only schedules them and waits for an outside tool to
+    release each one (vitess-operator vitesscluster_types.go), so the hop's wait could never
+    end: refused before anything changes."""
+    strategy = ((vc.get("spec") or {}).get("updateStrategy") or {}).get("type") or "External"
+    if strategy != "Immediate":
+        raise ConfigError(f"{subject} spec.updateStrategy.type", f"is {strategy}: the operator would only schedule "
+                          "the changed tablets and wait for an outside tool to release each one, so a hop never finishes.",
+                          "set spec.updateStrategy.type: Immediate (vtflow's deploy does), then run the upgrade again.")
+
+
 def k3s_for(minor: str) -> str:
     """The K3s line that runs Kubernetes ``minor`` ("1.32"): K3s versions are the Kubernetes
     version with a +k3sN suffix."""

@@ -76,13 +76,15 @@ def vtgate_version(d):
     return {build_version(d.k.exec(NS, p["metadata"]["name"], "vtgate", VARS_COMMAND)[1]) for p in pods(d, "vtgate")}
 
 
-def versions_now(d):
+def spec_now(d):
+    """What a change would change: the operator's image, the VitessCluster's spec and generation (the
+    operator's status writes move its resourceVersion at any time)."""
     vc = d.k.get("planetscale.com/v2", "VitessCluster", "example", NS)
-    return operator_image(d), vc["spec"]["images"]["vttablet"], vc["metadata"]["resourceVersion"]
+    return operator_image(d), vc["spec"], vc["metadata"]["generation"]
 
 
 def test_the_dry_run_shows_both_hops_and_every_change_and_changes_nothing(cluster):
-    before = versions_now(cluster)
+    before = spec_now(cluster)
     # through the CLI, as a user runs it
     r = subprocess.run([sys.executable, "-m", "vtflow.cli", "upgrade", "--target", f"tgt-{cluster.tag}", "--mysql",
                         f"my-{cluster.tag}", "--dry-run", *(f"--manifest={v}={MANIFESTS[v]}" for v in ("v2.16.0", "v2.17.0"))],
@@ -93,7 +95,7 @@ def test_the_dry_run_shows_both_hops_and_every_change_and_changes_nothing(cluste
     assert f"  would change: VitessCluster example/example spec.images.vttablet: vitess/lite:v22.0.1 -> {V23}" in lines
     assert lines[-1] == ("2 hop(s) to vitess-operator v2.17.0, the newest release the table allows on Kubernetes 1.32; "
                          "nothing changed (dry run)")
-    assert versions_now(cluster) == before
+    assert spec_now(cluster) == before
     state, result = run(cluster, dry_run=True)
     assert state.is_completed(), state.message
     assert result.action == "planned" and [h.hop for h in result.hops] == [
@@ -105,16 +107,30 @@ def test_the_dry_run_shows_both_hops_and_every_change_and_changes_nothing(cluste
     # the second hop's images change from what the first leaves
     assert ("VitessCluster example/example spec.images.vttablet: vitess/lite:v23.0.0-mysql80 -> "
             "vitess/lite:v24.0.0-mysql80") in result.hops[1].changes
-    assert versions_now(cluster) == before
+    assert spec_now(cluster) == before
     text = Artifact.get("upgrade-example").data
     assert text.startswith("# Upgrade plan (dry run)") and "node-1 v1.32.10+k3s1" in text
 
 
 def test_a_downgrade_is_refused_before_anything_changes(cluster):
-    before = versions_now(cluster)
+    before = spec_now(cluster)
     state, _ = run(cluster, operator_version="v2.14.0")
     assert state.is_failed() and "vtflow upgrades, it does not downgrade" in state.message
-    assert versions_now(cluster) == before
+    assert spec_now(cluster) == before
+
+
+def test_a_cluster_with_the_external_update_strategy_is_refused_before_anything_changes(cluster):
+    def patch(kind):
+        cluster.k.patch("planetscale.com/v2", "VitessCluster", "example", NS,
+                        {"spec": {"updateStrategy": {"type": kind}}}, manager="test")
+    patch("External")
+    try:
+        before = spec_now(cluster)
+        state, _ = run(cluster)
+        assert state.is_failed() and "spec.updateStrategy.type: is External" in state.message
+        assert spec_now(cluster) == before
+    finally:
+        patch("Immediate")
 
 
 def test_a_tablet_that_never_gets_ready_on_the_new_images_rolls_the_hop_back_and_fails_naming_both(cluster):
@@ -158,18 +174,18 @@ def test_the_upgrade_goes_hop_by_hop_to_the_newest_and_a_rerun_changes_nothing(c
     text = Artifact.get("upgrade-example").data
     assert "| v2.15.1 -> v2.16.0 | v2.15.1 -> v2.16.0 | v22.0.1 -> v23.0.0 | done |" in text
 
-    after = versions_now(cluster)
+    after = spec_now(cluster)
     state, result = run(cluster)
     assert state.is_completed(), state.message
     assert result.action == "unchanged" and result.hops == []
     assert "nothing to do: vitess-operator v2.17.0 with Vitess v24.0.0 is the target" in result.message
-    assert versions_now(cluster) == after
+    assert spec_now(cluster) == after
 
 
 def test_after_the_upgrade_the_deploy_keeps_it_or_names_the_conflict(cluster):
     """A deploy pinning the old release would undo the upgrade: refused, naming vtflow-upgrade; one
     that leaves the versions empty picks the same row and changes no image."""
-    if versions_now(cluster)[0] != "planetscale/vitess-operator:v2.17.0":
+    if operator_image(cluster) != "planetscale/vitess-operator:v2.17.0":
         pytest.skip("needs the upgraded cluster of the test before")
     from flows.deploy import DeployParameters, deploy
 
@@ -183,7 +199,7 @@ def test_after_the_upgrade_the_deploy_keeps_it_or_names_the_conflict(cluster):
                                                      **kw).flow_kwargs(), return_state=True))
     old = run_deploy(operator_version="v2.15.1", operator_manifest=MANIFESTS["v2.15.1"])
     assert old.is_failed() and "field manager 'vtflow-upgrade' owns" in old.message and "spec.images" in old.message
-    assert versions_now(cluster)[1] == "vitess/lite:v24.0.0-mysql80"
+    assert spec_now(cluster)[1]["images"]["vttablet"] == "vitess/lite:v24.0.0-mysql80"
     same = run_deploy(operator_manifest=MANIFESTS["v2.17.0"])
     assert same.is_completed(), same.message
     assert cluster.k.get("planetscale.com/v2", "VitessCluster", "example", NS)["spec"]["images"] == vc["spec"]["images"]

@@ -109,3 +109,11 @@ def test_build_version_of_debug_vars():
     assert up.same_release("24.0.0", "v24.0.0") and up.same_release("23.0.0", "v23.0.0-mysql80")
     assert not up.same_release("23.0.0", "v24.0.0") and not up.same_release("", "v24.0.0")
     assert versions.release("v2.16.0").images("v23.0.0").vitess == "vitess/lite:v23.0.0-mysql80"
+
+
+def test_a_cluster_whose_rollouts_wait_for_an_outside_release_is_refused():
+    up.held_by_strategy({"spec": {"updateStrategy": {"type": "Immediate"}}}, "VitessCluster example/example")
+    for spec in ({"updateStrategy": {"type": "External"}}, {}):
+        with pytest.raises(ConfigError, match="updateStrategy.type: is External.*set spec.updateStrategy.type: Immediate"):
+            up.held_by_strategy({"spec": spec}, "VitessCluster example/example")
+
