@@ -100,7 +100,7 @@ async def upgrade(target_block: TargetBlock = "default", mysql_block: MySQLBlock
         dry = TargetContext.of(target, kube.Kube(target.api_client(), dry_run=True))
         images = up.image_fields(now.vc)
         for h, r in zip(path.hops, hops):
-            r.changes, images = _planned_changes(dry, now.vc, images, h, manifests[h.operator])
+            r.changes, images = _planned_changes(dry, now.vc, images, h, manifests.get(h.operator))
         result.action, result.message = "planned", f"{len(hops)} hop(s) to {path.reason}; nothing changed (dry run)"
         await _report(ctx, now, path, result)
         return result
@@ -109,7 +109,7 @@ async def upgrade(target_block: TargetBlock = "default", mysql_block: MySQLBlock
         log.info("hop %s", h.name)
         started = time.monotonic()
         try:
-            await _hop(ctx, target_block, credentials, h, r, manifests[h.operator], backup_max_age_h,
+            await _hop(ctx, target_block, credentials, h, r, manifests.get(h.operator), backup_max_age_h,
                        max_replication_lag_s, rollout_timeout_s, verify, verify_inputs)
         except VtflowError as failure:
             r.seconds = round(time.monotonic() - started, 1)
@@ -127,10 +127,11 @@ async def upgrade(target_block: TargetBlock = "default", mysql_block: MySQLBlock
 
 
 def _read_manifests(path: up.Path, given: dict[str, str], mirror: str | None) -> dict[str, tuple[str, list[dict]]]:
-    """Each hop's operator manifest (source, documents pinned to the release), read once."""
+    """The operator manifest (source, documents pinned to the release) of each hop that changes
+    the operator, read once."""
     out = {}
     for h in path.hops:
-        if h.operator in out:
+        if not h.changes_operator or h.operator in out:
             continue
         source = given.get(h.operator) or given.get(h.release.minor)
         if not source and mirror:
@@ -146,7 +147,7 @@ def _read_manifests(path: up.Path, given: dict[str, str], mirror: str | None) ->
 
 
 def _planned_changes(dry: TargetContext, vc: dict, before: dict[str, str], hop: up.Hop,
-                     manifest: tuple[str, list[dict]]) -> tuple[list[str], dict[str, str]]:
+                     manifest: tuple[str, list[dict]] | None) -> tuple[list[str], dict[str, str]]:
     """What the hop would change, and the image fields after it: the operator objects a
     server-side dry run finds different from what runs now, and each image field from what the
     hop before it left (``before``)."""
@@ -167,7 +168,7 @@ def _planned_changes(dry: TargetContext, vc: dict, before: dict[str, str], hop: 
 
 
 async def _hop(ctx: TargetContext, target_block: str, credentials: MySQLCredentials, h: up.Hop, r: up.HopResult,
-               manifest: tuple[str, list[dict]], backup_max_age_h: float, max_lag_s: float, timeout_s: float,
+               manifest: tuple[str, list[dict]] | None, backup_max_age_h: float, max_lag_s: float, timeout_s: float,
                verify: Verification, verify_inputs) -> None:
     log = get_run_logger()
     r.checks += await _preflight(ctx, target_block, credentials, backup_max_age_h, max_lag_s)

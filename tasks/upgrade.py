@@ -120,18 +120,35 @@ def _refuse_kubernetes(r: versions.Release, kubernetes: str, force: bool, warnin
     warnings.append(f"{problem} Going on: force.")
 
 
+def version_key(version: str) -> tuple[int, int, int, int, int]:
+    """Orders releases: ``v2.17.0-rc1`` < ``v2.17.0`` < ``v2.17.1``; ``v24.0.0`` < ``v24.0.4``."""
+    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?", version.strip())
+    if not m:
+        raise ConfigError(f"version {version!r}", "is not a version.", "give it as vMAJOR.MINOR.PATCH, e.g. v2.17.0.")
+    major, minor, patch, rc = m.groups()
+    return int(major), int(minor), int(patch or 0), 0 if rc else 1, int(rc or 0)
+
+
+def _newer(now: str, table: str) -> str:
+    """The table's release unless what runs is a later patch of the same minor (never go back)."""
+    same_minor = versions.minor_of(now) == versions.minor_of(table)
+    return now if same_minor and version_key(now) >= version_key(table) else table
+
+
 @dataclass(frozen=True)
 class Hop:
-    """One step of the path: an operator release and the Vitess version its images carry."""
+    """One step of the path: the table's row, the operator release it runs (the row's, or a later
+    patch of it that already runs) and the Vitess version its images carry."""
 
     operator_from: str
     vitess_from: str
     release: versions.Release
     vitess: str
+    operator_to: str = ""
 
     @property
     def operator(self) -> str:
-        return self.release.operator
+        return self.operator_to or self.release.operator
 
     @property
     def name(self) -> str:
@@ -200,10 +217,18 @@ def plan_path(kubernetes: str, operator_now: str, vitess_now: str, operator: str
                               "upgrade through that major by hand, or deploy the target release into a new cluster "
                               "and move the data (move-tables).")
         r = rows[-1]
-        hops.append(Hop(op_from, v_from, r, target_vitess if r is target else r.vitess))
-        op_from, v_from = r.operator, hops[-1].vitess
-    if (op_from, v_from) != (target.operator, target_vitess) and target.vitess_major == versions.minor_of(v_from)[0]:
-        hops.append(Hop(op_from, v_from, target, target_vitess))   # same major: a newer operator or patch
+        hops.append(Hop(op_from, v_from, r, target_vitess if r is target else r.vitess, _newer(op_from, r.operator)))
+        op_from, v_from = hops[-1].operator, hops[-1].vitess
+    if target.vitess_major == versions.minor_of(v_from)[0]:
+        # the same major: a newer operator (an rc to its release) or a newer Vitess patch; never an older one
+        if version_key(target_vitess) < version_key(v_from):
+            if vitess:
+                raise ConfigError(f"vitess_version {vitess}", f"is older than the Vitess that runs ({v_from}): vtflow "
+                                  "upgrades, it does not downgrade.", "ask for a newer patch, or leave it empty.")
+            target_vitess = v_from
+        to = _newer(op_from, target.operator)
+        if (op_from, v_from) != (to, target_vitess):
+            hops.append(Hop(op_from, v_from, target, target_vitess, to))
     for h in hops:
         _refuse_kubernetes(h.release, kubernetes, force, warnings, f"the hop to Vitess {h.vitess}")
     nxt = [r for r in versions.RELEASES if r.vitess_major == target.vitess_major + 1]

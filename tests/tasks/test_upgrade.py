@@ -31,6 +31,18 @@ def test_at_the_target_there_is_nothing_to_do_and_a_pinned_patch_is_one_hop():
     assert [(h.operator_from, h.operator, h.vitess) for h in rc] == [("v2.17.0-rc1", "v2.17.0", "v24.0.0")]
 
 
+def test_what_runs_is_never_taken_back_to_an_older_patch():
+    # a Vitess patch newer than the table's: the default target keeps it
+    assert up.plan_path("v1.33.5+k3s1", "v2.17.0", "v24.0.4").hops == ()
+    with pytest.raises(ConfigError, match="is older than the Vitess that runs \\(v24.0.4\\)"):
+        up.plan_path("v1.33.5+k3s1", "v2.17.0", "v24.0.4", vitess="v24.0.0")
+    # an operator patch newer than the row's stays; the hop changes only the images
+    hops = up.plan_path("v1.32.10+k3s1", "v2.16.1", "v22.0.1").hops
+    assert [(h.operator_from, h.operator, h.changes_operator) for h in hops] == [
+        ("v2.16.1", "v2.16.1", False), ("v2.16.1", "v2.17.0", True)]
+    assert up.version_key("v2.17.0-rc1") < up.version_key("v2.17.0") < up.version_key("v2.17.1")
+
+
 def test_a_release_the_kubernetes_does_not_support_is_refused_with_the_k3s_version_needed():
     with pytest.raises(ConfigError) as e:
         up.plan_path("v1.31.4+k3s1", "v2.15.1", "v22.0.1", operator="v2.17.0")
