@@ -42,7 +42,7 @@ from vtflow.errors import ConfigError, PermanentError, VtflowError
 
 
 class UpgradeResult(BaseModel):
-    action: str                         # unchanged | planned | upgraded | rolled back
+    action: str                         # unchanged | planned | upgraded | rolled back | refused | failed
     operator: tuple[str, str]           # before the run, after it
     vitess: tuple[str, str]
     hops: list[up.HopResult] = []
@@ -79,12 +79,16 @@ async def upgrade(target_block: TargetBlock = "default", mysql_block: MySQLBlock
     target = await load_block(VitessTarget, target_block, "target")
     credentials = await load_block(MySQLCredentials, mysql_block, "mysql credentials")
     ctx = TargetContext.of(target, kube.Kube(target.api_client()))
-    now = up.read_installed(ctx)
-    up.held_by_strategy(now.vc, ctx.subject)
-    path = up.plan_path(now.kubernetes, now.operator, now.vitess, operator_version or None, vitess_version or None,
-                        force)
-    manifests = _read_manifests(path, operator_manifests, target.registry_mirror)
-    verify_inputs = read_verify_inputs(verify) if verify.enabled else (None, None)
+    try:   # every input read and checked before anything changes
+        now = up.read_installed(ctx)
+        up.held_by_strategy(now.vc, ctx.subject)
+        path = up.plan_path(now.kubernetes, now.operator, now.vitess, operator_version or None,
+                            vitess_version or None, force)
+        manifests = _read_manifests(path, operator_manifests, target.registry_mirror)
+        verify_inputs = read_verify_inputs(verify) if verify.enabled else (None, None)
+    except VtflowError as e:
+        await _publish(ctx, "\n".join(["# Upgrade refused", "", f"- {e}", "- nothing was changed"]))
+        raise
     for w in path.warnings:
         log.warning("%s", w)
     hops = [up.HopResult(hop=h.name, operator=(h.operator_from, h.operator), vitess=(h.vitess_from, h.vitess))
@@ -238,11 +242,14 @@ async def _failed(ctx: TargetContext, now: up.Installed, path: up.Path, result: 
     back = next((c for c in reversed(r.checks) if c.name == "rollback"), None)
     confirmed = back is not None and back.level == "ok"
     runs = f"vitess-operator {h.operator_from} with Vitess {h.vitess_from}"
-    state = (f"rolled back: {runs} runs again" if confirmed else
-             f"not confirmed rolled back to {runs} ({back.problem if back else 'no rollback'})")
+    if back is None:   # the preflight refused the hop: nothing of it was changed
+        r.result, state = "refused", f"the hop changed nothing: {runs} runs"
+    else:
+        state = (f"rolled back: {runs} runs again" if confirmed else
+                 f"not confirmed rolled back to {runs} ({back.problem})")
     done = [x for x in result.hops if x.result == "done"]
     stays = (f"; the hop(s) before it finished and stay ({up.FINISHED_STAYS})" if done else "")
-    result.action = "rolled back" if confirmed else "failed"
+    result.action = "rolled back" if confirmed else ("refused" if back is None else "failed")
     result.message = f"hop {h.name} failed ({cause}); {state}{stays}"
     await _report(ctx, now, path, result)
     fix = f"see the artifact upgrade-{ctx.cluster}; fix the cause, then re-run (it starts from what runs)."
@@ -253,8 +260,8 @@ async def _failed(ctx: TargetContext, now: up.Installed, path: up.Path, result: 
 
 async def _report(ctx: TargetContext, now: up.Installed, path: up.Path, result: UpgradeResult) -> None:
     """The artifact ``upgrade-<cluster>``: the path, each hop's versions, result, time, checks and changes."""
-    title = {"planned": "plan (dry run)", "unchanged": "nothing to do", "upgraded": "done"}.get(result.action,
-                                                                                              f"FAILED ({result.action})")
+    title = {"planned": "plan (dry run)", "unchanged": "nothing to do", "upgraded": "done"}.get(
+        result.action, f"FAILED ({result.action})")
     lines = [f"# Upgrade {title}", "", f"- {result.message}", f"- target: {path.reason}",
              f"- Kubernetes {now.kubernetes}; nodes: " + ", ".join(f"{n} {v}" for n, v in sorted(now.nodes.items()))]
     lines += [f"- warning: {w}" for w in path.warnings]
@@ -270,5 +277,9 @@ async def _report(ctx: TargetContext, now: up.Installed, path: up.Path, result: 
             if r.changes:
                 verb = "would change" if result.action == "planned" else "changes"
                 lines += ["", f"**{r.hop}: {verb}**", "", *(f"- {c}" for c in r.changes)]
-    await acreate_markdown_artifact(markdown="\n".join(lines), key=f"upgrade-{ctx.cluster}",
+    await _publish(ctx, "\n".join(lines))
+
+
+async def _publish(ctx: TargetContext, text: str) -> None:
+    await acreate_markdown_artifact(markdown=text, key=f"upgrade-{ctx.cluster}",
                                     description=f"Upgrade of {ctx.namespace}/{ctx.cluster}: hops, checks, changes")

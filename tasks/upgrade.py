@@ -340,7 +340,7 @@ class HopResult(BaseModel):
     hop: str
     operator: tuple[str, str]
     vitess: tuple[str, str]
-    result: str = "planned"            # planned | done | rolled back | failed
+    result: str = "planned"            # planned | done | rolled back | failed | refused (its preflight)
     seconds: float | None = None
     checks: list[Finding] = []
     changes: list[str] = []

@@ -116,6 +116,24 @@ def test_a_downgrade_is_refused_before_anything_changes(cluster):
     before = spec_now(cluster)
     state, _ = run(cluster, operator_version="v2.14.0")
     assert state.is_failed() and "vtflow upgrades, it does not downgrade" in state.message
+    assert Artifact.get("upgrade-example").data.startswith("# Upgrade refused\n\n- upgrade to vitess-operator v2.14.0")
+    assert spec_now(cluster) == before
+
+
+def test_a_replica_far_behind_refuses_the_hop_in_its_preflight_and_nothing_changes(cluster):
+    replica = next(p for p in pods(cluster, "vttablet")
+                   if p["metadata"]["labels"].get("planetscale.com/tablet-type") == "replica")
+    alias = f"zone1-{int(replica['metadata']['labels']['planetscale.com/tablet-uid']):010d}"
+    cluster.vitess.set_replication_lag(alias, 120)
+    try:
+        before = spec_now(cluster)
+        state, result = run(cluster)
+    finally:
+        cluster.vitess.set_replication_lag(alias, 0)
+    assert state.is_failed()
+    assert f"upgrade preflight of VitessCluster example/example: 1 check(s) failed: replication commerce/- {alias}" \
+        in state.message
+    assert "the hop changed nothing: vitess-operator v2.15.1 with Vitess v22.0.1 runs" in state.message
     assert spec_now(cluster) == before
 
 
