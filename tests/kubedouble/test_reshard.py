@@ -10,8 +10,8 @@ import pymysql
 import pytest
 
 from kubedouble_helpers import OPERATOR_DIR
-from test_vtctld import vtctldclient
-from vitess_helpers import NS, cluster_ready, cluster_status, deploy_101, docs, start_double, wait_for
+from vitess_helpers import (NS, cluster_ready, cluster_status, deploy_101, docs, fails, mariadb, ok, start_double,
+                            table_names, vtgate, wait_for)
 from vtflow.vindex import hash_keyspace_id, shard_of
 
 GATEWAY = "example-vtgate-ae7df4b6"
@@ -22,17 +22,6 @@ CREATE = ["create", "--source-shards", "-", "--target-shards", "-80,80-"]
 SHARDS = ["-80", "80-"]
 DATABASES = ("commerce", "customer", "customer@-", "customer@-80", "customer@80-")
 EXAMPLES = OPERATOR_DIR / "examples"
-
-
-def _db(kd_mariadb):
-    return pymysql.connect(host=kd_mariadb.host, port=kd_mariadb.port, user=kd_mariadb.user,
-                           password=kd_mariadb.password, autocommit=True)
-
-
-def _tables(kd_mariadb, db: str) -> list[str]:
-    with _db(kd_mariadb) as c, c.cursor() as cur:
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db,))
-        return [r[0] for r in cur.fetchall()]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,7 @@ def cluster(kd_mariadb, tmp_path_factory):
         dyn = deploy_101(api)
         customer = next(k for k in docs("201_customer_tablets.yaml")[0]["spec"]["keyspaces"] if k["name"] == "customer")
         _patch_keyspace(dyn, customer)
-        with _db(kd_mariadb) as c, c.cursor() as cur:
+        with mariadb(kd_mariadb) as c, c.cursor() as cur:
             for db in DATABASES:
                 cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
             cur.execute("CREATE DATABASE commerce")
@@ -61,7 +50,7 @@ def cluster(kd_mariadb, tmp_path_factory):
     finally:
         d.vitess.vreplication.close()   # its thread would go on syncing the shared MariaDB
         d.stop()
-        with _db(kd_mariadb) as c, c.cursor() as cur:
+        with mariadb(kd_mariadb) as c, c.cursor() as cur:
             for db in DATABASES[1:]:
                 cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
 
@@ -77,35 +66,15 @@ def _patch_keyspace(dyn, keyspace: dict) -> None:
              and cluster_ready(cluster_status(dyn)), timeout=30, what=f"keyspace {keyspace['name']} ready")
 
 
-def vtgate(d, kd_mariadb, target: str):
-    host, port = d.vtgate.address(NS, GATEWAY)
-    conn = pymysql.connect(host=host, port=port, user=kd_mariadb.user, password=kd_mariadb.password,
-                           autocommit=True, connect_timeout=5)
-    conn.cursor().execute(f"USE `{target}`")
-    return conn
-
-
 def ids(d, kd_mariadb, target: str, table: str = "customer", column: str = "customer_id") -> list[int]:
     """The ``column`` values of ``table`` that vtgate shows for ``USE <target>``."""
-    with vtgate(d, kd_mariadb, target) as c, c.cursor() as cur:
+    with vtgate(d, kd_mariadb, GATEWAY, target) as c, c.cursor() as cur:
         cur.execute(f"SELECT {column} FROM {table} ORDER BY 1")
         return [r[0] for r in cur.fetchall()]
 
 
 def owner(customer_id: int) -> str:
     return shard_of(hash_keyspace_id(customer_id), SHARDS)
-
-
-def ok(api, *args) -> str:
-    code, out, err = vtctldclient(api, *args)
-    assert code == 0, err
-    return out
-
-
-def fails(api, *args) -> str:
-    code, out, err = vtctldclient(api, *args)
-    assert code == 1, out
-    return err
 
 
 def status(api, *base) -> dict:
@@ -151,11 +120,11 @@ def test_refusals_then_the_new_shards(cluster, kd_mariadb):
     cancelled = ["Reshard", "--target-keyspace", "customer", "--workflow", "tmp"]
     ok(api, *cancelled, *CREATE)
     wait_for(lambda: set(states(api, *cancelled)) == {"Running"}, what="tmp running")
-    assert sorted(_tables(kd_mariadb, "customer@-80")) == ["corder", "customer"]
+    assert sorted(table_names(kd_mariadb, "customer@-80")) == ["corder", "customer"]
     out = json.loads(ok(api, *cancelled, "cancel", "--format", "json"))
     assert out["summary"] == "Successfully cancelled the tmp workflow in the customer keyspace"
     assert len(out["details"]) == 2
-    assert _tables(kd_mariadb, "customer@-80") == [] and _tables(kd_mariadb, "customer@80-") == []
+    assert table_names(kd_mariadb, "customer@-80") == [] and table_names(kd_mariadb, "customer@80-") == []
 
 
 def test_copy_places_rows_by_the_hash_vindex_and_replicates(cluster, kd_mariadb):
@@ -198,7 +167,7 @@ def test_copy_places_rows_by_the_hash_vindex_and_replicates(cluster, kd_mariadb)
     assert sorted(ids(d, kd_mariadb, "customer/-80", "corder") + ids(d, kd_mariadb, "customer/80-", "corder")) == \
         ids(d, kd_mariadb, "customer", "corder")
     # changes on the source shard while Running reach the shard owning the row
-    with vtgate(d, kd_mariadb, "customer") as c, c.cursor() as cur:
+    with vtgate(d, kd_mariadb, GATEWAY, "customer") as c, c.cursor() as cur:
         cur.execute("INSERT INTO customer (customer_id, email) VALUES (6, 'frank@domain.com')")
         cur.execute("INSERT INTO corder (order_id, customer_id, sku, price) VALUES (6, 6, 'SKU-1001', 100)")
         cur.execute("DELETE FROM corder WHERE order_id = 5")
@@ -263,11 +232,11 @@ def test_switch_serves_the_new_shards(cluster, kd_mariadb):
     # keyspace-level reads see every shard; the old shard keeps its rows
     assert ids(d, kd_mariadb, "customer") == [1, 2, 3, 4, 5, 6]
     assert ids(d, kd_mariadb, "customer/-") == [1, 2, 3, 4, 5, 6]
-    with vtgate(d, kd_mariadb, "customer") as c, c.cursor() as cur:
+    with vtgate(d, kd_mariadb, GATEWAY, "customer") as c, c.cursor() as cur:
         with pytest.raises(pymysql.MySQLError) as e:
             cur.execute("INSERT INTO customer (customer_id, email) VALUES (7, 'grace@domain.com')")
         assert e.value.args[0] == 1471   # ER_NON_INSERTABLE_TABLE: the UNION ALL view (stricter than vtgate)
-    with vtgate(d, kd_mariadb, "customer/80-") as c, c.cursor() as cur:
+    with vtgate(d, kd_mariadb, GATEWAY, "customer/80-") as c, c.cursor() as cur:
         cur.execute("INSERT INTO customer (customer_id, email) VALUES (7, 'grace@domain.com')")
     assert ids(d, kd_mariadb, "customer") == [1, 2, 3, 4, 5, 6, 7]
     wait_for(lambda: 7 in ids(d, kd_mariadb, "customer/-"), what="reverse replication to the old shard")
@@ -281,7 +250,7 @@ def test_reverse_switch_again_and_complete(cluster, kd_mariadb):
     assert out.endswith("Current State: Reads Not Switched. Writes Not Switched\n")
     assert json.loads(ok(api, "Workflow", "--keyspace", "customer", "list")) == [WF]
     wait_for(lambda: set(states(api)) == {"Running"}, what="forward streams running")
-    with vtgate(d, kd_mariadb, "customer") as c, c.cursor() as cur:   # the full-range shard again
+    with vtgate(d, kd_mariadb, GATEWAY, "customer") as c, c.cursor() as cur:   # the full-range shard again
         cur.execute("INSERT INTO customer (customer_id, email) VALUES (9, 'heidi@domain.com')")
     assert owner(9) == "-80"
     wait_for(lambda: 9 in ids(d, kd_mariadb, "customer/-80"), what="forward replication after the reverse")

@@ -5,33 +5,21 @@ from __future__ import annotations
 
 import json
 
-import pymysql
 import pytest
 
 from kubedouble_helpers import OPERATOR_DIR
-from test_vtctld import vtctldclient
-from vitess_helpers import NS, cluster_ready, cluster_status, deploy_101, docs, start_double, wait_for
+from vitess_helpers import (NS, cluster_ready, cluster_status, deploy_101, docs, fails, mariadb, ok, start_double,
+                            table_names, vtctldclient, vtgate, wait_for)
 
 GATEWAY = "example-vtgate-ae7df4b6"
 WF = "commerce2customer"
 MT = ["MoveTables", "--target-keyspace", "customer", "--workflow", WF]
 
 
-def _db(kd_mariadb, database=None):
-    return pymysql.connect(host=kd_mariadb.host, port=kd_mariadb.port, user=kd_mariadb.user,
-                           password=kd_mariadb.password, database=database, autocommit=True)
-
-
 def _rows(kd_mariadb, db: str, table: str) -> list[tuple]:
-    with _db(kd_mariadb) as c, c.cursor() as cur:
+    with mariadb(kd_mariadb) as c, c.cursor() as cur:
         cur.execute(f"SELECT * FROM `{db}`.`{table}` ORDER BY 1")
         return list(cur.fetchall())
-
-
-def _tables(kd_mariadb, db: str) -> list[str]:
-    with _db(kd_mariadb) as c, c.cursor() as cur:
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db,))
-        return [r[0] for r in cur.fetchall()]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +37,7 @@ def cluster(kd_mariadb, tmp_path_factory):
                  body={"spec": {"keyspaces": vc["spec"]["keyspaces"] + [customer]}})
         wait_for(lambda: "customer" in (cluster_status(dyn).get("keyspaces") or {})
                  and cluster_ready(cluster_status(dyn)), timeout=30, what="customer keyspace ready")
-        with _db(kd_mariadb) as c, c.cursor() as cur:
+        with mariadb(kd_mariadb) as c, c.cursor() as cur:
             for db in ("commerce", "customer"):
                 cur.execute(f"DROP DATABASE IF EXISTS {db}")
                 cur.execute(f"CREATE DATABASE {db}")
@@ -63,29 +51,8 @@ def cluster(kd_mariadb, tmp_path_factory):
     finally:
         d.vitess.vreplication.close()   # its thread would go on syncing the shared MariaDB
         d.stop()
-        with _db(kd_mariadb) as c, c.cursor() as cur:
+        with mariadb(kd_mariadb) as c, c.cursor() as cur:
             cur.execute("DROP DATABASE IF EXISTS customer")
-
-
-def vtgate(d, kd_mariadb, target: str):
-    host, port = d.vtgate.address(NS, GATEWAY)
-    conn = pymysql.connect(host=host, port=port, user=kd_mariadb.user, password=kd_mariadb.password,
-                           autocommit=True, connect_timeout=5)
-    conn.cursor().execute(f"USE {target}")
-    return conn
-
-
-def ok(api, *args) -> str:
-    code, out, err = vtctldclient(api, *args)
-    assert code == 0, err
-    return out
-
-
-def fails(api, *args) -> str:
-    code, out, err = vtctldclient(api, *args)
-    assert code == 1, out
-    assert err.count("\n") == 1 and err.startswith("E") and "main.go:" in err, err   # one glog line
-    return err
 
 
 def status(api, *extra) -> dict:
@@ -115,7 +82,7 @@ def test_create_copies_then_runs_and_replicates(cluster, kd_mariadb):
         key, shard = next(iter(show["shard_streams"].items()))
         assert key.startswith("-/zone1-") and shard["streams"][0]["state"] == "Copying"
         assert isinstance(shard["streams"][0]["id"], str) and shard["streams"][0]["rows_copied"] == "0"
-        assert _tables(kd_mariadb, "customer") == ["corder", "customer"]   # created from the source DDL
+        assert table_names(kd_mariadb, "customer") == ["corder", "customer"]   # created from the source DDL
     finally:
         vr.pause_copy(False)
     wait_for(lambda: stream_state(api) == "Running", what="copy done")
@@ -130,7 +97,7 @@ def test_create_copies_then_runs_and_replicates(cluster, kd_mariadb):
     assert text.endswith("Traffic State: Reads Not Switched. Writes Not Switched\n")
     assert json.loads(ok(api, "Workflow", "--keyspace", "customer", "list")) == [WF]
     # a change on the source reaches the target
-    with vtgate(d, kd_mariadb, "commerce") as c, c.cursor() as cur:
+    with vtgate(d, kd_mariadb, GATEWAY, "commerce") as c, c.cursor() as cur:
         cur.execute("INSERT INTO customer (email) VALUES ('frank@domain.com')")
         cur.execute("UPDATE corder SET price = 31 WHERE order_id = 2")
         cur.execute("DELETE FROM corder WHERE order_id = 5")
@@ -249,7 +216,7 @@ def test_switch_reads_then_writes_routes_through_vtgate(cluster, kd_mariadb):
     fwd = json.loads(ok(api, *MT, "show"))["workflows"][0]["shard_streams"].popitem()[1]["streams"][0]
     assert fwd["message"] == "FROZEN"
     # queries to commerce's moved tables now reach customer's
-    with vtgate(d, kd_mariadb, "commerce") as c, c.cursor() as cur:
+    with vtgate(d, kd_mariadb, GATEWAY, "commerce") as c, c.cursor() as cur:
         cur.execute("INSERT INTO customer (email) VALUES ('grace@domain.com')")
         cur.execute("SELECT count(*) FROM customer")
         seen = cur.fetchone()[0]
@@ -270,7 +237,7 @@ def test_reverse_switch_again_and_complete(cluster, kd_mariadb):
     assert any(r[1] == b"grace@domain.com" for r in _rows(kd_mariadb, "commerce", "customer"))
     assert json.loads(ok(api, "Workflow", "--keyspace", "commerce", "list")) == []
     wait_for(lambda: stream_state(api) == "Running", what="forward stream running")
-    with vtgate(d, kd_mariadb, "commerce") as c, c.cursor() as cur:
+    with vtgate(d, kd_mariadb, GATEWAY, "commerce") as c, c.cursor() as cur:
         cur.execute("INSERT INTO customer (email) VALUES ('heidi@domain.com')")
     wait_for(lambda: any(r[1] == b"heidi@domain.com" for r in _rows(kd_mariadb, "customer", "customer")),
              what="forward replication after the reverse")
@@ -278,13 +245,13 @@ def test_reverse_switch_again_and_complete(cluster, kd_mariadb):
     ok(api, *MT, "switchtraffic", "--tablet-types", "primary")
     dry = ok(api, *MT, "complete", "--dry-run")
     assert dry.startswith(f"Complete dry run results for workflow customer.{WF} at ")
-    assert _tables(kd_mariadb, "commerce") != ["product"]   # the dry run dropped nothing
+    assert table_names(kd_mariadb, "commerce") != ["product"]   # the dry run dropped nothing
     assert ok(api, *MT, "complete") == f"Successfully completed the {WF} workflow in the customer keyspace\n"
     assert json.loads(ok(api, "Workflow", "--keyspace", "customer", "list")) == []
     assert json.loads(ok(api, "Workflow", "--keyspace", "commerce", "list")) == []
     assert json.loads(ok(api, "GetRoutingRules")) == {"rules": []}
-    assert _tables(kd_mariadb, "commerce") == ["product"]
-    assert _tables(kd_mariadb, "customer") == ["corder", "customer"]
+    assert table_names(kd_mariadb, "commerce") == ["product"]
+    assert table_names(kd_mariadb, "customer") == ["corder", "customer"]
     assert f"no streams found in keyspace customer for {WF}" in fails(api, *MT, "status")
 
 
@@ -298,8 +265,8 @@ def test_cancel_drops_the_target_tables(cluster, kd_mariadb):
     out = json.loads(ok(api, *mt, "cancel", "--format", "json"))
     assert out["summary"] == "Successfully cancelled the p2c workflow in the customer keyspace"
     assert out["details"][0]["deleted"] is True
-    assert "product" not in _tables(kd_mariadb, "customer")
-    assert _tables(kd_mariadb, "commerce") == ["product"]
+    assert "product" not in table_names(kd_mariadb, "customer")
+    assert table_names(kd_mariadb, "commerce") == ["product"]
     assert json.loads(ok(api, "Workflow", "--keyspace", "customer", "list")) == []
     assert json.loads(ok(api, "GetRoutingRules")) == {"rules": []}
 

@@ -8,37 +8,16 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-import pymysql
 import pytest
 from kubernetes import client
 from kubernetes.stream import stream
 
 from kubedouble_helpers import OPERATOR_DIR, api_client_for
-from vitess_helpers import NS, cluster_ready, cluster_status, wait_for
-
-VTCTLD = "planetscale.com/component=vtctld,planetscale.com/cluster=example"
-
-
-def vtctldclient(api, *args, stdin: str | None = None, server=True) -> tuple[int, str, str]:
-    core = client.CoreV1Api(api)
-    pod = core.list_namespaced_pod(NS, label_selector=VTCTLD).items[0].metadata.name
-    argv = ["vtctldclient"] + (["--server", "localhost:15999"] if server else []) + list(args)
-    resp = stream(core.connect_get_namespaced_pod_exec, pod, NS, container="vtctld", command=argv,
-                  stderr=True, stdin=stdin is not None, stdout=True, tty=False, _preload_content=False)
-    if stdin is not None:
-        resp.write_stdin(stdin)
-    resp.run_forever(timeout=10)
-    return resp.returncode, resp.read_stdout(), resp.read_stderr()
-
-
-def _db(kd_mariadb, database=None):
-    return pymysql.connect(host=kd_mariadb.host, port=kd_mariadb.port, user=kd_mariadb.user,
-                           password=kd_mariadb.password, database=database, autocommit=True)
-
+from vitess_helpers import NS, cluster_ready, cluster_status, mariadb, vtctldclient, wait_for
 
 @pytest.fixture(scope="module")
 def fresh_schema(kd_mariadb):
-    with _db(kd_mariadb) as c, c.cursor() as cur:
+    with mariadb(kd_mariadb) as c, c.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS commerce")
 
 
@@ -47,7 +26,7 @@ def test_apply_schema_from_stdin_creates_tables(vitess_101, kd_mariadb, fresh_sc
     sql = (OPERATOR_DIR / "examples" / "create_commerce_schema.sql").read_text()
     code, out, err = vtctldclient(api, "ApplySchema", "--sql-file=/dev/stdin", "commerce", stdin=sql)
     assert code == 0, err
-    with _db(kd_mariadb, "commerce") as c, c.cursor() as cur:
+    with mariadb(kd_mariadb, "commerce") as c, c.cursor() as cur:
         cur.execute("SHOW TABLES")
         assert sorted(r[0] for r in cur.fetchall()) == ["corder", "customer", "product"]
 
@@ -61,7 +40,7 @@ def test_apply_schema_sql_flag_forms_and_mysql_errors(vitess_101, kd_mariadb, fr
                                   "create table t5 (id int)", "commerce")
     assert code == 1
     assert "Table 't1' already exists" in err and '"CurSQLIndex": 1' in err
-    with _db(kd_mariadb, "commerce") as c, c.cursor() as cur:
+    with mariadb(kd_mariadb, "commerce") as c, c.cursor() as cur:
         cur.execute("SHOW TABLES LIKE 't5'")
         assert cur.fetchall() == ()   # stopped at the first error
 
@@ -406,7 +385,7 @@ def primary_of(api) -> str:
 
 def test_execute_fetch_as_dba_json_is_a_sqltypes_result(vitess_101, kd_mariadb):
     _, api, _ = vitess_101
-    with _db(kd_mariadb) as c, c.cursor() as cur:
+    with mariadb(kd_mariadb) as c, c.cursor() as cur:
         cur.execute("CREATE DATABASE IF NOT EXISTS commerce")
         cur.execute("CREATE TABLE IF NOT EXISTS commerce.fetched (id INT PRIMARY KEY, v VARCHAR(8))")
         cur.execute("REPLACE INTO commerce.fetched VALUES (1, 'a'), (2, NULL)")
@@ -430,14 +409,14 @@ def test_execute_fetch_as_dba_json_is_a_sqltypes_result(vitess_101, kd_mariadb):
 
 def test_a_new_tablet_restores_the_newest_backup_and_catches_up_but_keeps_a_backup_only_change(vitess_101, kd_mariadb):
     d, api, dyn = vitess_101
-    with _db(kd_mariadb) as c, c.cursor() as cur:
+    with mariadb(kd_mariadb) as c, c.cursor() as cur:
         cur.execute("CREATE DATABASE IF NOT EXISTS commerce")
         cur.execute("CREATE TABLE IF NOT EXISTS commerce.kept (id INT PRIMARY KEY, v VARCHAR(8))")
         cur.execute("REPLACE INTO commerce.kept VALUES (1, 'one'), (2, 'two')")
     assert vtctldclient(api, "BackupShard", "commerce/-")[0] == 0
     newest = d.vitess.list_backups(NS, "example", "commerce", "-")[-1]
     d.vitess.change_backup_row(NS, "example", "commerce", "-", "kept", "v = 'TWO'", "id = 2")
-    with _db(kd_mariadb) as c, c.cursor() as cur:
+    with mariadb(kd_mariadb) as c, c.cursor() as cur:
         cur.execute("INSERT INTO commerce.kept VALUES (3, 'three')")   # after the backup
     d.vitess.set_catchup_delay(3600)
     rc = dyn.resources.get(api_version=VC, kind="VitessCluster")

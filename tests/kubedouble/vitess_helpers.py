@@ -8,9 +8,11 @@ from __future__ import annotations
 import copy
 import time
 
+import pymysql
 import pytest
 import yaml
 from kubernetes import client, dynamic
+from kubernetes.stream import stream
 
 from vtflow.kube import discovery_client
 
@@ -97,3 +99,57 @@ def deploy_101(api: client.ApiClient, example: str = "101_initial_cluster.yaml",
     apply_file(dyn, example)
     wait_for(lambda: cluster_ready(cluster_status(dyn)), timeout=timeout, what="VitessCluster ready")
     return dyn
+
+
+# -- vtctldclient and SQL, as the Vitess command tests run them ------------------------------------
+VTCTLD = "planetscale.com/component=vtctld,planetscale.com/cluster=example"
+
+
+def vtctldclient(api, *args, stdin: str | None = None, server=True) -> tuple[int, str, str]:
+    """vtctldclient in the vtctld pod (exec through kubernetes.stream): exit status, stdout, stderr."""
+    core = client.CoreV1Api(api)
+    pod = core.list_namespaced_pod(NS, label_selector=VTCTLD).items[0].metadata.name
+    argv = ["vtctldclient"] + (["--server", "localhost:15999"] if server else []) + list(args)
+    resp = stream(core.connect_get_namespaced_pod_exec, pod, NS, container="vtctld", command=argv,
+                  stderr=True, stdin=stdin is not None, stdout=True, tty=False, _preload_content=False)
+    if stdin is not None:
+        resp.write_stdin(stdin)
+    resp.run_forever(timeout=10)
+    return resp.returncode, resp.read_stdout(), resp.read_stderr()
+
+
+def ok(api, *args) -> str:
+    """vtctldclient that must succeed: its stdout."""
+    code, out, err = vtctldclient(api, *args)
+    assert code == 0, err
+    return out
+
+
+def fails(api, *args) -> str:
+    """vtctldclient that must fail as the real one does: exit 1 and one glog line on stderr."""
+    code, out, err = vtctldclient(api, *args)
+    assert code == 1, out
+    assert err.count("\n") == 1 and err.startswith("E") and "main.go:" in err, err
+    return err
+
+
+def mariadb(kd_mariadb, database=None):
+    """A connection to the MariaDB behind the tablets (root, autocommit)."""
+    return pymysql.connect(host=kd_mariadb.host, port=kd_mariadb.port, user=kd_mariadb.user,
+                           password=kd_mariadb.password, database=database, autocommit=True)
+
+
+def table_names(kd_mariadb, db: str) -> list[str]:
+    with mariadb(kd_mariadb) as c, c.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (db,))
+        return [r[0] for r in cur.fetchall()]
+
+
+def vtgate(d, kd_mariadb, gateway: str, target: str):
+    """A connection through the double's vtgate proxy of Service ``gateway``, on ``USE <target>``."""
+    host, port = d.vtgate.address(NS, gateway)
+    conn = pymysql.connect(host=host, port=port, user=kd_mariadb.user, password=kd_mariadb.password,
+                           autocommit=True, connect_timeout=5)
+    conn.cursor().execute(f"USE `{target}`")
+    return conn
+
