@@ -26,7 +26,7 @@ from flows.common import load_block
 from flows.params import MySQLBlock, TargetBlock
 from tasks import redeploy as rd
 from tasks.context import TargetContext
-from tasks.verify import Verification, expected_tablets_of, verify_cluster
+from tasks.verify import Verification, verify_deployed
 from tasks.verify import read_inputs as read_verify_inputs
 from vtflow import kube
 from vtflow.errors import PermanentError, VtflowError
@@ -62,7 +62,7 @@ async def redeploy(component: rd.Component, repository: str, digest: str, tag: s
     try:
         get_run_logger().info("%s set to %s; waiting for the rolling update", component, image)
         rd.wait_rollout(ctx, component, image, rollout_timeout_s)
-        _verify(ctx, credentials, vc, verify, verify_inputs)
+        verify_deployed(ctx, credentials, verify, verify_inputs, vc)
     except VtflowError as failure:
         get_run_logger().error("redeploy of %s to %s failed: %s; rolling back", component, image, failure)
         back = rd.rollback(ctx, component, change.previous, rollout_timeout_s)
@@ -89,15 +89,6 @@ async def _backup_first(target_block: str, vc: dict, component: str, wanted: boo
     if wanted and ((vc.get("spec") or {}).get("backup") or {}).get("locations"):
         get_run_logger().info("taking a backup before changing %s", component)
         await backup(target_block=target_block, prune=False)
-
-
-def _verify(ctx: TargetContext, credentials: MySQLCredentials, vc: dict, verify: Verification, inputs) -> None:
-    """The deploy's verification, against the cluster as the operator now has it."""
-    if not verify.enabled:
-        return
-    vc = ctx.k.get(*rd.VC, ctx.cluster, ctx.namespace) or vc
-    verify_cluster(ctx, credentials, expected_tablets_of(vc),
-                   rd.deployed_vtadmin_ports(ctx, vc) if verify.vtadmin else None, {}, verify, inputs)
 
 
 async def _rolled_back(ctx: TargetContext, change: rd.Change, tag: str | None, failure: VtflowError,

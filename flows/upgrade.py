@@ -33,9 +33,9 @@ from tasks import versions
 from tasks.context import TargetContext
 from tasks.health import backup_age_checks, kubernetes_checks, vitess_checks
 from tasks.operators import install_vitess_operator, load_manifest, operator_objects
-from tasks.redeploy import VC, deployed_vtadmin_ports
+from tasks.redeploy import VC
 from tasks.report import Finding, failed
-from tasks.verify import Verification, expected_tablets_of, verify_cluster
+from tasks.verify import Verification, verify_deployed
 from tasks.verify import read_inputs as read_verify_inputs
 from vtflow import kube, names
 from vtflow.errors import ConfigError, PermanentError, VtflowError
@@ -189,7 +189,7 @@ async def _hop(ctx: TargetContext, target_block: str, credentials: MySQLCredenti
             up.wait_hop(ctx, previous, h.vitess_from, timeout_s)
         up.set_images(ctx, new, h.vitess)
         r.checks += up.wait_hop(ctx, new, h.vitess, timeout_s)
-        r.checks += _verify(ctx, credentials, verify, verify_inputs)
+        r.checks += verify_deployed(ctx, credentials, verify, verify_inputs)
     except VtflowError as failure:
         log.error("hop %s failed: %s; rolling back", h.name, failure)
         back = up.rollback(ctx, previous, new, deployment if h.changes_operator else None, timeout_s)
@@ -222,15 +222,6 @@ async def _preflight(ctx: TargetContext, target_block: str, credentials: MySQLCr
         checks.append(Finding(name="backups", level="warn", problem="the cluster has no backup location, so no backup "
                               "was taken before the hop", fix="set the deploy's cluster.backup and re-deploy"))
     return checks
-
-
-def _verify(ctx: TargetContext, credentials: MySQLCredentials, verify: Verification, inputs) -> list[Finding]:
-    if not verify.enabled:
-        return []
-    vc = ctx.k.get(*VC, ctx.cluster, ctx.namespace) or {}
-    # raises when a check fails
-    return verify_cluster(ctx, credentials, expected_tablets_of(vc),
-                          deployed_vtadmin_ports(ctx, vc) if verify.vtadmin else None, {}, verify, inputs).findings
 
 
 # ---------------------------------------------------------------- the report

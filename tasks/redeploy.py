@@ -41,7 +41,7 @@ _REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]
 # the pods whose containers run a component's image, by planetscale.com/component label
 PODS_OF = {"vitess": (names.VTCTLD, names.VTGATE, names.VTTABLET, names.VTORC), "vtadmin": (names.VTADMIN,)}
 # the image fields each pod's containers run (vtbackup runs in Jobs only, not in these pods)
-_FIELDS_OF_POD = {names.VTCTLD: ("images.vtctld",), names.VTGATE: ("images.vtgate",), names.VTORC: ("images.vtorc",),
+FIELDS_OF_POD = {names.VTCTLD: ("images.vtctld",), names.VTGATE: ("images.vtgate",), names.VTORC: ("images.vtorc",),
                   names.VTTABLET: ("images.vttablet", "images.mysqld.mysql80Compatible"),
                   names.VTADMIN: ("images.vtadmin",)}
 
@@ -133,7 +133,7 @@ def pod_images(component: str, images: str | Mapping[str, str]) -> dict[str, set
     one image for all of them, or per pod from the image fields (field path -> image)."""
     if isinstance(images, str):
         return {pod: {images} for pod in PODS_OF[component]}
-    return {pod: {images[f] for f in _FIELDS_OF_POD[pod]} for pod in PODS_OF[component]}
+    return {pod: {images[f] for f in FIELDS_OF_POD[pod]} for pod in PODS_OF[component]}
 
 
 def rollout_pending(vc: dict | None, pods: list[dict], component: str, image: str | Mapping[str, str]) -> str | None:
@@ -244,15 +244,6 @@ def read_change(target: TargetContext, component: str, image: str, pushed_at: fl
             raise PermanentError(f"Deployment {namespace}/{names.OPERATOR_DEPLOYMENT}", "does not exist.",
                                  "run the deploy flow first.")
     return vc, plan_change(vc, dep, component, image, pushed_at)
-
-
-def deployed_vtadmin_ports(target: TargetContext, vc: dict) -> tuple[int, int] | None:
-    """vtadmin's (web, API) NodePorts as its Service has them; None without vtadmin."""
-    if not (vc.get("spec") or {}).get("vtadmin"):
-        return None
-    svc = target.k.get("v1", "Service", names.vtadmin_node_port_name(target.cluster), target.namespace)
-    ports = {p.get("name"): p.get("nodePort") for p in ((svc or {}).get("spec") or {}).get("ports") or []}
-    return (ports["web"], ports["api"]) if ports.get("web") and ports.get("api") else None
 
 
 def _write(target: TargetContext, component: str, images: dict[str, str], pushed_at: float | None) -> None:

@@ -36,16 +36,13 @@ from pydantic import BaseModel
 from tasks import versions
 from tasks.cluster import not_ready, pod_ready
 from tasks.context import TargetContext
-from tasks.redeploy import DEPLOYMENT, VC, cluster_images, cluster_patch, deployment_pending, operator_image
+from tasks.redeploy import (DEPLOYMENT, FIELDS_OF_POD, VC, cluster_images, cluster_patch, deployment_pending,
+                             operator_image)
 from tasks.report import Finding
 from vtflow import kube, names
 from vtflow.errors import ConfigError, PermanentError, VtflowError
 
 MANAGER = kube.FIELD_MANAGER + "-upgrade"
-# the Vitess pods and the image fields each one's containers run (vtbackup runs in Jobs only)
-POD_FIELDS = {names.VTCTLD: ("images.vtctld",), names.VTGATE: ("images.vtgate",), names.VTORC: ("images.vtorc",),
-              names.VTTABLET: ("images.vttablet", "images.mysqld.mysql80Compatible"),
-              names.VTADMIN: ("images.vtadmin",)}
 VARS_COMMAND = ["wget", "-qO-", "http://localhost:15000/debug/vars"]
 FINISHED_STAYS = ("a Vitess major that finished is not rolled back: its tablets ran it and may have written what "
                   "the older major cannot read (the _vt sidecar schema is upgraded on start), and Vitess supports "
@@ -291,7 +288,7 @@ def rollout_pending(vc: dict | None, pods: list[dict], images: dict[str, str]) -
     old, scheduled = [], []
     for p in pods:
         labels = p["metadata"].get("labels") or {}
-        fields = POD_FIELDS.get(labels.get(names.COMPONENT))
+        fields = FIELDS_OF_POD.get(labels.get(names.COMPONENT))
         if not fields or p["metadata"].get("deletionTimestamp"):
             continue
         run = {c.get("image") for c in (p.get("spec") or {}).get("containers") or []}
@@ -355,7 +352,6 @@ class Installed:
     operator: str
     vitess: str
     vc: dict
-    deployment: dict
     nodes: dict[str, str]              # node -> kubelet (K3s) version
 
 
@@ -372,7 +368,7 @@ def read_installed(ctx: TargetContext) -> Installed:
     operator, vitess = installed(dep, vc, ctx.subject)
     nodes = {n["metadata"]["name"]: ((n.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "?")
              for n in k.list("v1", "Node")}
-    return Installed(k.server_version(), operator, vitess, vc, dep, nodes)
+    return Installed(k.server_version(), operator, vitess, vc, nodes)
 
 
 def _pods(ctx: TargetContext) -> list[dict]:

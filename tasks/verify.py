@@ -32,6 +32,7 @@ from tasks.report import Finding, error_finding, failed
 from tasks.context import TargetContext
 from vtflow import mysql, vtadmin
 from vtflow.errors import ConfigError, PermanentError, TransientError, VtflowError
+from vtflow import names
 from vtflow.names import shard_names
 from vtflow.sources import read_source
 from vtflow.forms import OptionalText
@@ -360,3 +361,25 @@ def verify_cluster(target: TargetContext, credentials: MySQLCredentials,
                              + "; ".join(c.short for c in report.failed),
                              f"see the artifact verify-{cluster} for every check, the tablets and the rows.")
     return report
+
+
+def deployed_vtadmin_ports(target: TargetContext, vc: dict) -> tuple[int, int] | None:
+    """vtadmin's (web, API) NodePorts as its Service has them; None without vtadmin."""
+    if not (vc.get("spec") or {}).get("vtadmin"):
+        return None
+    svc = target.k.get("v1", "Service", names.vtadmin_node_port_name(target.cluster), target.namespace)
+    ports = {p.get("name"): p.get("nodePort") for p in ((svc or {}).get("spec") or {}).get("ports") or []}
+    return (ports["web"], ports["api"]) if ports.get("web") and ports.get("api") else None
+
+
+def verify_deployed(target: TargetContext, credentials: MySQLCredentials, options: Verification, inputs,
+                    vc: dict | None = None) -> list[Finding]:
+    """The deploy's verification against the cluster as the operator has it now (after a redeploy
+    or an upgrade hop): its tablets and vtadmin's NodePorts read from the objects; [] when turned
+    off. Raises when a check fails (verify_cluster)."""
+    if not options.enabled:
+        return []
+    vc = target.k.get("planetscale.com/v2", "VitessCluster", target.cluster, target.namespace) or vc or {}
+    return verify_cluster(target, credentials, expected_tablets_of(vc),
+                          deployed_vtadmin_ports(target, vc) if options.vtadmin else None, {}, options, inputs).findings
+
